@@ -1,0 +1,22 @@
+/** HTTP header names of the gateway API (lower case, as Node presents them). */
+export const HEADERS = {
+  instance: 'bluemix-instance',
+  correlationId: 'correlation-id',
+  requestId: 'x-request-id',
+  authorization: 'authorization',
+} as const;
+
+/** Instance ids and key ids: what the gateway accepts in a header or a path. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** API paths of the gateway. */
+export const PATHS = {
+  token: '/identity/token',
+  keys: '/api/v2/keys',
+  keyAction: (keyId: string, action: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/actions/${action}`,
+  key: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}`,
+  jwks: '/.well-known/jwks.json',
+  healthz: '/healthz',
+  readyz: '/readyz',
+  metrics: '/metrics',
+} as const;

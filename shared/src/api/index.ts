@@ -1,0 +1,48 @@
+export {
+  codeOfErrorCollection,
+  type ErrorCollection,
+  errorCollection,
+  errorCollectionFor,
+} from './errors-body.js';
+export { HEADERS, ID_PATTERN, PATHS } from './headers.js';
+export {
+  APIKEY_GRANT_TYPE,
+  type IamError,
+  iamError,
+  type TokenRequest,
+  type TokenResponse,
+  tokenRequest,
+  tokenResponse,
+} from './iam.js';
+export {
+  aadList,
+  base64String,
+  KEY_ACTIONS,
+  type KeyAction,
+  type KeyVersionRef,
+  keyVersionRef,
+  type RewrapRequest,
+  type RewrapResponse,
+  rewrapRequest,
+  rewrapResponse,
+  type UnwrapRequest,
+  type UnwrapResponse,
+  unwrapRequest,
+  unwrapResponse,
+  type WrapRequest,
+  type WrapResponse,
+  wrapRequest,
+  wrapResponse,
+} from './key-actions.js';
+export {
+  COLLECTION_TYPES,
+  type CreateKeyRequest,
+  createKeyRequest,
+  type KeyCollection,
+  type KeyResource,
+  KeyState,
+  keyCollection,
+  keyResource,
+  LIFECYCLE_ACTIONS,
+  type LifecycleAction,
+} from './keys.js';

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { ERROR_CATALOGUE, ERROR_CODES, isErrorCode } from './catalogue.js';
+import { GrpcStatus } from './grpc-status.js';
+import { asKeygateError, isKeygateError, KeygateError } from './keygate-error.js';
+
+const docsPath = new URL('../../../docs/errors.md', import.meta.url);
+const ROW = /^\| `([A-Z0-9_]+)` \| (\d{3}) \| ([A-Z_]+) \| (.+?) \| (.+?) \|$/;
+
+function docRows(): Map<string, { http: number; grpc: string; message: string }> {
+  const rows = new Map<string, { http: number; grpc: string; message: string }>();
+  for (const line of readFileSync(docsPath, 'utf8').split('\n')) {
+    const m = ROW.exec(line);
+    if (!m) continue;
+    const [, code, http, grpc, message] = m as unknown as [string, string, string, string, string];
+    assert.ok(!rows.has(code), `docs/errors.md lists ${code} twice`);
+    rows.set(code, { http: Number(http), grpc, message });
+  }
+  return rows;
+}
+
+describe('error catalogue', () => {
+  it('has one line in docs/errors.md per code, with the same HTTP status, gRPC status and text', () => {
+    const rows = docRows();
+    assert.deepEqual([...rows.keys()].sort(), [...ERROR_CODES].sort(), 'codes in docs/errors.md differ from the catalogue');
+    for (const code of ERROR_CODES) {
+      const spec = ERROR_CATALOGUE[code];
+      const row = rows.get(code);
+      assert.equal(row?.http, spec.http, `${code}: HTTP status differs`);
+      assert.equal(row?.grpc, spec.grpc, `${code}: gRPC status differs`);
+      assert.equal(row?.message, spec.message, `${code}: client text differs`);
+    }
+  });
+
+  it('maps every code to a valid HTTP error status and a non-OK gRPC status', () => {
+    for (const code of ERROR_CODES) {
+      const spec = ERROR_CATALOGUE[code];
+      assert.ok(spec.http >= 400 && spec.http <= 599, code);
+      assert.ok(GrpcStatus[spec.grpc] > 0, code);
+      assert.ok(spec.message.length > 0 && spec.message.length < 200, code);
+    }
+  });
+
+  it('pins the number of codes so that an added code is a deliberate change', () => {
+    assert.equal(ERROR_CODES.length, 38);
+  });
+
+  it('recognises codes', () => {
+    assert.equal(isErrorCode('KEY_DELETED_ERR'), true);
+    assert.equal(isErrorCode('toString'), false);
+    assert.equal(isErrorCode(42), false);
+  });
+});
+
+describe('KeygateError', () => {
+  it('carries the fixed client text, statuses and a log-only cause', () => {
+    const cause = Object.assign(new Error('CKR_PIN_INCORRECT'), { code: 160 });
+    const err = new KeygateError('HSM_PIN_INCORRECT', { cause, detail: { ckr: 'CKR_PIN_INCORRECT' } });
+    assert.equal(err.message, ERROR_CATALOGUE.HSM_PIN_INCORRECT.message);
+    assert.equal(err.httpStatus, 503);
+    assert.equal(err.grpcStatus, GrpcStatus.UNAVAILABLE);
+    assert.ok(!err.message.includes('CKR'));
+    assert.deepEqual(err.toLog(), {
+      code: 'HSM_PIN_INCORRECT',
+      detail: { ckr: 'CKR_PIN_INCORRECT' },
+      cause: { name: 'Error', message: 'CKR_PIN_INCORRECT', code: 160 },
+    });
+  });
+
+  it('is recognised across package copies by its brand, and wraps foreign errors', () => {
+    const foreign = Object.assign(Object.create(null), { [Symbol.for('keygate.error')]: true });
+    assert.equal(isKeygateError(foreign), true);
+    assert.equal(isKeygateError(new Error('x')), false);
+    const wrapped = asKeygateError(new TypeError('boom'));
+    assert.equal(wrapped.code, 'INTERNAL_ERR');
+    assert.ok(!wrapped.message.includes('boom'));
+    const same = new KeygateError('NOT_READY');
+    assert.equal(asKeygateError(same), same);
+  });
+});

@@ -1,0 +1,1 @@
+export { createMetricsRegistry, LATENCY_BUCKETS, metricName } from './registry.js';
