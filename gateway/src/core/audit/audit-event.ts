@@ -1,0 +1,51 @@
+import type { ErrorCode } from '@keygate/shared/errors';
+
+/**
+ * One audited action. Never carries key material, plaintext, API keys or tokens: only names,
+ * ids, outcomes and a short hash of the wrapped DEK.
+ */
+export type AuditOperation =
+  | 'wrap'
+  | 'unwrap'
+  | 'rewrap'
+  | 'token.issue'
+  | 'key.create'
+  | 'key.list'
+  | 'key.get'
+  | 'key.rotate'
+  | 'key.disable'
+  | 'key.enable'
+  | 'key.destroy';
+
+export type AuditOutcome = 'success' | 'failure' | 'denied';
+
+export interface AuditEvent {
+  /** ISO 8601 time the operation finished. */
+  readonly time: string;
+  readonly requestId: string;
+  readonly correlationId?: string | undefined;
+  /** Client certificate identity (SAN URI or CN). */
+  readonly certIdentity?: string | undefined;
+  /** Token subject (service identity name). */
+  readonly subject?: string | undefined;
+  readonly instance?: string | undefined;
+  readonly keyId?: string | undefined;
+  readonly keyVersion?: string | undefined;
+  readonly operation: AuditOperation;
+  readonly outcome: AuditOutcome;
+  readonly errorCode?: ErrorCode | undefined;
+  readonly latencyMs: number;
+  /** shortHash() of the wrapped DEK involved (the input for unwrap/rewrap, the output for wrap). */
+  readonly wrappedDekHash?: string | undefined;
+}
+
+/**
+ * Where audit records go. `append` resolves only once the record is durable; a request is
+ * answered after that. `assertAvailable` throws AUDIT_UNAVAILABLE when records cannot be
+ * written right now, so a key operation is refused before it touches the HSM (fail closed).
+ */
+export interface AuditSink {
+  assertAvailable(): void;
+  append(event: AuditEvent): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,43 @@
+/**
+ * Who is calling, and what they may do. The HTTP layer builds a Principal for every request
+ * (from the client certificate, and from the access token once tokens exist) and asks the
+ * AccessPolicy before any key operation. Both are ports: core never sees TLS or JWT libraries.
+ */
+
+/** Roles a service identity can hold on an instance. */
+export const ROLES = ['wrap', 'unwrap', 'rewrap', 'keys:read', 'keys:admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** The client certificate of the connection, as the TLS layer saw it. */
+export interface PeerCertificate {
+  /** SAN URI when present (e.g. spiffe://keygate/cluster/prod-eu-1), else the subject CN. */
+  readonly identity: string;
+  /** RFC 8705 `x5t#S256`: base64url of SHA-256 of the certificate's DER. */
+  readonly thumbprint: string;
+}
+
+/** An authenticated caller. */
+export interface Principal {
+  readonly cert: PeerCertificate;
+  /** The service identity name (token subject), or the certificate identity without tokens. */
+  readonly subject: string;
+  /** Roles per instance id. */
+  readonly roles: Readonly<Record<string, readonly Role[]>>;
+}
+
+/** What an authenticator gets from the transport for one request. */
+export interface AuthInput {
+  readonly cert: PeerCertificate;
+  /** The raw `authorization` header, when sent. */
+  readonly authorization?: string | undefined;
+}
+
+/** Turns a request's credentials into a Principal, or throws an AUTH_* KeygateError. */
+export interface Authenticator {
+  authenticate(input: AuthInput): Promise<Principal>;
+}
+
+/** Decides whether a principal may use `role` on `instance`; throws FORBIDDEN_ERR when not. */
+export interface AccessPolicy {
+  authorize(principal: Principal, instance: string, role: Role): void;
+}

@@ -1,0 +1,8 @@
+export {
+  createCa,
+  describeCert,
+  type IssuedCert,
+  type IssueOptions,
+  issueLeaf,
+  type LeafSpec,
+} from './issue.js';
