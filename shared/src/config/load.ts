@@ -61,7 +61,9 @@ export function issuesToProblems(issues: readonly z.core.$ZodIssue[]): ConfigPro
 function expectation(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined ? `is required (${issue.expected})` : `expected ${issue.expected}`;
+      return /received undefined$/.test(issue.message)
+        ? `is required (${issue.expected})`
+        : `expected ${issue.expected}`;
     case 'invalid_value':
       return `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':

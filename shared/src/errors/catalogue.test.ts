@@ -23,7 +23,11 @@ function docRows(): Map<string, { http: number; grpc: string; message: string }>
 describe('error catalogue', () => {
   it('has one line in docs/errors.md per code, with the same HTTP status, gRPC status and text', () => {
     const rows = docRows();
-    assert.deepEqual([...rows.keys()].sort(), [...ERROR_CODES].sort(), 'codes in docs/errors.md differ from the catalogue');
+    assert.deepEqual(
+      [...rows.keys()].sort(),
+      [...ERROR_CODES].sort(),
+      'codes in docs/errors.md differ from the catalogue',
+    );
     for (const code of ERROR_CODES) {
       const spec = ERROR_CATALOGUE[code];
       const row = rows.get(code);

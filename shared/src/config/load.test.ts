@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { describe, it } from 'node:test';
+import { z } from 'zod';
+import { isKeygateError, type KeygateError } from '../errors/index.js';
+import { describeConfigError } from './config-error.js';
+import { parseDuration } from './duration.js';
+import { loadConfigFile, parseConfig } from './load.js';
+import { resolveSecret } from './resolve-secret.js';
+
+const schema = z.strictObject({
+  server: z.strictObject({ port: z.number().int().min(1).max(65535), host: z.string().default('127.0.0.1') }),
+  mode: z.enum(['a', 'b']),
+});
+
+function configErr(fn: () => unknown): KeygateError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(
+      isKeygateError(err) && err.code === 'CONFIG_INVALID',
+      `expected CONFIG_INVALID, got ${String(err)}`,
+    );
+    return err;
+  }
+  assert.fail('expected CONFIG_INVALID');
+}
+
+describe('config loading', () => {
+  it('returns a deeply frozen, typed object with defaults applied', () => {
+    const cfg = parseConfig('gw.yaml', 'server:\n  port: 8443\nmode: a\n', schema);
+    assert.equal(cfg.server.port, 8443);
+    assert.equal(cfg.server.host, '127.0.0.1');
+    assert.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.server));
+  });
+
+  it('names the file, each bad key and what was expected, without echoing values', () => {
+    const err = configErr(() =>
+      parseConfig('gw.yaml', 'server:\n  port: "hunter2-secret"\n  extra: 1\nmode: c\n', schema),
+    );
+    const text = describeConfigError(err);
+    assert.match(text, /gw\.yaml/);
+    assert.match(text, /server\.port: expected number/);
+    assert.match(text, /server\.extra: no such key/);
+    assert.match(text, /mode: expected one of "a", "b"/);
+    assert.ok(!text.includes('hunter2'), 'a value was echoed');
+    assert.ok(!err.message.includes('hunter2'));
+  });
+
+  it('reports missing keys and YAML syntax errors', () => {
+    assert.match(
+      describeConfigError(configErr(() => parseConfig('x.yaml', 'mode: a\n', schema))),
+      /server: is required/,
+    );
+    assert.match(
+      describeConfigError(configErr(() => parseConfig('x.yaml', 'a: [1,\n', schema))),
+      /valid YAML/,
+    );
+    assert.match(
+      describeConfigError(configErr(() => parseConfig('x.yaml', 'a: 1\na: 2\n', schema))),
+      /valid YAML/,
+    );
+  });
+
+  it('reports a missing file as CONFIG_INVALID naming it', () => {
+    const err = configErr(() => loadConfigFile('/nonexistent/keygate.yaml', schema));
+    assert.match(describeConfigError(err), /\/nonexistent\/keygate\.yaml.*\n.*ENOENT/);
+  });
+});
+
+describe('secrets', () => {
+  const where = { configFile: 'c.yaml', key: 'hsm.pin' };
+  it('come from a value, a file or an environment variable, and never print themselves', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kg-secret-'));
+    writeFileSync(join(dir, 'pin'), '1234\n');
+    const fromFile = resolveSecret({ file: join(dir, 'pin') }, where, {});
+    assert.equal(fromFile.reveal(), '1234');
+    const fromEnv = resolveSecret({ env: 'PIN' }, where, { PIN: '5678' });
+    assert.equal(fromEnv.reveal(), '5678');
+    assert.equal(resolveSecret({ value: 'v' }, where, {}).reveal(), 'v');
+    for (const s of [fromFile, fromEnv]) {
+      assert.ok(!JSON.stringify({ s }).includes(s.reveal()));
+      assert.ok(!String(s).includes(s.reveal()));
+      assert.ok(!inspect(s).includes(s.reveal()));
+    }
+  });
+
+  it('fail with CONFIG_INVALID naming the key, not the value', () => {
+    assert.match(
+      describeConfigError(configErr(() => resolveSecret({ env: 'NOPE' }, where, {}))),
+      /hsm\.pin: environment variable NOPE/,
+    );
+    assert.match(
+      describeConfigError(configErr(() => resolveSecret({}, where, {}))),
+      /hsm\.pin: exactly one of/,
+    );
+    assert.match(
+      describeConfigError(configErr(() => resolveSecret({ file: '/nonexistent/pin' }, where, {}))),
+      /hsm\.pin/,
+    );
+  });
+});
+
+describe('durations', () => {
+  it('parses units', () => {
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('30s'), 30_000);
+    assert.equal(parseDuration('5m'), 300_000);
+    assert.equal(parseDuration('2h'), 7_200_000);
+    assert.equal(parseDuration('7d'), 604_800_000);
+    assert.equal(parseDuration(10), 10);
+    assert.throws(() => parseDuration('soon'), RangeError);
+    assert.throws(() => parseDuration(-1), RangeError);
+  });
+});
