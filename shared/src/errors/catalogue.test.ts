@@ -6,7 +6,7 @@ import { GrpcStatus } from './grpc-status.js';
 import { asKeygateError, isKeygateError, KeygateError } from './keygate-error.js';
 
 const docsPath = new URL('../../../docs/errors.md', import.meta.url);
-const ROW = /^\| `([A-Z0-9_]+)` \| (\d{3}) \| ([A-Z_]+) \| (.+?) \| (.+?) \|$/;
+const ROW = /^\|\s*`([A-Z0-9_]+)`\s*\|\s*(\d{3})\s*\|\s*([A-Z_]+)\s*\|\s*(.+?)\s*\|\s*(.+?)\s*\|$/;
 
 function docRows(): Map<string, { http: number; grpc: string; message: string }> {
   const rows = new Map<string, { http: number; grpc: string; message: string }>();
