@@ -1,0 +1,205 @@
+import type { Secret } from '@keygate/shared/config';
+import type { Random } from '@keygate/shared/crypto';
+import { KeygateError } from '@keygate/shared/errors';
+import type { Logger } from '@keygate/shared/log';
+import pkcs11js from 'pkcs11js';
+import {
+  type GcmSealed,
+  type Hsm,
+  type HsmStatus,
+  type KeyObjectRef,
+  objectLabel,
+} from '../../core/keys/hsm.js';
+import { SessionPool } from './session-pool.js';
+import { Pkcs11Token } from './token.js';
+
+type Handle = Buffer;
+
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+export interface Pkcs11HsmOptions {
+  readonly modulePath: string;
+  readonly tokenLabel: string;
+  readonly pin: Secret;
+  readonly sessions: number;
+  /** `host`: IVs from the host CSPRNG; `hsm`: from C_GenerateRandom on the token. */
+  readonly ivSource: 'host' | 'hsm';
+  readonly random: Random;
+  readonly logger: Logger;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+/**
+ * The Hsm port over PKCS#11 (pkcs11js). Each CRK version is an AES-256 token object, sensitive and
+ * not extractable, labelled `keygate:<instance>:<crkId>:<versionId>` with CKA_ID = version id.
+ * Request-path crypto uses only C_EncryptAsync/C_DecryptAsync, so the event loop never waits on
+ * the device (UV_THREADPOOL_SIZE must be at least `sessions`).
+ */
+export class Pkcs11Hsm implements Hsm {
+  readonly token: Pkcs11Token;
+  readonly pool: SessionPool;
+  readonly #handles = new Map<string, Handle>();
+  #startFailure: string | undefined;
+
+  constructor(private readonly options: Pkcs11HsmOptions) {
+    this.token = new Pkcs11Token(options.modulePath, options.tokenLabel, options.pin, options.logger);
+    this.pool = new SessionPool(
+      this.token,
+      {
+        size: options.sessions,
+        backoffInitialMs: options.backoffInitialMs,
+        backoffMaxMs: options.backoffMaxMs,
+      },
+      options.logger,
+    );
+    this.pool.onSessionsLost = () => this.#handles.clear();
+    try {
+      this.pool.warmUp();
+    } catch (err) {
+      // Serve anyway: /readyz tells why, and the pool reopens by itself unless the PIN was refused.
+      this.#startFailure = err instanceof KeygateError ? err.code : 'HSM_ERROR';
+    }
+  }
+
+  async generateKey(ref: KeyObjectRef): Promise<void> {
+    const label = objectLabel(ref);
+    const template: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+      { type: pkcs11js.CKA_TOKEN, value: true },
+      { type: pkcs11js.CKA_PRIVATE, value: true },
+      { type: pkcs11js.CKA_SENSITIVE, value: true },
+      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+      { type: pkcs11js.CKA_ENCRYPT, value: true },
+      { type: pkcs11js.CKA_DECRYPT, value: true },
+      { type: pkcs11js.CKA_WRAP, value: false },
+      { type: pkcs11js.CKA_UNWRAP, value: false },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_ID, value: Buffer.from(ref.versionId, 'ascii') },
+    ];
+    const handle = await this.pool.use(
+      (s) =>
+        new Promise<Handle>((resolve, reject) =>
+          this.token.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, template, (err, key) =>
+            err ? reject(err) : resolve(key),
+          ),
+        ),
+      () => undefined,
+    );
+    this.#handles.set(label, handle);
+  }
+
+  async encrypt(ref: KeyObjectRef, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
+    const label = objectLabel(ref);
+    return this.pool.use(
+      async (s) => {
+        const key = this.findKey(s, label);
+        const iv =
+          this.options.ivSource === 'hsm'
+            ? this.token.lib.C_GenerateRandom(s, Buffer.alloc(IV_BYTES))
+            : this.options.random(IV_BYTES);
+        this.token.lib.C_EncryptInit(s, gcm(iv, aad), key);
+        const input = Buffer.from(plaintext);
+        try {
+          const out = await this.token.lib.C_EncryptAsync(
+            s,
+            input,
+            Buffer.alloc(plaintext.length + TAG_BYTES),
+          );
+          const cut = out.length - TAG_BYTES;
+          return { iv, ciphertext: Buffer.from(out.subarray(0, cut)), tag: Buffer.from(out.subarray(cut)) };
+        } finally {
+          input.fill(0);
+        }
+      },
+      () => this.#handles.delete(label),
+    );
+  }
+
+  async decrypt(ref: KeyObjectRef, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer> {
+    if (sealed.iv.length !== IV_BYTES || sealed.tag.length !== TAG_BYTES) {
+      throw new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail: { reason: 'gcm sizes' } });
+    }
+    const label = objectLabel(ref);
+    return this.pool.use(
+      async (s) => {
+        const key = this.findKey(s, label);
+        this.token.lib.C_DecryptInit(s, gcm(sealed.iv, aad), key);
+        const input = Buffer.concat([sealed.ciphertext, sealed.tag]);
+        return this.token.lib.C_DecryptAsync(s, input, Buffer.alloc(input.length));
+      },
+      () => this.#handles.delete(label),
+      true,
+    );
+  }
+
+  async destroyKey(ref: KeyObjectRef): Promise<void> {
+    const label = objectLabel(ref);
+    this.#handles.delete(label);
+    await this.pool.use(
+      async (s) => {
+        for (const h of this.findAll(s, label)) this.token.lib.C_DestroyObject(s, h);
+      },
+      () => undefined,
+    );
+  }
+
+  status(): HsmStatus {
+    const sessions = this.pool.stats;
+    const unusable = this.token.unusable;
+    if (unusable) return { backend: 'pkcs11', ready: false, reasons: [unusable.reason], sessions };
+    const failure = this.pool.failure;
+    if (failure) return { backend: 'pkcs11', ready: false, reasons: [failure], sessions };
+    if (sessions.open === 0 && this.#startFailure) {
+      return {
+        backend: 'pkcs11',
+        ready: false,
+        reasons: [`start-up check failed (${this.#startFailure})`],
+        sessions,
+      };
+    }
+    return { backend: 'pkcs11', ready: true, reasons: [], sessions };
+  }
+
+  async close(): Promise<void> {
+    this.pool.close();
+    this.token.close();
+  }
+
+  /** The cached handle of a key object, found by label on a miss; KEY_DELETED_ERR when absent. */
+  private findKey(session: Handle, label: string): Handle {
+    const cached = this.#handles.get(label);
+    if (cached !== undefined) return cached;
+    const [found] = this.findAll(session, label);
+    if (found === undefined) throw new KeygateError('KEY_DELETED_ERR', { detail: { label } });
+    this.#handles.set(label, found);
+    return found;
+  }
+
+  private findAll(session: Handle, label: string): Handle[] {
+    const lib = this.token.lib;
+    lib.C_FindObjectsInit(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ]);
+    try {
+      return lib.C_FindObjects(session, 16);
+    } finally {
+      lib.C_FindObjectsFinal(session);
+    }
+  }
+}
+
+function gcm(iv: Buffer, aad: Uint8Array): pkcs11js.Mechanism {
+  const params: pkcs11js.AesGCM = {
+    type: pkcs11js.CK_PARAMS_AES_GCM,
+    iv,
+    aad: Buffer.from(aad),
+    ivBits: IV_BYTES * 8,
+    tagBits: TAG_BYTES * 8,
+  };
+  return { mechanism: pkcs11js.CKM_AES_GCM, parameter: params };
+}

@@ -1,0 +1,196 @@
+import { isKeygateError, KeygateError } from '@keygate/shared/errors';
+import type { Logger } from '@keygate/shared/log';
+import { ckrKind, ckrName, ckrToKeygate } from './ckr-map.js';
+import type { Pkcs11Token } from './token.js';
+
+type Handle = Buffer;
+
+export interface SessionPoolOptions {
+  /** Sessions open at most; one operation in flight per session. */
+  readonly size: number;
+  /** First and largest delay between reopen attempts after a device failure. */
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly now?: () => number;
+}
+
+/** What a pooled operation gets: a logged-in session. `decrypting` sharpens error mapping. */
+export type SessionWork<T> = (session: Handle) => Promise<T>;
+
+/**
+ * A fixed-size pool of logged-in sessions. A lost session (closed, device error) is dropped with
+ * every idle one, and the operation is tried once more on a fresh session, so a reset HSM heals
+ * without a restart. Opening fails fast during a backoff window, which a timer ends by reopening.
+ */
+export class SessionPool {
+  readonly #idle: Handle[] = [];
+  readonly #waiters: Array<{ resolve: (s: Handle) => void; reject: (e: unknown) => void }> = [];
+  #open = 0;
+  #busy = 0;
+  #failures = 0;
+  #retryAt = 0;
+  #lastFailure: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  readonly #now: () => number;
+  /** Called when sessions were lost: the login went with them, and so did object handles. */
+  onSessionsLost: () => void = () => undefined;
+
+  constructor(
+    private readonly token: Pkcs11Token,
+    private readonly options: SessionPoolOptions,
+    private readonly logger: Logger,
+  ) {
+    this.#now = options.now ?? Date.now;
+  }
+
+  get stats(): { open: number; busy: number; waiting: number } {
+    return { open: this.#open, busy: this.#busy, waiting: this.#waiters.length };
+  }
+
+  /** Why new sessions cannot be opened right now, if so. */
+  get failure(): string | undefined {
+    return this.#lastFailure;
+  }
+
+  /** Opens one session now (start-up check and readiness); throws the mapped error. */
+  warmUp(): void {
+    const s = this.openSession();
+    this.#idle.push(s);
+  }
+
+  /** Runs `work` on a session; on a lost session or stale handle, once more on a fresh one. */
+  async use<T>(work: SessionWork<T>, onStaleHandle: () => void, decrypting = false): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.acquire();
+      try {
+        const out = await work(session);
+        this.release(session, false);
+        return out;
+      } catch (err) {
+        if (isKeygateError(err)) {
+          this.release(session, false);
+          throw err;
+        }
+        const kind = ckrKind(err, decrypting);
+        if (kind === 'session' || kind === 'device') {
+          this.logger.warn({ ckr: ckrName(err), attempt }, 'pkcs11 session lost; reopening');
+          this.release(session, true);
+          this.dropIdle();
+          this.onSessionsLost();
+          if (kind === 'device') this.token.forgetSlot();
+          if (attempt < 2) continue;
+        } else if (kind === 'handle') {
+          this.release(session, false);
+          onStaleHandle();
+          if (attempt < 2) continue;
+        } else {
+          this.release(session, false);
+        }
+        throw ckrToKeygate(err, decrypting);
+      }
+    }
+  }
+
+  /** Closes every session; waiting operations fail with HSM_UNAVAILABLE. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.dropIdle();
+    for (const w of this.#waiters.splice(0))
+      w.reject(new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } }));
+  }
+
+  private async acquire(): Promise<Handle> {
+    if (this.#closed) throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } });
+    const idle = this.#idle.pop();
+    if (idle !== undefined) {
+      this.#busy++;
+      return idle;
+    }
+    if (this.#open < this.options.size) {
+      const s = this.openSession();
+      this.#busy++;
+      return s;
+    }
+    return new Promise<Handle>((resolve, reject) => this.#waiters.push({ resolve, reject })).then((s) => {
+      this.#busy++;
+      return s;
+    });
+  }
+
+  private release(session: Handle, broken: boolean): void {
+    this.#busy--;
+    if (broken) {
+      this.token.closeQuietly(session);
+      this.#open--;
+    } else {
+      this.#idle.push(session);
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter === undefined) return;
+    // Hand over an idle session or open a new one; a failure to open goes to that waiter.
+    const next = this.#idle.pop();
+    if (next !== undefined) {
+      waiter.resolve(next);
+      return;
+    }
+    try {
+      waiter.resolve(this.openSession());
+    } catch (err) {
+      waiter.reject(err);
+    }
+  }
+
+  private openSession(): Handle {
+    const unusable = this.token.unusable;
+    if (unusable) throw new KeygateError(unusable.code, { detail: { token: this.token.label } });
+    if (this.#now() < this.#retryAt) {
+      throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: this.#lastFailure ?? 'backoff' } });
+    }
+    try {
+      const s = this.token.openSession();
+      this.#open++;
+      if (this.#failures > 0) this.logger.info({ token: this.token.label }, 'pkcs11 sessions restored');
+      this.#failures = 0;
+      this.#lastFailure = undefined;
+      return s;
+    } catch (err) {
+      const mapped = isKeygateError(err) ? err : ckrToKeygate(err);
+      if (mapped.code === 'HSM_PIN_INCORRECT' || mapped.code === 'HSM_PIN_LOCKED') throw mapped;
+      this.#failures++;
+      const initial = this.options.backoffInitialMs ?? 200;
+      const delay = Math.min(
+        this.options.backoffMaxMs ?? 10_000,
+        initial * 2 ** Math.min(this.#failures - 1, 16),
+      );
+      this.#retryAt = this.#now() + delay;
+      this.#lastFailure = `cannot open a session on token "${this.token.label}" (${String(mapped.detail?.ckr ?? mapped.detail?.reason ?? mapped.code)}); retrying`;
+      this.token.forgetSlot();
+      this.logger.warn({ ...mapped.toLog(), delayMs: delay }, 'pkcs11 session open failed; backing off');
+      this.scheduleReopen(delay);
+      throw mapped;
+    }
+  }
+
+  private scheduleReopen(delay: number): void {
+    if (this.#timer || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#closed || this.#open > 0) return;
+      try {
+        this.warmUp();
+      } catch {
+        // openSession logged it and scheduled the next attempt.
+      }
+    }, delay + 1);
+    this.#timer.unref();
+  }
+
+  private dropIdle(): void {
+    for (const s of this.#idle.splice(0)) {
+      this.token.closeQuietly(s);
+      this.#open--;
+    }
+  }
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { describeConfigError } from '@keygate/shared/config';
+import { systemRandom } from '@keygate/shared/crypto';
+import { isKeygateError } from '@keygate/shared/errors';
+import { createLogger } from '@keygate/shared/log';
+import { loadGatewayConfig, threadPoolSize } from './config.js';
+import { newId } from './core/keys/ids.js';
+import { toKeyResource } from './http/key-json.js';
+import { buildKeyRuntime, type KeyRuntime, runServe } from './main.js';
+
+const USAGE = `usage:
+  keygate-gateway serve --config FILE
+  keygate-gateway keys create  --config FILE --instance ID --name NAME [--description TEXT]
+  keygate-gateway keys list    --config FILE --instance ID
+  keygate-gateway keys get|rotate|disable|enable|destroy --config FILE --instance ID --id KEY_ID
+  keygate-gateway hsm check    --config FILE`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string' },
+      instance: { type: 'string' },
+      name: { type: 'string' },
+      description: { type: 'string' },
+      id: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  const [cmd, sub] = positionals;
+  if (values.help || cmd === undefined || values.config === undefined) {
+    console.error(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const configFile = values.config;
+  const config = loadGatewayConfig(configFile);
+  // The libuv pool must be able to run a PKCS#11 call per session; it starts on first use, so
+  // setting it here (before any async work) takes effect.
+  const wanted = threadPoolSize(config);
+  if (Number(process.env.UV_THREADPOOL_SIZE ?? 4) < wanted) process.env.UV_THREADPOOL_SIZE = String(wanted);
+  if (cmd === 'serve') {
+    await runServe(configFile);
+    return -1;
+  }
+  const logger = createLogger({
+    level: config.log.level,
+    name: 'keygate-gateway',
+    destination: process.stderr,
+  });
+  const runtime = buildKeyRuntime(config, configFile, logger);
+  try {
+    if (cmd === 'keys') return await keysCommand(runtime, sub, values);
+    if (cmd === 'hsm' && sub === 'check') return await hsmCheck(runtime);
+    console.error(USAGE);
+    return 2;
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function keysCommand(
+  rt: KeyRuntime,
+  sub: string | undefined,
+  v: { instance?: string; name?: string; description?: string; id?: string },
+): Promise<number> {
+  if (v.instance === undefined) {
+    console.error('--instance is required');
+    return 2;
+  }
+  const instance = v.instance;
+  const print = (x: unknown) => console.log(JSON.stringify(x, null, 2));
+  if (sub === 'create') {
+    if (v.name === undefined) {
+      console.error('--name is required');
+      return 2;
+    }
+    print(toKeyResource(await rt.keys.create({ instance, name: v.name, description: v.description })));
+    return 0;
+  }
+  if (sub === 'list') {
+    print((await rt.keys.list(instance)).map(toKeyResource));
+    return 0;
+  }
+  const id = v.id;
+  if (id === undefined) {
+    console.error('--id is required');
+    return 2;
+  }
+  const ops = {
+    get: () => rt.keys.get(instance, id),
+    rotate: () => rt.keys.rotate(instance, id),
+    disable: () => rt.keys.disable(instance, id),
+    enable: () => rt.keys.enable(instance, id),
+    destroy: () => rt.keys.destroy(instance, id),
+  } as const;
+  const op = sub !== undefined && Object.hasOwn(ops, sub) ? ops[sub as keyof typeof ops] : undefined;
+  if (op === undefined) {
+    console.error(USAGE);
+    return 2;
+  }
+  print(toKeyResource(await op()));
+  return 0;
+}
+
+async function hsmCheck(rt: KeyRuntime): Promise<number> {
+  const status = rt.hsm.status();
+  console.log(JSON.stringify({ status }, null, 2));
+  if (!status.ready && status.backend === 'pkcs11') return 1;
+  const ref = { instance: '_keygate-check', crkId: newId(systemRandom), versionId: 'check' };
+  const dek = systemRandom(32);
+  try {
+    await rt.hsm.generateKey(ref);
+    const sealed = await rt.hsm.encrypt(ref, dek, Buffer.from('keygate hsm check'));
+    const back = await rt.hsm.decrypt(ref, sealed, Buffer.from('keygate hsm check'));
+    const ok = back.equals(dek);
+    back.fill(0);
+    console.log(JSON.stringify({ wrapUnwrap: ok ? 'ok' : 'MISMATCH', backend: status.backend }));
+    return ok ? 0 : 1;
+  } finally {
+    dek.fill(0);
+    await rt.hsm.destroyKey(ref).catch(() => undefined);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (isKeygateError(err) && err.code === 'CONFIG_INVALID') console.error(describeConfigError(err));
+    else if (isKeygateError(err))
+      console.error(`keygate-gateway: ${err.code}: ${err.message}`, err.detail ?? '');
+    else console.error('keygate-gateway: failed:', err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { KeyState } from '@keygate/shared/api';
+import { seededRandom } from '@keygate/shared/crypto';
+import { isKeygateError } from '@keygate/shared/errors';
+import { decodeWrappedDek } from '@keygate/shared/formats';
+import { FakeHsm } from './fake-hsm.js';
+import { createKeyService } from './key-service.js';
+import { MemoryKeyStore } from './memory-key-store.js';
+
+function setup() {
+  const random = seededRandom('key-service');
+  const hsm = new FakeHsm(random);
+  const store = new MemoryKeyStore();
+  let t = Date.parse('2026-01-01T00:00:00Z');
+  const clock = {
+    now: () => {
+      t += 1000;
+      return new Date(t);
+    },
+  };
+  return { hsm, store, svc: createKeyService({ hsm, store, clock, random }) };
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => isKeygateError(err) && err.code === code);
+}
+
+describe('key service (fake HSM)', () => {
+  it('wraps, unwraps and rewraps a given DEK with aad', async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const dek = Buffer.alloc(32, 9);
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, plaintext: dek, aad: ['a', 'b'] });
+    assert.equal(w.generated, undefined);
+    assert.equal(decodeWrappedDek(w.ciphertext).keyVersionId, w.keyVersionId);
+    const u = await svc.unwrap({
+      instance: 'inst',
+      keyId: key.id,
+      ciphertext: w.ciphertext,
+      aad: ['a', 'b'],
+    });
+    assert.deepEqual(u.plaintext, dek);
+    assert.equal(u.rewrapped, undefined);
+    const r = await svc.rewrap({
+      instance: 'inst',
+      keyId: key.id,
+      ciphertext: w.ciphertext,
+      aad: ['a', 'b'],
+    });
+    assert.notDeepEqual(r.ciphertext, w.ciphertext);
+    const u2 = await svc.unwrap({
+      instance: 'inst',
+      keyId: key.id,
+      ciphertext: r.ciphertext,
+      aad: ['a', 'b'],
+    });
+    assert.deepEqual(u2.plaintext, dek);
+  });
+
+  it('generates a 32-byte DEK when none is given', async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    assert.equal(w.generated?.length, 32);
+    const u = await svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] });
+    assert.deepEqual(u.plaintext, w.generated);
+  });
+
+  it('refuses other aad, another instance, another key and tampered blobs', async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const other = await svc.create({ instance: 'inst', name: 'crk-2' });
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: ['x'] });
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: ['y'] }),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] }),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: other.id, ciphertext: w.ciphertext, aad: ['x'] }),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+    // Through another instance: its own CRK does not know the blob's version, and the AAD binds the instance.
+    const elsewhere = await svc.create({ instance: 'inst-2', name: 'crk-1' });
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst-2', keyId: elsewhere.id, ciphertext: w.ciphertext, aad: ['x'] }),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst-2', keyId: key.id, ciphertext: w.ciphertext, aad: ['x'] }),
+      'KEY_NOT_FOUND_ERR',
+    );
+    const bad = Buffer.from(w.ciphertext);
+    bad[bad.length - 1] = (bad[bad.length - 1] ?? 0) ^ 1;
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: bad, aad: ['x'] }),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: Buffer.from('nope'), aad: ['x'] }),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+  });
+
+  it('rotates: old blobs unwrap and come back re-wrapped, new wraps use the new version', async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const old = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    const rotated = await svc.rotate('inst', key.id);
+    assert.equal(rotated.versions.length, 2);
+    const v2 = rotated.versions[1]?.id;
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    assert.equal(w.keyVersionId, v2);
+    const u = await svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: old.ciphertext, aad: [] });
+    assert.equal(u.keyVersionId, old.keyVersionId);
+    assert.equal(u.rewrapped?.keyVersionId, v2);
+    assert.deepEqual(u.plaintext, old.generated);
+    const again = await svc.unwrap({
+      instance: 'inst',
+      keyId: key.id,
+      ciphertext: u.rewrapped?.ciphertext ?? Buffer.alloc(0),
+      aad: [],
+    });
+    assert.deepEqual(again.plaintext, old.generated);
+    assert.equal(again.rewrapped, undefined);
+  });
+
+  it('disable refuses use, enable restores it; wrong transitions are 409', async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    assert.equal((await svc.disable('inst', key.id)).state, KeyState.SUSPENDED);
+    await rejectsWith(svc.wrap({ instance: 'inst', keyId: key.id, aad: [] }), 'KEY_ACTION_INVALID_STATE_ERR');
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] }),
+      'KEY_ACTION_INVALID_STATE_ERR',
+    );
+    await rejectsWith(svc.rotate('inst', key.id), 'KEY_ACTION_INVALID_STATE_ERR');
+    await rejectsWith(svc.disable('inst', key.id), 'KEY_ACTION_INVALID_STATE_ERR');
+    assert.equal((await svc.enable('inst', key.id)).state, KeyState.ACTIVE);
+    await svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] });
+  });
+
+  it('destroy deletes every HSM object; later use is KEY_DELETED_ERR', async () => {
+    const { svc, hsm } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    await svc.rotate('inst', key.id);
+    assert.equal(hsm.keys.size, 2);
+    const gone = await svc.destroy('inst', key.id);
+    assert.equal(gone.state, KeyState.DESTROYED);
+    assert.equal(hsm.keys.size, 0);
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] }),
+      'KEY_DELETED_ERR',
+    );
+    await rejectsWith(svc.enable('inst', key.id), 'KEY_DELETED_ERR');
+    assert.equal((await svc.list('inst')).length, 0);
+    assert.equal((await svc.get('inst', key.id)).state, KeyState.DESTROYED);
+    // The name is free again.
+    await svc.create({ instance: 'inst', name: 'crk-1' });
+  });
+
+  it('names are unique per instance; unknown keys are 404; bad sizes are 400', async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    await rejectsWith(svc.create({ instance: 'inst', name: 'crk-1' }), 'KEY_ALREADY_EXISTS_ERR');
+    await svc.create({ instance: 'inst-2', name: 'crk-1' });
+    await rejectsWith(svc.get('inst-2', key.id), 'KEY_NOT_FOUND_ERR');
+    await rejectsWith(
+      svc.wrap({ instance: 'inst', keyId: key.id, plaintext: Buffer.alloc(0), aad: [] }),
+      'INVALID_FIELD_ERR',
+    );
+    await rejectsWith(
+      svc.wrap({ instance: 'inst', keyId: key.id, plaintext: Buffer.alloc(5000), aad: [] }),
+      'PLAINTEXT_TOO_LARGE_ERR',
+    );
+    await rejectsWith(
+      svc.wrap({ instance: 'inst', keyId: key.id, aad: ['é'.repeat(600)] }),
+      'INVALID_FIELD_ERR',
+    );
+  });
+});

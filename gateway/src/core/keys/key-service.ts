@@ -1,0 +1,51 @@
+import {
+  type RewrapResult,
+  rewrap,
+  type UnwrapInput,
+  type UnwrapResult,
+  unwrap,
+  type WrapInput,
+  type WrapResult,
+  wrap,
+} from './key-crypto.js';
+import type { KeyDeps } from './key-deps.js';
+import {
+  type CreateKeyInput,
+  createKey,
+  destroyKey,
+  getKey,
+  listKeys,
+  rotateKey,
+  setKeyEnabled,
+} from './key-lifecycle.js';
+import type { KeyRecord } from './key-store.js';
+
+/** Every key use case bound to its ports: what the HTTP routes and the CLI call. */
+export interface KeyService {
+  create(input: CreateKeyInput): Promise<KeyRecord>;
+  list(instance: string): Promise<readonly KeyRecord[]>;
+  get(instance: string, id: string): Promise<KeyRecord>;
+  rotate(instance: string, id: string): Promise<KeyRecord>;
+  disable(instance: string, id: string): Promise<KeyRecord>;
+  enable(instance: string, id: string): Promise<KeyRecord>;
+  destroy(instance: string, id: string): Promise<KeyRecord>;
+  wrap(input: WrapInput): Promise<WrapResult>;
+  unwrap(input: UnwrapInput): Promise<UnwrapResult>;
+  rewrap(input: UnwrapInput): Promise<RewrapResult>;
+}
+
+/** Binds the use cases to `deps`. */
+export function createKeyService(deps: KeyDeps): KeyService {
+  return {
+    create: (input) => createKey(deps, input),
+    list: (instance) => listKeys(deps, instance),
+    get: (instance, id) => getKey(deps, instance, id),
+    rotate: (instance, id) => rotateKey(deps, instance, id),
+    disable: (instance, id) => setKeyEnabled(deps, instance, id, false),
+    enable: (instance, id) => setKeyEnabled(deps, instance, id, true),
+    destroy: (instance, id) => destroyKey(deps, instance, id),
+    wrap: (input) => wrap(deps, input),
+    unwrap: (input) => unwrap(deps, input),
+    rewrap: (input) => rewrap(deps, input),
+  };
+}

@@ -1,0 +1,53 @@
+import type { KeyState } from '@keygate/shared/api';
+
+/**
+ * The key metadata store port: instances, CRK names, states and versions (never key material).
+ * Embedded JSON file by default (adapters/store); a shared SQL database can implement it later.
+ */
+
+export interface KeyVersionRecord {
+  readonly id: string;
+  /** ISO 8601. */
+  readonly creationDate: string;
+}
+
+export interface KeyRecord {
+  readonly instance: string;
+  readonly id: string;
+  readonly name: string;
+  readonly description?: string | undefined;
+  readonly state: KeyState;
+  readonly creationDate: string;
+  readonly lastUpdateDate: string;
+  /** Oldest first; the last one is the current version. Kept after destroy (as tombstones). */
+  readonly versions: readonly KeyVersionRecord[];
+}
+
+export interface KeyLookup {
+  /** Re-read the backing store first (another process may have changed it). */
+  readonly fresh?: boolean;
+}
+
+export interface KeyStore {
+  /** Adds a key; KEY_ALREADY_EXISTS_ERR when the instance already has a live key of that name. */
+  create(record: KeyRecord): Promise<void>;
+  /** The key, or undefined. */
+  get(instance: string, id: string, lookup?: KeyLookup): Promise<KeyRecord | undefined>;
+  /** Every key of an instance, destroyed ones included, oldest first. */
+  list(instance: string): Promise<readonly KeyRecord[]>;
+  /**
+   * Atomic read-modify-write of one key (under the store's lock, on its latest state).
+   * `change` may throw a KeygateError to abort. KEY_NOT_FOUND_ERR when the key is absent.
+   */
+  update(instance: string, id: string, change: (current: KeyRecord) => KeyRecord): Promise<KeyRecord>;
+  /** Human-readable health for /readyz. */
+  status(): { readonly ready: boolean; readonly reasons: readonly string[] };
+  close(): Promise<void>;
+}
+
+/** The current (newest) version of a key. */
+export function currentVersion(key: KeyRecord): KeyVersionRecord {
+  const v = key.versions[key.versions.length - 1];
+  if (v === undefined) throw new RangeError(`key ${key.id} has no version`);
+  return v;
+}

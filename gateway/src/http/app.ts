@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import { HEADERS, PATHS } from '@keygate/shared/api';
+import { KeygateError } from '@keygate/shared/errors';
+import { requestLogger } from '@keygate/shared/log';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { AppDeps } from './deps.js';
+import type { Ctx, GatewayEnv } from './env.js';
+import { toResponse } from './errors.js';
+import { handleCreateKey } from './routes/create-key.js';
+import { handleDestroyKey } from './routes/destroy-key.js';
+import { handleSetKeyEnabled } from './routes/enable-disable-key.js';
+import { handleGetKey } from './routes/get-key.js';
+import { handleHealthz, handleMetrics, handleReadyz } from './routes/health.js';
+import { handleListKeys } from './routes/list-keys.js';
+import { handleRewrap } from './routes/rewrap.js';
+import { handleRotateKey } from './routes/rotate-key.js';
+import { handleUnwrap } from './routes/unwrap.js';
+import { handleWrap } from './routes/wrap.js';
+
+const CORRELATION_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** The gateway's hono app: Key Protect shaped routes, health, metrics, one error shape. */
+export function createApp(deps: AppDeps): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+
+  app.use('*', async (c, next) => {
+    const requestId = randomUUID();
+    const corr = c.req.header(HEADERS.correlationId);
+    const correlationId = corr !== undefined && CORRELATION_ID.test(corr) ? corr : undefined;
+    const log = requestLogger(deps.logger, requestId, correlationId ? { correlationId } : {});
+    c.set('requestId', requestId);
+    c.set('correlationId', correlationId);
+    c.set('log', log);
+    c.header(HEADERS.requestId, requestId);
+    if (correlationId) c.header(HEADERS.correlationId, correlationId);
+    const started = performance.now();
+    await next();
+    log.info(
+      {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(performance.now() - started),
+      },
+      'request',
+    );
+  });
+
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: deps.bodyLimitBytes,
+      onError: (c) => toResponse(c as Ctx, new KeygateError('BODY_TOO_LARGE_ERR')),
+    }),
+  );
+
+  app.get(PATHS.healthz, (c) => handleHealthz(c));
+  app.get(PATHS.readyz, (c) => handleReadyz(c, deps));
+  app.get(PATHS.metrics, (c) => handleMetrics(c, deps));
+
+  app.post(PATHS.keys, (c) => handleCreateKey(c, deps));
+  app.get(PATHS.keys, (c) => handleListKeys(c, deps));
+  app.get(`${PATHS.keys}/:id`, (c) => handleGetKey(c, deps, c.req.param('id')));
+  app.delete(`${PATHS.keys}/:id`, (c) => handleDestroyKey(c, deps, c.req.param('id')));
+  app.post(`${PATHS.keys}/:id/actions/:action`, (c) =>
+    keyAction(c, deps, c.req.param('id'), c.req.param('action')),
+  );
+  // Key Protect's older form: POST /api/v2/keys/:id?action=wrap
+  app.post(`${PATHS.keys}/:id`, (c) => keyAction(c, deps, c.req.param('id'), c.req.query('action') ?? ''));
+
+  app.notFound((c) => toResponse(c, new KeygateError('NOT_FOUND_ERR')));
+  app.onError((err, c) => toResponse(c, err));
+  return app;
+}
+
+function keyAction(c: Ctx, deps: AppDeps, keyId: string, action: string): Promise<Response> {
+  switch (action) {
+    case 'wrap':
+      return handleWrap(c, deps, keyId);
+    case 'unwrap':
+      return handleUnwrap(c, deps, keyId);
+    case 'rewrap':
+      return handleRewrap(c, deps, keyId);
+    case 'rotate':
+      return handleRotateKey(c, deps, keyId);
+    case 'disable':
+      return handleSetKeyEnabled(c, deps, keyId, false);
+    case 'enable':
+      return handleSetKeyEnabled(c, deps, keyId, true);
+    default:
+      return Promise.resolve(toResponse(c, new KeygateError('NOT_FOUND_ERR')));
+  }
+}

@@ -1,0 +1,56 @@
+import { createMetricsRegistry, LATENCY_BUCKETS, metricName } from '@keygate/shared/metrics';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Readiness } from './readiness.js';
+
+/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions. */
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  observe(operation: string, outcome: string, code: string, seconds: number): void;
+}
+
+/** Creates the metrics; the gauges read `readiness()` when scraped. */
+export function createGatewayMetrics(readiness: () => Readiness, processMetrics = true): GatewayMetrics {
+  const registry = createMetricsRegistry({ component: 'gateway', processMetrics });
+  const ops = new Counter({
+    name: metricName('gateway_operations_total'),
+    help: 'Key operations by operation, outcome and error code.',
+    labelNames: ['operation', 'outcome', 'code'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: metricName('gateway_operation_duration_seconds'),
+    help: 'Key operation latency, including the HSM and the audit append.',
+    labelNames: ['operation', 'outcome'],
+    buckets: [...LATENCY_BUCKETS],
+    registers: [registry],
+  });
+  const sessions = new Gauge({
+    name: metricName('hsm_sessions'),
+    help: 'PKCS#11 session pool: open, busy and waiting operations.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const s = readiness().hsm.sessions;
+      this.set({ state: 'open' }, s?.open ?? 0);
+      this.set({ state: 'busy' }, s?.busy ?? 0);
+      this.set({ state: 'waiting' }, s?.waiting ?? 0);
+    },
+  });
+  const ready = new Gauge({
+    name: metricName('hsm_ready'),
+    help: '1 when the HSM is usable.',
+    registers: [registry],
+    collect() {
+      this.set(readiness().hsm.ready ? 1 : 0);
+    },
+  });
+  void sessions;
+  void ready;
+  return {
+    registry,
+    observe(operation, outcome, code, seconds) {
+      ops.inc({ operation, outcome, code });
+      latency.observe({ operation, outcome }, seconds);
+    },
+  };
+}

@@ -1,0 +1,23 @@
+import { createHash } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import { KeygateError } from '@keygate/shared/errors';
+import type { PeerCertificate } from '../core/auth/principal.js';
+import type { Ctx } from './env.js';
+
+/**
+ * The client certificate of the request's TLS connection: identity = first SAN URI, else the
+ * subject CN; thumbprint = base64url(SHA-256(DER)) (RFC 8705 x5t#S256). AUTH_CERT_REQUIRED if none.
+ */
+export function peerCertificate(c: Ctx): PeerCertificate {
+  const socket = c.env.incoming.socket as Partial<TLSSocket>;
+  const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
+  if (!cert?.raw || cert.raw.length === 0) throw new KeygateError('AUTH_CERT_REQUIRED');
+  const uri = (cert.subjectaltname ?? '')
+    .split(', ')
+    .find((n) => n.startsWith('URI:'))
+    ?.slice(4);
+  const cn = cert.subject?.CN;
+  const identity = uri ?? (Array.isArray(cn) ? cn[0] : cn);
+  if (!identity) throw new KeygateError('AUTH_CERT_REQUIRED', { detail: { reason: 'no SAN URI or CN' } });
+  return { identity, thumbprint: createHash('sha256').update(cert.raw).digest('base64url') };
+}

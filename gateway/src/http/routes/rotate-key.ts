@@ -1,0 +1,17 @@
+import type { AppDeps } from '../deps.js';
+import type { Ctx } from '../env.js';
+import { runOperation } from '../operation.js';
+
+/** POST /api/v2/keys/:id/actions/rotate: a new current version (204, as Key Protect). */
+export async function handleRotateKey(c: Ctx, deps: AppDeps, keyId: string): Promise<Response> {
+  await runOperation(
+    c,
+    deps,
+    { operation: 'key.rotate', role: 'keys:admin', keyId },
+    async ({ instance }) => {
+      const key = await deps.keys.rotate(instance, keyId);
+      return { value: undefined, keyVersion: key.versions[key.versions.length - 1]?.id };
+    },
+  );
+  return c.body(null, 204);
+}

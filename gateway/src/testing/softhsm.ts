@@ -1,0 +1,71 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DestinationStream } from 'pino';
+
+/** Test support: a private SoftHSM2 token directory, its tokens, and log capture. */
+
+export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+
+export interface SoftHsmDir {
+  readonly dir: string;
+  readonly conf: string;
+  /** Environment for a process that should load the module with this token directory. */
+  readonly env: Record<string, string>;
+  /** Initialises a token with `label` and user PIN `pin` (SO PIN "so-" + pin). */
+  addToken(label: string, pin: string): void;
+  /** Lists the object labels of a token, as an operator would with pkcs11-tool. */
+  listObjectLabels(label: string, pin: string): string[];
+  cleanup(): void;
+}
+
+/**
+ * Makes a temp SoftHSM2 directory and points this process's SOFTHSM2_CONF at it (the module reads
+ * it at C_Initialize, so create this before any Pkcs11Hsm in the process).
+ */
+export function createSoftHsmDir(prefix = 'keygate-softhsm-'): SoftHsmDir {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const tokens = join(dir, 'tokens');
+  mkdirSync(tokens);
+  const conf = join(dir, 'softhsm2.conf');
+  writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  process.env.SOFTHSM2_CONF = conf;
+  const env = { SOFTHSM2_CONF: conf };
+  return {
+    dir,
+    conf,
+    env,
+    addToken(label, pin) {
+      execFileSync(
+        'softhsm2-util',
+        ['--init-token', '--free', '--label', label, '--so-pin', `so-${pin}`, '--pin', pin],
+        { env: { ...process.env, ...env }, stdio: 'ignore' },
+      );
+    },
+    listObjectLabels(label, pin) {
+      const out = execFileSync(
+        'pkcs11-tool',
+        ['--module', SOFTHSM_MODULE, '--token-label', label, '--login', '--pin', pin, '--list-objects'],
+        { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+      );
+      return [...out.matchAll(/label:\s+(\S+)/g)].map((m) => m[1] ?? '');
+    },
+    cleanup() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A pino destination that keeps every line, parsed. */
+export function captureLines(): { stream: DestinationStream; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  return {
+    lines,
+    stream: {
+      write(msg: string) {
+        for (const l of msg.split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
+      },
+    },
+  };
+}
