@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { FakeKeyProtectServer } from './testing/fake-key-protect-server.js';
+import { hasOpenssl, makeTestPki, type TestPki } from './testing/test-pki.js';
+
+const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+const API_KEY = 'cli-test-key';
+
+/** Runs the CLI without blocking this process (the Key Protect fake lives in it). */
+function run(
+  args: string[],
+  input?: string | Buffer,
+): Promise<{ status: number | null; stdout: Buffer; stderr: Buffer }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('close', (status) =>
+      resolve({ status, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }),
+    );
+    child.stdin.end(input ?? '');
+  });
+}
+
+describe('keygate-shim CLI (separate processes)', { skip: !hasOpenssl() }, () => {
+  let pki: TestPki;
+  let kp: FakeKeyProtectServer;
+  let serve: ChildProcess | undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'kg-cli-'));
+  const socket = join(dir, 'run', 'kms.sock');
+  const config = join(dir, 'kmsplugin-config.yaml');
+
+  before(async () => {
+    pki = makeTestPki();
+    kp = await FakeKeyProtectServer.start({ pki, apiKey: API_KEY, instanceId: 'inst-1', crkId: 'crk-1' });
+    writeFileSync(
+      config,
+      `SERVER_CONFIG:
+  UNIX_SOCKET_PATH: "${socket}"
+  TOKEN_URL: "${kp.tokenUrl}"
+  TOKEN_URL_CA_FILE: "${pki.caFile}"
+  API_KEY: "${API_KEY}"
+  HEALTHZ_PORT: "0"
+KP_CONFIG:
+  CRK_ID: "crk-1"
+  URL: "${kp.url}"
+  KP_CA_FILE: "${pki.caFile}"
+  INSTANCE_ID: "inst-1"
+KEYGATE:
+  CLIENT_CERT_FILE: "${pki.clientCertFile}"
+  CLIENT_KEY_FILE: "${pki.clientKeyFile}"
+`,
+    );
+  });
+  after(async () => {
+    serve?.kill('SIGKILL');
+    await kp.stop();
+  });
+
+  it('stops on a config mistake with a message naming the file and key', async () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'SERVER_CONFIG:\n  NUM_LEN_BYTES: "x"\nKP_CONFIG: {}\n');
+    const r = await run(['serve', '--config', bad]);
+    assert.notEqual(r.status, 0);
+    const err = r.stderr.toString();
+    assert.match(err, new RegExp(bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    assert.match(err, /SERVER_CONFIG\.NUM_LEN_BYTES/);
+    assert.match(err, /KP_CONFIG\.CRK_ID/);
+  });
+
+  it('check reaches the token URL and the gateway', async () => {
+    const r = await run(['check', '--config', config]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.match(r.stdout.toString(), /wrap and unwrap ok/);
+  });
+
+  it('serves, round-trips through encrypt/decrypt, refuses a second server, and removes the socket on SIGTERM', async () => {
+    serve = spawn(process.execPath, [CLI, 'serve', '--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    serve.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const end = Date.now() + 15_000;
+    while (!out.includes('keygate shim started') && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /"msg":"keygate shim started"/);
+    const enc = await run(['encrypt', '--socket', socket], 'hello kms');
+    assert.equal(enc.status, 0, enc.stderr.toString());
+    const dec = await run(['decrypt', '--socket', socket], enc.stdout);
+    assert.equal(dec.stdout.toString(), 'hello kms');
+    const v1 = await run(['encrypt', '--socket', socket, '--v1'], 'v1 data');
+    assert.equal(
+      (await run(['decrypt', '--socket', socket, '--v1'], v1.stdout)).stdout.toString(),
+      'v1 data',
+    );
+    const second = await run(['serve', '--config', config]);
+    assert.notEqual(second.status, 0);
+    assert.match(second.stdout.toString(), /SOCKET_IN_USE/);
+    const exited = new Promise<number | null>((r) => serve?.once('exit', (code) => r(code)));
+    serve.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.match(out, /signal received/);
+    assert.equal(existsSync(socket), false);
+    assert.doesNotMatch(out, new RegExp(API_KEY));
+    serve = undefined;
+  });
+});

@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+import { describeConfigError, isKeygateError, systemRandom } from '@keygate/shared';
+import { createLogger } from '@keygate/shared/log';
+import { loadShimSettings, type ShimSettings } from './config.js';
+import { KmsCore } from './core/kms-core.js';
+import { systemClock } from './core/ports.js';
+import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
+import { KmsClient } from './grpc/kms-client.js';
+import { normaliseSocketPath } from './grpc/socket-file.js';
+import { runShim } from './main.js';
+
+const USAGE = `usage: keygate-shim <command> [options]
+  serve   --config FILE            run the KMS plugin on UNIX_SOCKET_PATH
+  check   --config FILE            validate the config, get a token, wrap and unwrap through the gateway
+  encrypt --socket PATH [--v1]     encrypt stdin through a running shim; prints "<key_id> <base64>" (v2) or base64 (v1)
+  decrypt --socket PATH [--v1] [--key-id ID]
+                                   decrypt base64 (or "<key_id> <base64>") from stdin to stdout
+  status  --socket PATH            print the v2 Status of a running shim`;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function settingsOrExit(args: string[]): ShimSettings | undefined {
+  const file = flag(args, '--config');
+  if (!file) {
+    console.error('--config FILE is required');
+    return undefined;
+  }
+  try {
+    return loadShimSettings(file);
+  } catch (err) {
+    if (isKeygateError(err) && err.code === 'CONFIG_INVALID') console.error(describeConfigError(err));
+    else console.error(`cannot load ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+}
+
+async function check(settings: ShimSettings): Promise<number> {
+  const raw = settings.raw;
+  console.log(`config ${settings.file}: ok`);
+  const gateway = new UndiciGatewayClient({
+    urls: settings.gatewayUrls,
+    instanceId: raw.KP_CONFIG.INSTANCE_ID,
+    crkId: raw.KP_CONFIG.CRK_ID,
+    tokenUrl: raw.SERVER_CONFIG.TOKEN_URL,
+    apiKey: settings.apiKey,
+    tls: settings.tls,
+    tokenTls: settings.tokenTls,
+    maxRetries: raw.SERVER_CONFIG.MAX_RETRIES,
+    deadlineMs: raw.KEYGATE.DEADLINE_MS,
+  });
+  const core = new KmsCore({
+    instanceId: raw.KP_CONFIG.INSTANCE_ID,
+    crkId: raw.KP_CONFIG.CRK_ID,
+    alg: settings.alg,
+    dekBytes: raw.SERVER_CONFIG.NUM_LEN_BYTES,
+    newDekPerEncrypt: true,
+    dekLimits: { maxUses: 1, maxAgeMs: 1 },
+    cacheSize: 0,
+    cacheTtlMs: 0,
+    gateway,
+    clock: systemClock,
+    random: systemRandom,
+  });
+  try {
+    await core.roundTrip();
+    console.log(`token ${raw.SERVER_CONFIG.TOKEN_URL}: ok`);
+    console.log(`gateway ${settings.gatewayUrls.join(', ')}: wrap and unwrap ok`);
+    console.log(`key_id ${core.status().keyId || '(unknown)'}`);
+    return 0;
+  } catch (err) {
+    const e = isKeygateError(err)
+      ? `${err.code}: ${err.message} ${JSON.stringify(err.detail ?? {})}`
+      : String(err);
+    console.error(`check failed: ${e}`);
+    return 1;
+  } finally {
+    core.close();
+    await gateway.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...args] = argv;
+  switch (cmd) {
+    case 'serve': {
+      const settings = settingsOrExit(args);
+      if (!settings) return 2;
+      return runShim(settings, { logger: createLogger({ level: settings.logLevel, name: 'keygate-shim' }) });
+    }
+    case 'check': {
+      const settings = settingsOrExit(args);
+      return settings ? check(settings) : 2;
+    }
+    case 'encrypt':
+    case 'decrypt':
+    case 'status': {
+      const socket = flag(args, '--socket');
+      if (!socket) {
+        console.error('--socket PATH is required');
+        return 2;
+      }
+      const client = new KmsClient(normaliseSocketPath(socket));
+      const v1 = args.includes('--v1');
+      try {
+        if (cmd === 'status') {
+          console.log(JSON.stringify(await client.status()));
+        } else if (cmd === 'encrypt') {
+          const input = await readStdin();
+          if (v1) process.stdout.write(`${(await client.v1Encrypt(input)).cipher.toString('base64')}\n`);
+          else {
+            const r = await client.encrypt(input);
+            process.stdout.write(`${r.key_id} ${r.ciphertext.toString('base64')}\n`);
+          }
+        } else {
+          const parts = (await readStdin()).toString('utf8').trim().split(/\s+/);
+          const b64 = parts.length > 1 ? (parts[1] ?? '') : (parts[0] ?? '');
+          const cipher = Buffer.from(b64, 'base64');
+          if (v1) process.stdout.write((await client.v1Decrypt(cipher)).plain);
+          else {
+            const keyId = flag(args, '--key-id') ?? (parts.length > 1 ? parts[0] : undefined);
+            if (!keyId) {
+              console.error('decrypt needs --key-id ID or "<key_id> <base64>" on stdin');
+              return 2;
+            }
+            process.stdout.write((await client.decrypt(cipher, keyId)).plaintext);
+          }
+        }
+        return 0;
+      } catch (err) {
+        const e = err as { code?: number; details?: string };
+        console.error(`${cmd} failed: gRPC code ${e.code ?? '?'}: ${e.details ?? String(err)}`);
+        return 1;
+      } finally {
+        client.close();
+      }
+    }
+    default:
+      console.error(USAGE);
+      return cmd === undefined || cmd === '--help' || cmd === 'help' ? 0 : 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`keygate-shim: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs';
+import {
+  configError,
+  type Frozen,
+  LOG_LEVELS,
+  type LogLevel,
+  loadConfigFile,
+  resolveSecret,
+  type Secret,
+  ShimAlg,
+} from '@keygate/shared';
+import { z } from 'zod';
+
+/** ICP writes numbers and booleans as YAML strings ("32", "false"); accept both forms. */
+const int = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v),
+    z.number().int().min(min).max(max),
+  );
+const bool = z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+const text = z.string().min(1);
+const httpsUrl = z.url({ protocol: /^https?$/ });
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'expected an id of A-Za-z0-9._- (1..128)');
+const port = z.preprocess(
+  (v) => (typeof v === 'string' && /^:?\d+$/.test(v.trim()) ? Number(v.trim().replace(/^:/, '')) : v),
+  z.number().int().min(0).max(65535),
+);
+const octalMode = z.preprocess(
+  (v) => (typeof v === 'string' && /^0?[0-7]{3}$/.test(v) ? Number.parseInt(v, 8) : v),
+  z.number().int().min(0).max(0o777),
+);
+
+/** The kmsplugin-config.yaml schema: IBM Cloud Private's three sections plus keygate's own. */
+export const shimConfigSchema = z.strictObject({
+  SERVER_CONFIG: z.strictObject({
+    REGION: z.string().default(''),
+    NUM_LEN_BYTES: int(16, 64).default(32),
+    CACHE_TIMEOUT_IN_HOURS: int(0, 8760).default(24),
+    RESTART_DELAY_IN_SECONDS: int(0, 3600).default(5),
+    UNIX_SOCKET_PATH: text.default('/var/run/keygate/kms.sock'),
+    TOKEN_URL: httpsUrl,
+    TOKEN_URL_CA_FILE: text.optional(),
+    API_KEY: text.optional(),
+    HEALTHZ_PATH: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._/-]*$/, 'expected a path starting with /')
+      .default('/healthz'),
+    HEALTHZ_PORT: port.default(20358),
+    NEW_DEK: bool.default(false),
+    MAX_RETRIES: int(0, 10).default(3),
+  }),
+  KP_CONFIG: z.strictObject({
+    VERSION: z.preprocess((v) => (v === 2 || v === '2' ? 'v2' : v), z.enum(['v2'])).default('v2'),
+    CRK_ID: id,
+    URL: httpsUrl,
+    KP_CA_FILE: text.optional(),
+    INSTANCE_ID: id,
+  }),
+  LOGGER: z
+    .strictObject({
+      LOG_LEVEL: z
+        .preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_LEVELS))
+        .default('info'),
+      LOG_ALL_VALUES: bool.default(false),
+    })
+    .prefault({}),
+  KEYGATE: z
+    .strictObject({
+      CLIENT_CERT_FILE: text.optional(),
+      CLIENT_KEY_FILE: text.optional(),
+      GATEWAY_URLS: z.array(httpsUrl).max(8).default([]),
+      CACHE_SIZE: int(0, 1_000_000).default(1000),
+      DEK_MAX_USES: int(1, 2 ** 32).default(2 ** 21),
+      DEK_MAX_AGE_HOURS: int(1, 8760).default(168),
+      SOCKET_MODE: octalMode.default(0o600),
+      DEADLINE_MS: int(100, 60_000).default(2500),
+      ALGORITHM: z.enum(['A256CBC-HS512', 'A256GCM']).default('A256CBC-HS512'),
+      KEY_ID_REFRESH_SECONDS: int(1, 3600).default(60),
+      API_KEY_FILE: text.optional(),
+      API_KEY_ENV: text.optional(),
+      BREAKER_FAILURES: int(1, 100).default(3),
+      BREAKER_OPEN_SECONDS: int(1, 3600).default(5),
+      SHUTDOWN_GRACE_SECONDS: int(0, 600).default(10),
+    })
+    .prefault({}),
+});
+export type ShimConfigFile = Frozen<z.output<typeof shimConfigSchema>>;
+
+/** Everything the shim needs, validated, with secrets and PEM files read. */
+export interface ShimSettings {
+  readonly file: string;
+  readonly raw: ShimConfigFile;
+  readonly apiKey: Secret;
+  readonly socketPath: string;
+  readonly socketMode: number;
+  readonly alg: ShimAlg;
+  readonly gatewayUrls: readonly string[];
+  readonly tls: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  readonly tokenTls: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  readonly logLevel: LogLevel;
+}
+
+/**
+ * Reads and validates kmsplugin-config.yaml; resolves the API key (inline, file or environment) and
+ * reads the certificate files. Every problem is CONFIG_INVALID naming the file and the key.
+ */
+export function loadShimSettings(
+  file: string,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ShimSettings {
+  const raw = loadConfigFile(file, shimConfigSchema);
+  const s = raw.SERVER_CONFIG;
+  const k = raw.KEYGATE;
+  const sources = [
+    ['SERVER_CONFIG.API_KEY', s.API_KEY],
+    ['KEYGATE.API_KEY_FILE', k.API_KEY_FILE],
+    ['KEYGATE.API_KEY_ENV', k.API_KEY_ENV],
+  ].filter(([, v]) => v !== undefined);
+  if (sources.length !== 1) {
+    throw configError(file, [
+      {
+        path: sources.length === 0 ? 'SERVER_CONFIG.API_KEY' : sources.map(([p]) => p).join(', '),
+        expected: 'exactly one of SERVER_CONFIG.API_KEY, KEYGATE.API_KEY_FILE or KEYGATE.API_KEY_ENV',
+      },
+    ]);
+  }
+  const keyPath = String(sources[0]?.[0]);
+  const apiKey = resolveSecret(
+    { value: s.API_KEY, file: k.API_KEY_FILE, env: k.API_KEY_ENV },
+    { configFile: file, key: keyPath },
+    env,
+  );
+  if ((k.CLIENT_CERT_FILE === undefined) !== (k.CLIENT_KEY_FILE === undefined)) {
+    throw configError(file, [
+      {
+        path: k.CLIENT_CERT_FILE ? 'KEYGATE.CLIENT_KEY_FILE' : 'KEYGATE.CLIENT_CERT_FILE',
+        expected: 'both CLIENT_CERT_FILE and CLIENT_KEY_FILE, or neither',
+      },
+    ]);
+  }
+  const pem = (path: string | undefined, key: string): Buffer | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw configError(file, [{ path: key, expected: `a readable file ${path} (${code})` }], cause);
+    }
+  };
+  const cert = pem(k.CLIENT_CERT_FILE, 'KEYGATE.CLIENT_CERT_FILE');
+  const key = pem(k.CLIENT_KEY_FILE, 'KEYGATE.CLIENT_KEY_FILE');
+  const ca = pem(raw.KP_CONFIG.KP_CA_FILE, 'KP_CONFIG.KP_CA_FILE');
+  const tokenCa = pem(s.TOKEN_URL_CA_FILE, 'SERVER_CONFIG.TOKEN_URL_CA_FILE');
+  return Object.freeze({
+    file,
+    raw,
+    apiKey,
+    socketPath: s.UNIX_SOCKET_PATH,
+    socketMode: k.SOCKET_MODE,
+    alg: k.ALGORITHM === 'A256GCM' ? ShimAlg.A256GCM : ShimAlg.A256CBC_HS512,
+    gatewayUrls: [raw.KP_CONFIG.URL, ...k.GATEWAY_URLS.filter((u) => u !== raw.KP_CONFIG.URL)],
+    tls: compact({ ca, cert, key }),
+    tokenTls: compact({ ca: tokenCa, cert, key }),
+    logLevel: raw.LOGGER.LOG_LEVEL,
+  });
+}
+
+function compact<T extends Record<string, Buffer | undefined>>(o: T): { [K in keyof T]?: Buffer } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Buffer;
+  };
+}

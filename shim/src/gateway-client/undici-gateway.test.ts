@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KeygateError, Secret } from '@keygate/shared';
+import { FakeKeyProtectServer } from '../testing/fake-key-protect-server.js';
+import { hasOpenssl, makeTestPki, type TestPki } from '../testing/test-pki.js';
+import { UndiciGatewayClient, type UndiciGatewayOptions } from './undici-gateway.js';
+
+const API_KEY = 'test-api-key-123';
+const AAD = ['keygate-shim', 'crk-1'];
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof KeygateError, String(err));
+    assert.equal(err.code, code);
+    return true;
+  });
+}
+
+describe('UndiciGatewayClient against the Key Protect test fake (real mTLS)', { skip: !hasOpenssl() }, () => {
+  let pki: TestPki;
+  let kp: FakeKeyProtectServer;
+  const clients: UndiciGatewayClient[] = [];
+  const servers: FakeKeyProtectServer[] = [];
+
+  function client(over: Partial<UndiciGatewayOptions> = {}, server = kp): UndiciGatewayClient {
+    const c = new UndiciGatewayClient({
+      urls: [server.url],
+      instanceId: 'inst-1',
+      crkId: 'crk-1',
+      tokenUrl: server.tokenUrl,
+      apiKey: new Secret(API_KEY, 'inline'),
+      tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
+      tokenTls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
+      maxRetries: 2,
+      deadlineMs: 1500,
+      ...over,
+    });
+    clients.push(c);
+    return c;
+  }
+
+  async function server(over: { tokenTtlSeconds?: number } = {}): Promise<FakeKeyProtectServer> {
+    const s = await FakeKeyProtectServer.start({
+      pki,
+      apiKey: API_KEY,
+      instanceId: 'inst-1',
+      crkId: 'crk-1',
+      ...over,
+    });
+    servers.push(s);
+    return s;
+  }
+
+  before(async () => {
+    pki = makeTestPki();
+    kp = await server();
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  it('wraps and unwraps over mTLS, fetching the token once', async () => {
+    const c = client();
+    const dek = Buffer.alloc(32, 5);
+    const w = await c.wrap(dek, AAD);
+    assert.equal(w.keyVersionId, kp.currentVersion);
+    for (let i = 0; i < 5; i++) assert.deepEqual((await c.unwrap(w.wrappedDek, AAD)).dek, dek);
+    assert.equal(c.tokenFetches, 1);
+    await rejectsWith(c.unwrap(w.wrappedDek, ['other']), 'UNPROCESSABLE_CIPHERTEXT_ERR');
+  });
+
+  it('refreshes an expiring token with one fetch for many concurrent callers', async () => {
+    const s = await server({ tokenTtlSeconds: 1 });
+    const c = client({}, s);
+    const w = await c.wrap(Buffer.alloc(32, 1), AAD);
+    await new Promise((r) => setTimeout(r, 1100));
+    const before = s.counts.token;
+    await Promise.all(Array.from({ length: 20 }, () => c.unwrap(w.wrappedDek, AAD)));
+    assert.equal(s.counts.token - before, 1);
+  });
+
+  it('fetches a new token once when the gateway rejects the cached one', async () => {
+    const s = await server();
+    const c = client({}, s);
+    await c.wrap(Buffer.alloc(32, 1), AAD);
+    s.revokeTokens();
+    await c.wrap(Buffer.alloc(32, 1), AAD);
+    assert.equal(c.tokenFetches, 2);
+  });
+
+  it('refuses a wrong API key with GATEWAY_REFUSED and no retries', async () => {
+    const s = await server();
+    const c = client({ apiKey: new Secret('wrong', 'inline') }, s);
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_REFUSED');
+    assert.equal(s.counts.token, 1);
+  });
+
+  it('translates Key Protect errors without retrying them', async () => {
+    const s = await server();
+    const c = client({}, s);
+    s.failWith = 'KEY_DELETED_ERR';
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'KEY_DELETED_ERR');
+    s.failWith = 'KEY_ACTION_INVALID_STATE_ERR';
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'KEY_ACTION_INVALID_STATE_ERR');
+    s.failWith = 'FORBIDDEN_ERR';
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_REFUSED');
+    assert.equal(s.counts.wrap, 3);
+    s.failWith = undefined;
+    s.failStatus = 503;
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_UNAVAILABLE');
+    assert.equal(s.counts.wrap, 3 + 3, 'a 503 is retried MAX_RETRIES times');
+  });
+
+  it('answers GATEWAY_TIMEOUT inside its deadline when the gateway is slow', async () => {
+    const s = await server();
+    const c = client({ deadlineMs: 300 }, s);
+    await c.wrap(Buffer.alloc(32), AAD);
+    s.delayMs = 2000;
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_TIMEOUT');
+    s.delayMs = 0;
+  });
+
+  it('answers GATEWAY_UNAVAILABLE when the gateway is killed, and recovers when it is back', async () => {
+    const s = await server();
+    const c = client({ breaker: { failureThreshold: 3, openMs: 100 } }, s);
+    const w = await c.wrap(Buffer.alloc(32, 3), AAD);
+    await s.stop();
+    await rejectsWith(c.unwrap(w.wrappedDek, AAD), 'GATEWAY_UNAVAILABLE');
+    await s.listen();
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual((await c.unwrap(w.wrappedDek, AAD)).dek, Buffer.alloc(32, 3));
+  });
+
+  it('fails over to the second URL and opens the breaker of the dead first one', async () => {
+    const dead = await server();
+    const deadUrl = dead.url;
+    await dead.stop();
+    const live = kp;
+    const states: string[] = [];
+    const c = client({
+      urls: [deadUrl, live.url],
+      tokenUrl: live.tokenUrl,
+      breaker: { failureThreshold: 2, openMs: 60_000 },
+      onBreaker: (url, state) => states.push(`${url === deadUrl ? 'dead' : 'live'}:${state}`),
+    });
+    const before = live.counts.wrap;
+    for (let i = 0; i < 5; i++) await c.wrap(Buffer.alloc(32, i), AAD);
+    assert.equal(live.counts.wrap - before, 5);
+    assert.equal(c.breakerStates()[deadUrl], 'open');
+    assert.deepEqual(states, ['dead:open']);
+  });
+});

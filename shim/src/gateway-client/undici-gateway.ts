@@ -1,0 +1,233 @@
+import { randomUUID } from 'node:crypto';
+import { HEADERS, KeygateError, PATHS, type Secret, unwrapResponse, wrapResponse } from '@keygate/shared';
+import { Agent, type Dispatcher, request } from 'undici';
+import type { z } from 'zod';
+import type { GatewayClient, UnwrapResult, WrapResult } from '../core/ports.js';
+import { type BreakerState, backoffMs, CircuitBreaker } from './breaker.js';
+import { TokenError, TokenSource } from './token-source.js';
+import { fromHttpStatus, fromTransportError, type GatewayFailure } from './translate.js';
+
+/** TLS material for one endpoint: PEM bytes. */
+export interface TlsFiles {
+  readonly ca?: Buffer | undefined;
+  readonly cert?: Buffer | undefined;
+  readonly key?: Buffer | undefined;
+}
+
+export interface UndiciGatewayOptions {
+  /** Gateway base URLs in order of preference (KP_CONFIG.URL first, then KEYGATE.GATEWAY_URLS). */
+  readonly urls: readonly string[];
+  readonly instanceId: string;
+  readonly crkId: string;
+  readonly tokenUrl: string;
+  readonly apiKey: Secret;
+  readonly tls: TlsFiles;
+  readonly tokenTls: TlsFiles;
+  /** MAX_RETRIES: attempts after the first one. */
+  readonly maxRetries: number;
+  /** Total time for one wrap or unwrap including retries and the token, below apiserver's timeout. */
+  readonly deadlineMs: number;
+  readonly breaker?: { readonly failureThreshold: number; readonly openMs: number };
+  readonly backoff?: { readonly baseMs: number; readonly capMs: number };
+  readonly now?: () => number;
+  /** Observers for metrics. */
+  readonly onOutcome?: (url: string, op: string, outcome: string) => void;
+  readonly onBreaker?: (url: string, state: BreakerState) => void;
+}
+
+interface Endpoint {
+  readonly url: string;
+  readonly breaker: CircuitBreaker;
+}
+
+/**
+ * The GatewayClient port over HTTPS with undici: mutual TLS and keep-alive, failover across URLs,
+ * retries with jittered exponential backoff inside one total deadline, a circuit breaker per URL,
+ * and the IAM token. Every failure leaves as a KeygateError.
+ */
+export class UndiciGatewayClient implements GatewayClient {
+  readonly #o: UndiciGatewayOptions;
+  readonly #agent: Agent;
+  readonly #tokenAgent: Agent;
+  readonly #endpoints: Endpoint[];
+  readonly #tokens: TokenSource;
+  readonly #now: () => number;
+
+  constructor(options: UndiciGatewayOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#agent = new Agent({ connect: tlsOptions(options.tls), keepAliveTimeout: 60_000, connections: 16 });
+    this.#tokenAgent = new Agent({ connect: tlsOptions(options.tokenTls), keepAliveTimeout: 60_000 });
+    const b = options.breaker ?? { failureThreshold: 3, openMs: 5000 };
+    this.#endpoints = options.urls.map((url) => {
+      const breaker = new CircuitBreaker({ ...b, now: this.#now });
+      breaker.onChange = (state) => options.onBreaker?.(url, state);
+      return { url: url.replace(/\/+$/, ''), breaker };
+    });
+    this.#tokens = new TokenSource({
+      tokenUrl: options.tokenUrl,
+      apiKey: options.apiKey,
+      dispatcher: this.#tokenAgent as Dispatcher,
+      now: this.#now,
+    });
+  }
+
+  /** Breaker state per URL (for metrics and tests). */
+  breakerStates(): Record<string, BreakerState> {
+    return Object.fromEntries(this.#endpoints.map((e) => [e.url, e.breaker.state]));
+  }
+
+  get tokenFetches(): number {
+    return this.#tokens.fetches;
+  }
+
+  async wrap(dek: Uint8Array, aad: readonly string[]): Promise<WrapResult> {
+    const body = { plaintext: Buffer.from(dek).toString('base64'), aad };
+    const r = await this.#call('wrap', body, wrapResponse);
+    return { wrappedDek: Buffer.from(r.ciphertext, 'base64'), keyVersionId: r.keyVersion.id };
+  }
+
+  async unwrap(wrappedDek: Uint8Array, aad: readonly string[]): Promise<UnwrapResult> {
+    const body = { ciphertext: Buffer.from(wrappedDek).toString('base64'), aad };
+    const r = await this.#call('unwrap', body, unwrapResponse);
+    return { dek: Buffer.from(r.plaintext, 'base64'), keyVersionId: r.keyVersion.id };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.#agent.close(), this.#tokenAgent.close()]);
+  }
+
+  async #call<S extends z.ZodType>(action: 'wrap' | 'unwrap', body: object, schema: S): Promise<z.output<S>> {
+    const deadline = this.#now() + this.#o.deadlineMs;
+    const signal = AbortSignal.timeout(this.#o.deadlineMs);
+    const payload = JSON.stringify(body);
+    const path = PATHS.keyAction(this.#o.crkId, action);
+    let last: KeygateError = new KeygateError('GATEWAY_UNAVAILABLE', { detail: { reason: 'no attempt' } });
+    let tokenRetried = false;
+    for (let attempt = 0, i = 0; attempt <= this.#o.maxRetries; attempt++) {
+      const out = await this.#attemptWithToken(i, path, payload, signal, schema);
+      if (out.ok) {
+        this.#o.onOutcome?.(out.url, action, 'ok');
+        return out.value;
+      }
+      if (out.noEndpoint) {
+        last = new KeygateError('GATEWAY_UNAVAILABLE', {
+          detail: { reason: 'every circuit breaker is open' },
+        });
+        break;
+      }
+      const f = out.failure;
+      last = f.error;
+      this.#o.onOutcome?.(out.url, action, f.error.code);
+      if (f.tokenRejected && !tokenRetried) {
+        tokenRetried = true;
+        attempt--; // a refused token costs no retry
+        continue;
+      }
+      if (!f.retryable) throw f.error;
+      i++; // fail over to the next URL
+      const wait = backoffMs(
+        attempt,
+        this.#o.backoff?.baseMs ?? 25,
+        this.#o.backoff?.capMs ?? 250,
+        Math.random,
+      );
+      if (signal.aborted || this.#now() + wait >= deadline) break;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+    throw last;
+  }
+
+  /** The endpoint for try number `i`: URLs in order from i, skipping those whose breaker is open. */
+  #pick(i: number): Endpoint | undefined {
+    const n = this.#endpoints.length;
+    for (let k = 0; k < n; k++) {
+      const ep = this.#endpoints[(i + k) % n];
+      if (ep?.breaker.tryAcquire()) return ep;
+    }
+    return undefined;
+  }
+
+  async #attemptWithToken<S extends z.ZodType>(
+    i: number,
+    path: string,
+    payload: string,
+    signal: AbortSignal,
+    schema: S,
+  ): Promise<
+    | { ok: true; value: z.output<S>; url: string }
+    | { ok: false; failure: GatewayFailure; url: string; noEndpoint?: boolean }
+  > {
+    let token: string;
+    try {
+      token = await this.#tokens.get(signal);
+    } catch (err) {
+      const failure = err instanceof TokenError ? err.failure : fromTransportError(err, this.#o.tokenUrl);
+      return { ok: false, failure, url: this.#o.tokenUrl };
+    }
+    const ep = this.#pick(i);
+    if (!ep)
+      return {
+        ok: false,
+        failure: { error: new KeygateError('GATEWAY_UNAVAILABLE'), retryable: false },
+        url: '',
+        noEndpoint: true,
+      };
+    const out = await this.#attempt(ep, token, path, payload, signal, schema);
+    return { ...out, url: ep.url };
+  }
+
+  async #attempt<S extends z.ZodType>(
+    ep: Endpoint,
+    token: string,
+    path: string,
+    payload: string,
+    signal: AbortSignal,
+    schema: S,
+  ): Promise<{ ok: true; value: z.output<S> } | { ok: false; failure: GatewayFailure }> {
+    let status: number;
+    let json: unknown;
+    try {
+      const res = await request(`${ep.url}${path}`, {
+        method: 'POST',
+        dispatcher: this.#agent,
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json',
+          [HEADERS.authorization]: `Bearer ${token}`,
+          [HEADERS.instance]: this.#o.instanceId,
+          [HEADERS.correlationId]: randomUUID(),
+        },
+        body: payload,
+        signal,
+      });
+      status = res.statusCode;
+      json = await res.body.json().catch(() => undefined);
+    } catch (err) {
+      ep.breaker.onFailure();
+      return { ok: false, failure: fromTransportError(err, ep.url) };
+    }
+    if (status >= 200 && status <= 299) {
+      ep.breaker.onSuccess();
+      const parsed = schema.safeParse(json);
+      if (parsed.success) return { ok: true, value: parsed.data };
+      const error = new KeygateError('GATEWAY_PROTOCOL_ERR', {
+        detail: { url: ep.url, reason: 'response body' },
+      });
+      return { ok: false, failure: { error, retryable: false } };
+    }
+    const failure = fromHttpStatus(status, json, ep.url);
+    if (failure.retryable) ep.breaker.onFailure();
+    else ep.breaker.onSuccess();
+    if (failure.tokenRejected) this.#tokens.invalidate(token);
+    return { ok: false, failure };
+  }
+}
+
+function tlsOptions(t: TlsFiles): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const o: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  if (t.ca) o.ca = t.ca;
+  if (t.cert) o.cert = t.cert;
+  if (t.key) o.key = t.key;
+  return o;
+}

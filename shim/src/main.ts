@@ -1,0 +1,219 @@
+import { isKeygateError, type Logger, type Random, systemRandom } from '@keygate/shared';
+import { createLogger } from '@keygate/shared/log';
+import type { ShimSettings } from './config.js';
+import { KmsCore } from './core/kms-core.js';
+import { type Clock, type GatewayClient, systemClock } from './core/ports.js';
+import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
+import { type KmsServer, startKmsServer } from './grpc/kms-server.js';
+import { normaliseSocketPath } from './grpc/socket-file.js';
+import { type HealthServer, startHealthServer } from './http/health-server.js';
+import { ShimMetrics } from './metrics.js';
+
+export const RUNTIME = { name: 'keygate-shim', version: '0.1.0' } as const;
+
+/** Injectable parts, for tests and e2e (defaults: the undici client, the system clock and CSPRNG). */
+export interface ShimDeps {
+  readonly logger?: Logger;
+  readonly gateway?: GatewayClient;
+  readonly clock?: Clock;
+  readonly random?: Random;
+  /** Host of the health server (default 127.0.0.1); HEALTHZ_PORT 0 picks a free port. */
+  readonly healthHost?: string;
+  /** Skip the health server entirely. */
+  readonly noHealthServer?: boolean;
+}
+
+export interface RunningShim {
+  readonly socketPath: string;
+  /** The health server's port (undefined when disabled). */
+  readonly healthPort: number | undefined;
+  readonly core: KmsCore;
+  readonly metrics: ShimMetrics;
+  /** Drains in-flight calls, removes the socket, stops timers and zeroes every DEK. */
+  close(): Promise<void>;
+}
+
+/** While unhealthy, the key_id refresh polls at least this often (as apiserver does). */
+const UNHEALTHY_REFRESH_MS = 10_000;
+
+/**
+ * Composition root: builds the gateway client, the core, the gRPC server on the UNIX socket, the
+ * health and metrics server and the background refresh, and returns a handle to stop them.
+ */
+export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Promise<RunningShim> {
+  const raw = settings.raw;
+  const logger = deps.logger ?? createLogger({ level: settings.logLevel, name: 'keygate-shim' });
+  let core: KmsCore | undefined;
+  const metrics = new ShimMetrics(() => core);
+  const ownGateway = deps.gateway === undefined;
+  const gateway =
+    deps.gateway ??
+    new UndiciGatewayClient({
+      urls: settings.gatewayUrls,
+      instanceId: raw.KP_CONFIG.INSTANCE_ID,
+      crkId: raw.KP_CONFIG.CRK_ID,
+      tokenUrl: raw.SERVER_CONFIG.TOKEN_URL,
+      apiKey: settings.apiKey,
+      tls: settings.tls,
+      tokenTls: settings.tokenTls,
+      maxRetries: raw.SERVER_CONFIG.MAX_RETRIES,
+      deadlineMs: raw.KEYGATE.DEADLINE_MS,
+      breaker: {
+        failureThreshold: raw.KEYGATE.BREAKER_FAILURES,
+        openMs: raw.KEYGATE.BREAKER_OPEN_SECONDS * 1000,
+      },
+      onOutcome: metrics.onGatewayOutcome,
+      onBreaker: (url, state) => {
+        metrics.onBreaker(url, state);
+        logger.warn({ url, state }, 'gateway circuit breaker changed');
+      },
+    });
+  const kmsCore = new KmsCore({
+    instanceId: raw.KP_CONFIG.INSTANCE_ID,
+    crkId: raw.KP_CONFIG.CRK_ID,
+    alg: settings.alg,
+    dekBytes: raw.SERVER_CONFIG.NUM_LEN_BYTES,
+    newDekPerEncrypt: raw.SERVER_CONFIG.NEW_DEK,
+    dekLimits: { maxUses: raw.KEYGATE.DEK_MAX_USES, maxAgeMs: raw.KEYGATE.DEK_MAX_AGE_HOURS * 3_600_000 },
+    cacheSize: raw.KEYGATE.CACHE_SIZE,
+    cacheTtlMs: raw.SERVER_CONFIG.CACHE_TIMEOUT_IN_HOURS * 3_600_000,
+    gateway,
+    clock: deps.clock ?? systemClock,
+    random: deps.random ?? systemRandom,
+    events: {
+      keyIdChanged: (from, to) => logger.info({ from: from ?? null, to }, 'key_id changed'),
+      healthChanged: (healthz) => logger.info({ healthz }, 'health changed'),
+    },
+  });
+  core = kmsCore;
+
+  // One inline refresh so that a healthy gateway gives a key_id before the first Status.
+  await kmsCore.refresh();
+
+  let stopped = false;
+  let refreshTimer: NodeJS.Timeout | undefined;
+  const refreshEveryMs = raw.KEYGATE.KEY_ID_REFRESH_SECONDS * 1000;
+  const scheduleRefresh = () => {
+    if (stopped) return;
+    const healthy = kmsCore.status().healthz === 'ok';
+    refreshTimer = setTimeout(
+      () => {
+        void kmsCore.refresh().finally(scheduleRefresh);
+      },
+      healthy ? refreshEveryMs : Math.min(refreshEveryMs, UNHEALTHY_REFRESH_MS),
+    );
+    refreshTimer.unref();
+  };
+  scheduleRefresh();
+  const sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
+  sweepTimer.unref();
+
+  const socketPath = normaliseSocketPath(settings.socketPath);
+  let grpc: KmsServer;
+  let health: HealthServer | undefined;
+  try {
+    grpc = await startKmsServer({
+      core: kmsCore,
+      socketPath,
+      socketMode: settings.socketMode,
+      logger,
+      logAllValues: raw.LOGGER.LOG_ALL_VALUES,
+      runtime: RUNTIME,
+      onCall: metrics.onCall,
+    });
+    if (!deps.noHealthServer) {
+      health = await startHealthServer({
+        host: deps.healthHost ?? '127.0.0.1',
+        port: raw.SERVER_CONFIG.HEALTHZ_PORT,
+        healthzPath: raw.SERVER_CONFIG.HEALTHZ_PATH,
+        deepCheck: () => kmsCore.roundTrip(),
+        live: () => !stopped,
+        registry: metrics.registry,
+      });
+    }
+  } catch (err) {
+    stopped = true;
+    clearTimeout(refreshTimer);
+    clearInterval(sweepTimer);
+    kmsCore.close();
+    if (ownGateway) await (gateway as UndiciGatewayClient).close();
+    throw err;
+  }
+  const status = kmsCore.status();
+  logger.info(
+    {
+      socket: socketPath,
+      healthPort: health?.port,
+      keyId: status.keyId,
+      healthz: status.healthz,
+      gateways: settings.gatewayUrls,
+      newDek: raw.SERVER_CONFIG.NEW_DEK,
+      version: RUNTIME.version,
+    },
+    'keygate shim started',
+  );
+  return {
+    socketPath,
+    healthPort: health?.port,
+    core: kmsCore,
+    metrics,
+    async close() {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(refreshTimer);
+      clearInterval(sweepTimer);
+      await grpc.close(raw.KEYGATE.SHUTDOWN_GRACE_SECONDS * 1000);
+      await health?.close();
+      kmsCore.close();
+      if (ownGateway) await (gateway as UndiciGatewayClient).close();
+    },
+  };
+}
+
+/**
+ * Runs the shim until SIGTERM or SIGINT: drains in-flight calls, removes the socket and resolves.
+ * When the server fails to start for a reason other than the config or a live socket, it tries
+ * again after RESTART_DELAY_IN_SECONDS. Resolves with the process exit code.
+ */
+export async function runShim(settings: ShimSettings, deps: ShimDeps = {}): Promise<number> {
+  const logger = deps.logger ?? createLogger({ level: settings.logLevel, name: 'keygate-shim' });
+  const delayMs = settings.raw.SERVER_CONFIG.RESTART_DELAY_IN_SECONDS * 1000;
+  let shim: RunningShim | undefined;
+  let signalled: string | undefined;
+  let wake: (() => void) | undefined;
+  const onSignal = (signal: string) => {
+    signalled = signal;
+    wake?.();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    while (!signalled) {
+      try {
+        shim = await startShim(settings, { ...deps, logger });
+        break;
+      } catch (err) {
+        if (isKeygateError(err) && (err.code === 'CONFIG_INVALID' || err.code === 'SOCKET_IN_USE')) {
+          logger.fatal({ err: err.toLog() }, 'cannot start');
+          return 1;
+        }
+        logger.error(
+          { err: isKeygateError(err) ? err.toLog() : String(err), retryInMs: delayMs },
+          'start failed',
+        );
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, delayMs);
+        });
+      }
+    }
+    if (!signalled) await new Promise<void>((r) => (wake = r));
+    logger.info({ signal: signalled }, 'signal received: draining in-flight calls');
+    await shim?.close();
+    logger.info('keygate shim stopped');
+    return 0;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}
