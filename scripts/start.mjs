@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// `npm start`: the whole keygate stack on embedded defaults — a gateway (SoftHSM2 when installed,
+// else the software backend) and a shim — with state under .keygate/dev (or $KEYGATE_HOME).
+// `npm start -- --reset` starts over. Ctrl-C stops both and removes the socket.
+import { resolve } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const args = process.argv.slice(2);
+const unknown = args.filter((a) => a !== '--reset');
+if (unknown.length > 0) {
+  console.error(`usage: npm start [-- --reset]   (unknown: ${unknown.join(' ')})`);
+  process.exit(2);
+}
+// Read here, the one place the dev stack takes settings from the environment.
+const home = resolve(process.env.KEYGATE_HOME ?? `${root}.keygate/dev`);
+const { startDevStack } = await import('../test/dist/support/devstack.js');
+
+const colour = { gateway: '\x1b[36m', shim: '\x1b[35m' };
+const echo = (name) => (line) => {
+  let msg = line;
+  try {
+    const j = JSON.parse(line);
+    const { level, ts, svc, msg: text, ...rest } = j;
+    msg = `${level.padEnd(5)} ${text}${Object.keys(rest).length ? ` ${JSON.stringify(rest)}` : ''}`;
+  } catch {}
+  const c = process.stdout.isTTY ? colour[name] : '';
+  console.log(`${c}[${name}]${c ? '\x1b[0m' : ''} ${msg}`);
+};
+
+let stack;
+try {
+  console.log(
+    `keygate: starting the development stack in ${home}${args.includes('--reset') ? ' (reset)' : ''}`,
+  );
+  stack = await startDevStack({
+    home,
+    reset: args.includes('--reset'),
+    echo: (line) =>
+      echo(line.includes('"svc":"shim"') || line.includes('keygate shim') ? 'shim' : 'gateway')(line),
+  });
+} catch (err) {
+  console.error(`keygate: the stack did not start: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
+const i = stack.info;
+console.log(
+  `\nkeygate ready: socket ${i.socket} · health ${i.healthzUrl} · gateway ${i.gatewayUrl} · EncryptionConfiguration ${i.encryptionConfig}`,
+);
+console.log(
+  `  HSM: ${i.hsm === 'softhsm2' ? 'SoftHSM2 (PKCS#11)' : 'software backend (development only: no HSM)'}`,
+);
+console.log(`  details: ${home}/stack.json · try: npm run demo · stop: Ctrl-C\n`);
+
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nkeygate: stopping shim and gateway');
+    await stack.stop();
+    process.exit(0);
+  });
+}
