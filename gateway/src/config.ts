@@ -1,7 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { configError, type Frozen, loadConfigFile, resolveSecret, type Secret } from '@keygate/shared/config';
+import {
+  configError,
+  type Frozen,
+  loadConfigFile,
+  parseDuration,
+  resolveSecret,
+  type Secret,
+} from '@keygate/shared/config';
 import { LOG_LEVELS } from '@keygate/shared/log';
 import { z } from 'zod';
+import { tokensSchema } from './adapters/jwt/token-settings.js';
+import { identitiesSchema } from './core/auth/identities.js';
 import { ROLES } from './core/auth/principal.js';
 
 /** The gateway's YAML config (docs/gateway.md). Strict: an unknown key is an error. */
@@ -26,7 +35,37 @@ const softwareHsm = z.strictObject({
   masterKeyFile: z.string().min(1),
 });
 
-export const gatewayConfigSchema = z.strictObject({
+/** A duration ("30s", "24h" or milliseconds) between `min` and `max` ms, as milliseconds. */
+const duration = (min: number, max: number) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      const ms = parseDuration(v);
+      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
+      return ms;
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `a duration like 30s or 24h (${(err as Error).message})` });
+      return z.NEVER;
+    }
+  });
+
+/** The durable, hash-chained audit log (docs/audit.md). */
+const auditSchema = z.strictObject({
+  dir: z.string().min(1),
+  signingKeyFile: z.string().min(1),
+  /** Also write every event as a JSON line to stdout, for log shippers. */
+  stdout: z.boolean().default(false),
+  checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
+  checkpointInterval: duration(1000, 3_600_000).default(60_000),
+  maxFileBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(16 * 1024 ** 3)
+    .default(64 * 1024 * 1024),
+  maxFileAge: duration(60_000, 30 * 86_400_000).default(86_400_000),
+});
+
+const baseSchema = z.strictObject({
   server: z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8443),
@@ -59,7 +98,35 @@ export const gatewayConfigSchema = z.strictObject({
         .default([]),
     })
     .default({ clients: [] }),
+  /** Token mode: service identities with API keys (docs/identity.md). Needs `tokens`. */
+  identities: identitiesSchema.optional(),
+  tokens: tokensSchema.optional(),
+  audit: auditSchema.optional(),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
+});
+
+/**
+ * Token mode (`identities` + `tokens`) and the development certificate allow-list
+ * (`access.clients`) are mutually exclusive.
+ */
+export const gatewayConfigSchema = baseSchema.superRefine((cfg, ctx) => {
+  if (cfg.identities !== undefined && cfg.access.clients.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['access', 'clients'],
+      message: 'either identities (token mode) or access.clients (certificate allow-list), not both',
+    });
+  }
+  if (cfg.identities !== undefined && cfg.tokens === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'a tokens section when identities are set' });
+  }
+  if (cfg.tokens !== undefined && cfg.identities === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['identities'],
+      message: 'identities when a tokens section is set',
+    });
+  }
 });
 
 export type GatewayConfig = Frozen<z.output<typeof gatewayConfigSchema>>;

@@ -255,6 +255,19 @@ describe('gateway over HTTPS with mutual TLS and SoftHSM2', () => {
     assert.match(metrics.text, /keygate_hsm_sessions\{[^}]*state="open"/);
   });
 
+  it('in allow-list mode (no identities): warns that the audit is not durable; /identity/token is 404', async () => {
+    assert.ok(log.lines.some((l) => l.level === 'warn' && /not durable/.test(String(l.msg))));
+    assert.ok(log.lines.some((l) => l.level === 'warn' && /allow-list mode/.test(String(l.msg))));
+    const r = await api('POST', '/identity/token', {
+      client: fx.clients.allowed,
+      rawBody: 'grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey&apikey=kg_x',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    assert.equal(r.status, 404);
+    assert.equal(errorCode(r), 'NOT_FOUND_ERR');
+    assert.equal((await api('GET', '/.well-known/jwks.json', { client: fx.clients.allowed })).status, 404);
+  });
+
   it('with a wrong PIN: one login attempt, /readyz not ready with the reason', async () => {
     const badLog = captureLines();
     const bad = await startGateway(

@@ -1,19 +1,34 @@
+import type { Writable } from 'node:stream';
+import { configError } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
+import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
 import { CertAllowlistAuthenticator, RoleAccessPolicy } from './adapters/allowlist/cert-allowlist.js';
+import { lockAuditDir } from './adapters/audit/dir-lock.js';
+import { FileAuditSink } from './adapters/audit/file-sink.js';
+import { KeyFileAuditSigner } from './adapters/audit/key-file-signer.js';
+import { StreamAuditSink } from './adapters/audit/stream-sink.js';
+import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
+import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import { LogAuditSink } from './adapters/log-audit/log-audit-sink.js';
 import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
 import { SoftHsm } from './adapters/soft/soft-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { type GatewayConfig, loadGatewayConfig, readMasterKey, readTlsFiles, resolvePin } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
-import { systemClock } from './core/clock.js';
+import { FanOutAuditSink } from './core/audit/fan-out-sink.js';
+import { IdentityDirectory } from './core/auth/identity-directory.js';
+import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
+import { RolePolicy } from './core/auth/role-policy.js';
+import { TokenAuthenticator } from './core/auth/token-authenticator.js';
+import { TokenIssuer } from './core/auth/token-issuer.js';
+import { type Clock, systemClock } from './core/clock.js';
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { createApp } from './http/app.js';
-import type { Readiness } from './http/deps.js';
+import type { Readiness, TokenService } from './http/deps.js';
 import { createGatewayMetrics } from './http/metrics.js';
 import { type RunningServer, startHttpsServer } from './http/server.js';
 
@@ -62,12 +77,122 @@ export function buildKeyRuntime(
   };
 }
 
+/** Who may call: token mode (`identities` + `tokens`) or the development certificate allow-list. */
+export interface AccessRuntime {
+  readonly mode: 'tokens' | 'allowlist';
+  readonly authenticator: Authenticator;
+  readonly policy: AccessPolicy;
+  /** Token mode only: `/identity/token` and the JWKS. */
+  readonly tokens?: TokenService | undefined;
+}
+
+/** Builds the authenticator and policy from the config (reads the token signing keys). */
+export async function buildAccess(config: GatewayConfig, clock: Clock = systemClock): Promise<AccessRuntime> {
+  if (config.identities === undefined || config.tokens === undefined) {
+    return {
+      mode: 'allowlist',
+      authenticator: new CertAllowlistAuthenticator(config.access.clients),
+      policy: new RoleAccessPolicy(),
+    };
+  }
+  const t = config.tokens;
+  const leewaySeconds = Math.round(t.leeway / 1000);
+  const jwt = new JwtTokens({
+    keys: await readSigningKeyFiles(t.signingKeyFiles),
+    issuer: t.issuer,
+    audience: t.audience,
+    clock,
+    leewaySeconds,
+  });
+  const issuer = new TokenIssuer({
+    identities: new IdentityDirectory(config.identities),
+    signer: jwt,
+    clock,
+    lifetimeSeconds: Math.round(t.lifetime / 1000),
+  });
+  return {
+    mode: 'tokens',
+    authenticator: new TokenAuthenticator({ verifier: jwt, clock, leewaySeconds }),
+    policy: new RolePolicy(),
+    tokens: { issue: (req) => issuer.issue(req), jwks: () => jwt.jwks() },
+  };
+}
+
+/**
+ * The audit sink of the config: the hash-chained file log (plus stdout when `audit.stdout`), or,
+ * without an `audit` section, the interim log-line sink (not durable; a warning says so).
+ */
+export async function buildAuditSink(
+  config: GatewayConfig,
+  configFile: string,
+  logger: Logger,
+  stream: Writable = process.stdout,
+  clock: Clock = systemClock,
+): Promise<AuditSink> {
+  const a = config.audit;
+  if (a === undefined) {
+    logger.warn(
+      'no audit section in the config: audit records go to the log only (not durable, not tamper-evident)',
+    );
+    return new LogAuditSink(logger.child({ component: 'audit' }));
+  }
+  const log = logger.child({ component: 'audit' });
+  const signer = await KeyFileAuditSigner.fromFile(a.signingKeyFile);
+  // One writer per folder: a second gateway on the same folder would fork the chain.
+  const lock = await lockAuditDir(a.dir);
+  if (!lock.held && 'busyPid' in lock) {
+    throw configError(configFile, [
+      {
+        path: 'audit.dir',
+        expected: `a folder no other running gateway writes (${a.dir} is held by pid ${lock.busyPid})`,
+      },
+    ]);
+  }
+  if (!lock.held) log.warn({ dir: a.dir, reason: lock.reason }, 'audit folder not lockable');
+  const file = await FileAuditSink.open({
+    dir: a.dir,
+    signer,
+    clock,
+    checkpointEvery: a.checkpointEvery,
+    checkpointIntervalMs: a.checkpointInterval,
+    maxFileBytes: a.maxFileBytes,
+    maxFileAgeMs: a.maxFileAge,
+    onError: (err) => log.error({ err: err.toLog(), dir: a.dir }, 'audit log write failed'),
+  });
+  const stats = file.stats;
+  if (stats.available)
+    log.info({ dir: a.dir, lastSeq: stats.lastSeq, keyId: signer.keyId }, 'audit log open');
+  else
+    log.error(
+      { dir: a.dir },
+      'audit log unavailable: key operations answer 503 AUDIT_UNAVAILABLE until it opens',
+    );
+  const sink: AuditSink = a.stdout
+    ? new FanOutAuditSink(file, [new StreamAuditSink(stream)], (err) =>
+        log.warn({ err: asKeygateError(err).toLog() }, 'audit stream sink failed'),
+      )
+    : file;
+  return {
+    assertAvailable: () => sink.assertAvailable(),
+    append: (event) => sink.append(event),
+    async close() {
+      try {
+        await sink.close();
+      } finally {
+        if (lock.held) await lock.release();
+      }
+    },
+  };
+}
+
 export interface StartOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Log destination (stdout when absent); tests capture lines here. */
   readonly logDestination?: DestinationStream;
-  /** Audit sink; a JSON-log-line sink when absent. */
+  /** Audit sink; when absent, built from the config's `audit` section (see buildAuditSink). */
   readonly audit?: AuditSink;
+  /** Where `audit.stdout` writes its event lines (process.stdout when absent). */
+  readonly auditStream?: Writable;
 }
 
 /** A running gateway. */
@@ -89,14 +214,26 @@ export async function startGateway(configFile: string, options: StartOptions = {
     ...(options.logDestination ? { destination: options.logDestination } : {}),
   });
   const tls = readTlsFiles(config, configFile);
-  const runtime = buildKeyRuntime(config, configFile, logger, options.env ?? process.env);
+  const access = await buildAccess(config);
+  if (access.mode === 'allowlist') {
+    logger.warn(
+      'no identities in the config: certificate allow-list mode (development only); /identity/token answers 404',
+    );
+  }
+  const audit = options.audit ?? (await buildAuditSink(config, configFile, logger, options.auditStream));
+  let runtime: KeyRuntime;
+  try {
+    runtime = buildKeyRuntime(config, configFile, logger, options.env ?? process.env);
+  } catch (err) {
+    await audit.close().catch(() => undefined);
+    throw err;
+  }
   const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
-  const audit = options.audit ?? new LogAuditSink(logger.child({ component: 'audit' }));
-  const authenticator = new CertAllowlistAuthenticator(config.access.clients);
   const app = createApp({
     keys: runtime.keys,
-    authenticator,
-    policy: new RoleAccessPolicy(),
+    authenticator: access.authenticator,
+    policy: access.policy,
+    tokens: access.tokens,
     audit,
     logger,
     metrics: createGatewayMetrics(readiness),
@@ -114,20 +251,36 @@ export async function startGateway(configFile: string, options: StartOptions = {
       drainMs: config.server.drainMs,
     });
   } catch (err) {
+    await audit.close().catch(() => undefined);
     await runtime.close();
     throw err;
   }
   const ready = readiness();
-  logger.info({ url: server.url, hsm: ready.hsm, store: config.store.file }, 'gateway listening');
+  logger.info(
+    {
+      url: server.url,
+      hsm: ready.hsm,
+      store: config.store.file,
+      access: access.mode,
+      audit: config.audit?.dir ?? (options.audit ? 'custom' : 'log'),
+    },
+    'gateway listening',
+  );
   return {
     url: server.url,
     port: server.port,
     runtime,
     logger,
     async close() {
-      await server.close();
-      await audit.close();
-      await runtime.close();
+      try {
+        await server.close();
+        // After the drain: the last appends are durable, then a signed close checkpoint seals the log.
+        await audit.close().catch((err: unknown) => {
+          logger.error({ err: asKeygateError(err).toLog() }, 'audit close failed');
+        });
+      } finally {
+        await runtime.close();
+      }
       logger.info('gateway stopped');
     },
   };

@@ -15,6 +15,7 @@ import { handleHealthz, handleMetrics, handleReadyz } from './routes/health.js';
 import { handleListKeys } from './routes/list-keys.js';
 import { handleRewrap } from './routes/rewrap.js';
 import { handleRotateKey } from './routes/rotate-key.js';
+import { handleJwks, handleToken, iamErrorResponse } from './routes/token.js';
 import { handleUnwrap } from './routes/unwrap.js';
 import { handleWrap } from './routes/wrap.js';
 
@@ -54,6 +55,21 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
       onError: (c) => toResponse(c as Ctx, new KeygateError('BODY_TOO_LARGE_ERR')),
     }),
   );
+
+  app.use(
+    '/identity/*',
+    bodyLimit({
+      maxSize: deps.bodyLimitBytes,
+      onError: (c) => iamErrorResponse(c as Ctx, new KeygateError('BODY_TOO_LARGE_ERR')),
+    }),
+  );
+
+  // Token mode only; with the certificate allow-list these answer 404 (see docs/gateway.md).
+  const tokens = deps.tokens;
+  if (tokens !== undefined) {
+    app.post(PATHS.token, (c) => handleToken(c, deps, tokens));
+    app.get(PATHS.jwks, (c) => handleJwks(c, tokens));
+  }
 
   app.get(PATHS.healthz, (c) => handleHealthz(c));
   app.get(PATHS.readyz, (c) => handleReadyz(c, deps));

@@ -1,12 +1,21 @@
 import type { Logger } from '@keygate/shared/log';
 import type { AuditSink } from '../core/audit/audit-event.js';
 import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
+import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
 import type { Clock } from '../core/clock.js';
 import type { KeyService } from '../core/keys/key-service.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 
 export type { Readiness } from './readiness.js';
+
+/** Token mode: the IAM-style token exchange and the public keys that verify its tokens. */
+export interface TokenService {
+  /** Throws AUTH_GRANT_TYPE_INVALID, AUTH_APIKEY_INVALID or FORBIDDEN_ERR. */
+  issue(req: TokenRequestInput): Promise<IssuedToken>;
+  /** The JWKS document (public keys only). */
+  jwks(): { keys: readonly object[] };
+}
 
 /** Everything the HTTP app needs, injected by main.ts. */
 export interface AppDeps {
@@ -18,6 +27,8 @@ export interface AppDeps {
   readonly metrics: GatewayMetrics;
   readonly clock: Clock;
   readonly readiness: () => Readiness;
+  /** Present in token mode; without it `/identity/token` and the JWKS answer 404. */
+  readonly tokens?: TokenService | undefined;
   /** Largest accepted request body, in bytes. */
   readonly bodyLimitBytes: number;
 }

@@ -25,7 +25,14 @@ export interface GatewayFixture {
   /** Writes a config file; `overrides` replace top-level YAML sections. */
   writeConfig(
     name: string,
-    opts?: { pinEnv?: string; pinFile?: string; tokenLabel?: string; extra?: string },
+    opts?: {
+      pinEnv?: string;
+      pinFile?: string;
+      tokenLabel?: string;
+      extra?: string;
+      /** Write the `access.clients` allow-list (default true; false for token mode). */
+      access?: boolean;
+    },
   ): string;
 }
 
@@ -93,14 +100,18 @@ hsm:
   sessions: 4
 store:
   file: ${join(softhsm.dir, 'keys.json')}
-access:
+${
+  opts.access === false
+    ? ''
+    : `access:
   clients:
     - identity: spiffe://keygate/cluster/prod-eu-1
       instances: [${INSTANCE}, ${OTHER_INSTANCE}]
       roles: [wrap, unwrap, rewrap, keys:read]
     - identity: ops-admin
       instances: ['*']
-      roles: [keys:admin, keys:read]
+      roles: [keys:admin, keys:read]`
+}
 log:
   level: info
 ${opts.extra ?? ''}`,

@@ -1,11 +1,18 @@
 import { constantTimeEqual } from '@keygate/shared/crypto';
 import { hashApiKey } from './api-key.js';
-import type { IdentityConfig } from './identities.js';
 import type { Role } from './principal.js';
 
 /** A service identity as the token issuer uses it. */
 export interface ServiceIdentity {
   readonly name: string;
+  readonly certIdentities: readonly string[];
+  readonly roles: Readonly<Record<string, readonly Role[]>>;
+}
+
+/** One configured identity (an `identities:` entry, possibly deep-frozen by the config loader). */
+export interface IdentityInput {
+  readonly name: string;
+  readonly apiKeyHashes: readonly string[];
   readonly certIdentities: readonly string[];
   readonly roles: Readonly<Record<string, readonly Role[]>>;
 }
@@ -19,7 +26,7 @@ interface Entry {
 export class IdentityDirectory {
   readonly #entries: readonly Entry[];
 
-  constructor(identities: readonly IdentityConfig[]) {
+  constructor(identities: readonly IdentityInput[]) {
     this.#entries = identities.flatMap((c) => {
       const identity: ServiceIdentity = Object.freeze({
         name: c.name,

@@ -24,6 +24,7 @@ export {
 export { DEFAULT_TOKEN_CACHE_SIZE, TokenCache } from './token-cache.js';
 export {
   DEFAULT_TOKEN_LIFETIME_SECONDS,
+  type IssuedToken,
   TokenIssuer,
   type TokenIssuerOptions,
   type TokenRequestInput,

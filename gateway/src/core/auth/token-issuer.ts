@@ -16,6 +16,12 @@ export interface TokenRequestInput {
   readonly cert: PeerCertificate;
 }
 
+/** An issued token and the service identity it was issued to (for the audit record). */
+export interface IssuedToken {
+  readonly response: TokenResponse;
+  readonly subject: string;
+}
+
 export interface TokenIssuerOptions {
   readonly identities: IdentityDirectory;
   readonly signer: TokenSigner;
@@ -41,6 +47,11 @@ export class TokenIssuer {
    * FORBIDDEN_ERR when the connection's certificate identity may not use this service identity.
    */
   async issueToken(req: TokenRequestInput): Promise<TokenResponse> {
+    return (await this.issue(req)).response;
+  }
+
+  /** As issueToken, and also names the service identity (never the key). */
+  async issue(req: TokenRequestInput): Promise<IssuedToken> {
     if (req.grantType !== APIKEY_GRANT_TYPE) throw new KeygateError('AUTH_GRANT_TYPE_INVALID');
     if (req.apikey === undefined || req.apikey.length === 0 || req.apikey.length > 512) {
       throw new KeygateError('AUTH_APIKEY_INVALID');
@@ -66,10 +77,13 @@ export class TokenIssuer {
       expiresAt,
     });
     return {
-      access_token: accessToken,
-      token_type: 'Bearer',
-      expires_in: this.#lifetime,
-      expiration: expiresAt,
+      subject: identity.name,
+      response: {
+        access_token: accessToken,
+        token_type: 'Bearer',
+        expires_in: this.#lifetime,
+        expiration: expiresAt,
+      },
     };
   }
 }

@@ -6,11 +6,24 @@ export function handleHealthz(c: Ctx): Response {
   return c.json({ status: 'ok' });
 }
 
-/** GET /readyz: 200 when the HSM and the store are usable, else 503 with the reasons. */
+/** GET /readyz: 200 when the HSM, the store and the audit log are usable, else 503 with the reasons. */
 export function handleReadyz(c: Ctx, deps: AppDeps): Response {
   const r = deps.readiness();
-  const ready = r.hsm.ready && r.store.ready;
-  return c.json({ status: ready ? 'ready' : 'not ready', hsm: r.hsm, store: r.store }, ready ? 200 : 503);
+  const audit = auditReadiness(deps);
+  const ready = r.hsm.ready && r.store.ready && audit.ready;
+  return c.json(
+    { status: ready ? 'ready' : 'not ready', hsm: r.hsm, store: r.store, audit },
+    ready ? 200 : 503,
+  );
+}
+
+function auditReadiness(deps: AppDeps): { ready: boolean; reasons: string[] } {
+  try {
+    deps.audit.assertAvailable();
+    return { ready: true, reasons: [] };
+  } catch {
+    return { ready: false, reasons: ['the audit log cannot be written (key operations answer 503)'] };
+  }
 }
 
 /** GET /metrics: Prometheus text. */
