@@ -46,9 +46,10 @@ export interface DevStackOptions {
   readonly keyIdRefreshSeconds?: number;
   readonly tokenLifetime?: string;
   readonly instanceId?: string;
+  /** Log level of both programs; the launcher reads their info-level start lines, so no quieter. */
+  readonly logLevel?: 'info' | 'debug' | 'trace';
   /** Called with every output line of the two programs. */
   readonly echo?: (line: string) => void;
-  readonly logLevel?: string;
 }
 
 /** State that survives restarts: PKI, HSM token, secrets and the created key. */
@@ -215,7 +216,6 @@ export function writeShimConfig(
     healthzPort: number;
     newDek?: boolean;
     refreshSeconds?: number;
-    logLevel?: string;
   },
 ): void {
   const [first, ...rest] = o.gatewayUrls;
@@ -241,7 +241,7 @@ KP_CONFIG:
   KP_CA_FILE: "${p.pki.caFile}"
   INSTANCE_ID: "${p.instanceId}"
 LOGGER:
-  LOG_LEVEL: "${o.logLevel ?? 'info'}"
+  LOG_LEVEL: "info"
   LOG_ALL_VALUES: false
 KEYGATE:
   API_KEY_FILE: "${p.apiKeyFile}"
@@ -267,7 +267,13 @@ export async function startGatewayProcess(
       ...(opts.echo ? { echo: opts.echo } : {}),
     },
   );
-  const line = await service.waitFor(/"msg":"gateway listening"/, 60_000);
+  let line: string;
+  try {
+    line = await service.waitFor(/"msg":"gateway listening"/, 60_000);
+  } catch (err) {
+    await service.kill();
+    throw err;
+  }
   const url = (JSON.parse(line) as { url: string }).url;
   return { service, url };
 }
@@ -285,7 +291,13 @@ export async function startShimProcess(
       ...(opts.echo ? { echo: opts.echo } : {}),
     },
   );
-  const line = await service.waitFor(/"msg":"keygate shim started"/, 60_000);
+  let line: string;
+  try {
+    line = await service.waitFor(/"msg":"keygate shim started"/, 60_000);
+  } catch (err) {
+    await service.kill();
+    throw err;
+  }
   return { service, healthPort: (JSON.parse(line) as { healthPort: number }).healthPort };
 }
 
@@ -333,7 +345,6 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       healthzPort: opts.healthzPort ?? 20358,
       newDek: opts.newDek ?? false,
       refreshSeconds: opts.keyIdRefreshSeconds ?? 60,
-      logLevel: opts.logLevel ?? 'info',
     });
     const shim = await startShimProcess(shimConfig, opts.echo ? { echo: opts.echo } : {});
     await waitHealthy(socket);
