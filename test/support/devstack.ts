@@ -48,8 +48,8 @@ export interface DevStackOptions {
   readonly instanceId?: string;
   /** Log level of both programs; the launcher reads their info-level start lines, so no quieter. */
   readonly logLevel?: 'info' | 'debug' | 'trace';
-  /** Called with every output line of the two programs. */
-  readonly echo?: (line: string) => void;
+  /** Called with every output line of the two programs, and which program printed it. */
+  readonly echo?: (line: string, program: 'gateway' | 'shim') => void;
 }
 
 /** State that survives restarts: PKI, HSM token, secrets and the created key. */
@@ -179,7 +179,7 @@ log:
         '--name',
         'dev-root-key',
       ],
-      { env: { ...process.env, ...env }, encoding: 'utf8' },
+      { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     crkId = (JSON.parse(out) as { id: string }).id;
     writeFileSync(statePath, `${JSON.stringify({ hsm, crkId }, null, 2)}\n`);
@@ -335,7 +335,8 @@ export interface DevStack {
 /** Prepares and starts gateway and shim, waits until the shim is healthy, writes stack.json. */
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const p = await prepareStack(opts);
-  const gw = await startGatewayProcess(p, opts.echo ? { echo: opts.echo } : {});
+  const echo = opts.echo;
+  const gw = await startGatewayProcess(p, echo ? { echo: (l) => echo(l, 'gateway') } : {});
   const socket = join(p.home, 'kms.sock');
   const shimConfig = join(p.home, 'kmsplugin-config.yaml');
   try {
@@ -346,7 +347,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       newDek: opts.newDek ?? false,
       refreshSeconds: opts.keyIdRefreshSeconds ?? 60,
     });
-    const shim = await startShimProcess(shimConfig, opts.echo ? { echo: opts.echo } : {});
+    const shim = await startShimProcess(shimConfig, echo ? { echo: (l) => echo(l, 'shim') } : {});
     await waitHealthy(socket);
     const encryptionConfig = join(p.home, 'encryption-config.yaml');
     const encryptionConfigV1Path = join(p.home, 'encryption-config-v1.yaml');

@@ -144,7 +144,7 @@ export class SessionPool {
 
   private openSession(): Handle {
     const unusable = this.token.unusable;
-    if (unusable) throw new KeygateError(unusable.code, { detail: { token: this.token.label } });
+    if (unusable) throw new KeygateError(unusable.code, { detail: { tokenLabel: this.token.label } });
     if (this.#now() < this.#retryAt) {
       throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: this.#lastFailure ?? 'backoff' } });
     }

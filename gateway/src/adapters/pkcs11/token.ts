@@ -61,7 +61,7 @@ export class Pkcs11Token {
 
   /** Opens a read-write session and logs in when the application is not logged in yet. */
   openSession(): Handle {
-    if (this.#unusable) throw new KeygateError(this.#unusable.code, { detail: { token: this.label } });
+    if (this.#unusable) throw new KeygateError(this.#unusable.code, { detail: { tokenLabel: this.label } });
     const session = this.lib.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     try {
       const state = this.lib.C_GetSessionInfo(session).state;
@@ -96,7 +96,7 @@ export class Pkcs11Token {
 
   private login(session: Handle): void {
     try {
-      this.logger.info({ token: this.label, pinSource: this.pin.source }, 'pkcs11 login');
+      this.logger.info({ tokenLabel: this.label, pinSource: this.pin.source }, 'pkcs11 login');
       this.lib.C_Login(session, pkcs11js.CKU_USER, this.pin.reveal());
     } catch (err) {
       if (ckrName(err) === 'CKR_USER_ALREADY_LOGGED_IN') return;
@@ -108,10 +108,10 @@ export class Pkcs11Token {
           reason: `login to token "${this.label}" refused (${ckrName(err)}); fix the PIN (${this.pin.source}) and restart`,
         };
         this.logger.error(
-          { token: this.label, ckr: ckrName(err) },
+          { tokenLabel: this.label, ckr: ckrName(err) },
           'pkcs11 login refused; token marked unusable',
         );
-        throw new KeygateError(code, { cause: err, detail: { ckr: ckrName(err), token: this.label } });
+        throw new KeygateError(code, { cause: err, detail: { ckr: ckrName(err), tokenLabel: this.label } });
       }
       throw err;
     }
@@ -121,7 +121,9 @@ export class Pkcs11Token {
     for (const slot of this.lib.C_GetSlotList(true)) {
       if (this.lib.C_GetTokenInfo(slot).label.trimEnd() === this.label) return slot;
     }
-    throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'token not found', token: this.label } });
+    throw new KeygateError('HSM_UNAVAILABLE', {
+      detail: { reason: 'token not found', tokenLabel: this.label },
+    });
   }
 }
 
