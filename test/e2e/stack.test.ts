@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -29,6 +29,8 @@ describe('e2e: gateway + shims as processes', {
   const home = mkdtempSync(join(tmpdir(), 'kg-e2e-'));
   let stack: DevStack;
   const extra: Service[] = [];
+  /** Every gateway process of the run, to count the key operations they answered. */
+  const gateways: Service[] = [];
   const clients: KmsClient[] = [];
   const counts = { encrypts: 0, decrypts: 0, wrong: 0, undecryptable: 0 };
   /** Every ciphertext made so far, with its plaintext and key_id, re-checked at the end. */
@@ -67,6 +69,7 @@ describe('e2e: gateway + shims as processes', {
       hsm: 'softhsm2',
       keyIdRefreshSeconds: 1,
     });
+    gateways.push(stack.gateway);
   });
 
   after(async () => {
@@ -170,6 +173,7 @@ describe('e2e: gateway + shims as processes', {
     );
     const restarted = await startGatewayProcess(stack.prepared, { name: 'gateway-2', config: cfg });
     extra.push(restarted.service);
+    gateways.push(restarted.service);
     assert.equal(await waitHealthy(stack.info.socket), keyId);
     await seed(c);
     await decryptAll(c);
@@ -177,7 +181,34 @@ describe('e2e: gateway + shims as processes', {
     assert.equal(counts.undecryptable, 0, 'a ciphertext could not be decrypted later');
   });
 
-  it('the audit chain verifies', () => {
+  it('the audit chain verifies, with one record per key operation the gateways answered', () => {
+    const answered = gateways
+      .flatMap((g) => g.lines)
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { msg?: string; path?: string; status?: number; reqId?: string };
+        } catch {
+          return {};
+        }
+      })
+      .filter(
+        (l) =>
+          l.msg === 'request' && l.status === 200 && /\/actions\/(wrap|unwrap|rewrap)$/.test(l.path ?? ''),
+      )
+      .map((l) => l.reqId);
+    const audited = new Set(
+      readdirSync(stack.prepared.auditDir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .flatMap((f) => readFileSync(join(stack.prepared.auditDir, f), 'utf8').split('\n'))
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { operation?: string; outcome?: string; requestId?: string })
+        .filter((r) => ['wrap', 'unwrap', 'rewrap'].includes(r.operation ?? '') && r.outcome === 'success')
+        .map((r) => r.requestId),
+    );
+    console.log(`e2e audit: ${answered.length} key operations answered with 200, ${audited.size} audited`);
+    assert.ok(answered.length > 0);
+    for (const id of answered) assert.ok(audited.has(id), `answered request ${id} has no audit record`);
+    assert.equal(audited.size, answered.length);
     const out = execFileSync(
       process.execPath,
       [GATEWAY_CLI, 'audit', 'verify', stack.prepared.auditDir, '--key', stack.prepared.auditPublicKeyFile],
