@@ -118,7 +118,8 @@ describe('KmsCore', () => {
     const before = await core.encrypt(Buffer.from('a'), V2);
     gateway.down = true;
     await core.refresh();
-    assert.equal(core.status().healthz, 'gateway unavailable');
+    // Still serving from the current DEK: Status stays ok (apiserver keeps writing), degraded says why.
+    assert.deepEqual(core.status(), { healthz: 'ok', keyId: before.keyId, degraded: 'gateway unavailable' });
     assert.equal(core.status().keyId, before.keyId, 'key_id unchanged through the outage');
     const during = await core.encrypt(Buffer.from('b'), V2);
     assert.equal((await core.decrypt(during.ciphertext, during.keyId, V2)).toString(), 'b');
@@ -135,6 +136,8 @@ describe('KmsCore', () => {
     gateway.down = true;
     await rejectsWith(core.encrypt(Buffer.from('b'), V2), 'GATEWAY_UNAVAILABLE');
     assert.equal((await core.decrypt(c.ciphertext, c.keyId, V2)).toString(), 'a');
+    // Every Encrypt needs the gateway here, so Status tells the truth: not healthy.
+    assert.equal(core.status().healthz, 'gateway unavailable');
   });
 
   it('rotates the DEK past its use count and age, and fails when it cannot', async () => {
@@ -147,6 +150,8 @@ describe('KmsCore', () => {
     clock.t += 1000;
     gateway.down = true;
     await rejectsWith(core.encrypt(Buffer.from('x'), V2), 'GATEWAY_UNAVAILABLE');
+    // The current DEK is past its age and no new one can be wrapped: Status is not healthy.
+    assert.equal(core.status().healthz, 'gateway unavailable');
   });
 
   it('changes the key_id on rotation and still decrypts older ciphertexts', async () => {

@@ -41,6 +41,11 @@ export interface CoreStatus {
   readonly healthz: string;
   /** Empty only before the first successful wrap (healthz is then not "ok"). */
   readonly keyId: string;
+  /**
+   * Set while the gateway is unreachable but this shim still serves every call kube-apiserver
+   * needs from its current DEK and cache; Status then stays "ok" (see status()).
+   */
+  readonly degraded?: string;
 }
 
 export interface Encrypted {
@@ -72,6 +77,8 @@ export class KmsCore {
   #current: CurrentDek | undefined;
   #keyId: string | undefined;
   #problem: string | undefined = 'gateway not reached yet';
+  /** True when #problem is the gateway being unreachable or slow, not a refusal or a key state. */
+  #problemTransient = false;
   #closed = false;
   gatewayCalls = 0;
 
@@ -88,7 +95,24 @@ export class KmsCore {
     const keyId = this.#keyId ?? '';
     if (this.#closed) return { healthz: 'shutting down', keyId };
     if (this.#keyId === undefined) return { healthz: `no key_id yet: ${this.#problem ?? 'starting'}`, keyId };
-    return { healthz: this.#problem ?? 'ok', keyId };
+    if (this.#problem === undefined) return { healthz: 'ok', keyId };
+    // An unreachable gateway does not stop this shim from serving kube-apiserver while the current
+    // DEK is usable: Encrypt seals with it and Decrypt of cached DEKs needs no gateway. Reporting
+    // unhealthy then would make every apiserver sharing this gateway unready, and stop their writes
+    // after 3 minutes, for an outage keygate absorbs. Refusals and key states are never masked, and
+    // the deep /healthz check and the metrics still show the gateway problem.
+    if (this.#problemTransient && this.#canEncryptLocally()) {
+      return { healthz: 'ok', keyId, degraded: this.#problem };
+    }
+    return { healthz: this.#problem, keyId };
+  }
+
+  #canEncryptLocally(): boolean {
+    if (this.#o.newDekPerEncrypt) return false;
+    const cur = this.#current;
+    return (
+      cur !== undefined && cur.keyId === this.#keyId && cur.usable(this.#o.clock.now(), this.#o.dekLimits)
+    );
   }
 
   /** Numbers for /metrics. */
@@ -315,7 +339,11 @@ export class KmsCore {
 
   #noteFailure(err: unknown): unknown {
     const problem = healthProblemOf(err);
-    if (problem !== undefined) this.#setProblem(problem);
+    if (problem !== undefined) {
+      this.#problemTransient =
+        isKeygateError(err) && (err.code === 'GATEWAY_UNAVAILABLE' || err.code === 'GATEWAY_TIMEOUT');
+      this.#setProblem(problem);
+    }
     // Crypto-shredding: once the root key is destroyed, no DEK under it stays usable here either.
     if (isKeygateError(err) && err.code === 'KEY_DELETED_ERR') this.#dropKeys();
     return err;
