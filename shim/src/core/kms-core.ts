@@ -352,7 +352,8 @@ export class KmsCore {
   #setProblem(problem: string | undefined): void {
     if (problem === this.#problem) return;
     this.#problem = problem;
-    this.#o.events?.healthChanged?.(this.status().healthz);
+    const st = this.status();
+    this.#o.events?.healthChanged?.(st.degraded ? `ok, degraded: ${st.degraded}` : st.healthz);
   }
 
   #dropKeys(): void {
