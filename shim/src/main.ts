@@ -68,6 +68,8 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
         logger.warn({ url, state }, 'gateway circuit breaker changed');
       },
     });
+  // Every gateway URL shows a breaker state from the start, not only after its first change.
+  for (const url of settings.gatewayUrls) metrics.onBreaker(url.replace(/\/+$/, ''), 'closed');
   const kmsCore = new KmsCore({
     instanceId: raw.KP_CONFIG.INSTANCE_ID,
     crkId: raw.KP_CONFIG.CRK_ID,

@@ -1,11 +1,10 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { createCa, type IssuedCert, issueLeaf } from '@keygate/gateway/pki';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 /** Files of a small PKI: one CA, the gateway's server certificate, one client certificate per cluster. */
 export interface PkiFiles {
   readonly caFile: string;
-  readonly caKeyFile: string;
   readonly serverCertFile: string;
   readonly serverKeyFile: string;
   readonly clientCertFile: string;
@@ -14,51 +13,44 @@ export interface PkiFiles {
   readonly clientIdentity: string;
 }
 
+const GATEWAY_CLI = resolve(new URL('../../../gateway/dist/cli.js', import.meta.url).pathname);
+
 /**
  * Makes (or reuses, when the files exist) a CA, a server certificate for localhost/127.0.0.1 and
- * a client certificate whose SAN URI names `cluster`, under `dir`. Private keys are mode 0600.
+ * a client certificate whose SAN URI names `cluster`, under `dir` — with `keygate-gateway pki`,
+ * exactly as an operator would (docs/deploy.md).
  */
-export async function ensurePki(dir: string, cluster = 'dev'): Promise<PkiFiles> {
+export function ensurePki(dir: string, cluster = 'dev'): PkiFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const clientIdentity = `spiffe://keygate/cluster/${cluster}`;
-  const files: PkiFiles = {
-    caFile: join(dir, 'ca.pem'),
-    caKeyFile: join(dir, 'ca-key.pem'),
-    serverCertFile: join(dir, 'gateway.pem'),
-    serverKeyFile: join(dir, 'gateway-key.pem'),
-    clientCertFile: join(dir, `client-${cluster}.pem`),
-    clientKeyFile: join(dir, `client-${cluster}-key.pem`),
-    clientIdentity,
+  const caDir = join(dir, 'ca');
+  const serverDir = join(dir, 'gateway');
+  const clientDir = join(dir, 'clients', cluster);
+  const pki = (...args: string[]) =>
+    execFileSync(process.execPath, [GATEWAY_CLI, 'pki', ...args], { stdio: 'pipe' });
+  if (!existsSync(join(caDir, 'ca.pem'))) pki('ca', '--out', caDir, '--cn', 'keygate dev CA');
+  if (!existsSync(join(serverDir, 'server.pem'))) {
+    pki(
+      'server',
+      '--ca',
+      caDir,
+      '--out',
+      serverDir,
+      '--dns',
+      'localhost',
+      '--ip',
+      '127.0.0.1',
+      '--cn',
+      'keygate-gateway',
+    );
+  }
+  if (!existsSync(join(clientDir, 'client.pem')))
+    pki('client', '--ca', caDir, '--out', clientDir, '--cluster', cluster);
+  return {
+    caFile: join(caDir, 'ca.pem'),
+    serverCertFile: join(serverDir, 'server.pem'),
+    serverKeyFile: join(serverDir, 'server-key.pem'),
+    clientCertFile: join(clientDir, 'client.pem'),
+    clientKeyFile: join(clientDir, 'client-key.pem'),
+    clientIdentity: `spiffe://keygate/cluster/${cluster}`,
   };
-  let ca: IssuedCert;
-  if (existsSync(files.caFile) && existsSync(files.caKeyFile)) {
-    ca = {
-      certPem: readFileSync(files.caFile, 'utf8'),
-      keyPem: readFileSync(files.caKeyFile, 'utf8'),
-      notAfter: new Date(0),
-    };
-  } else {
-    ca = await createCa('keygate dev CA');
-    write(files.caFile, ca.certPem, files.caKeyFile, ca.keyPem);
-  }
-  if (!existsSync(files.serverCertFile)) {
-    const server = await issueLeaf(ca, {
-      commonName: 'keygate-gateway',
-      usage: 'server',
-      dnsNames: ['localhost'],
-      ipAddresses: ['127.0.0.1'],
-    });
-    write(files.serverCertFile, server.certPem, files.serverKeyFile, server.keyPem);
-  }
-  if (!existsSync(files.clientCertFile)) {
-    const client = await issueLeaf(ca, { commonName: cluster, usage: 'client', uris: [clientIdentity] });
-    write(files.clientCertFile, client.certPem, files.clientKeyFile, client.keyPem);
-  }
-  return files;
-}
-
-function write(certFile: string, certPem: string, keyFile: string, keyPem: string): void {
-  writeFileSync(certFile, certPem);
-  writeFileSync(keyFile, keyPem, { mode: 0o600 });
-  chmodSync(keyFile, 0o600);
 }

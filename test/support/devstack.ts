@@ -80,7 +80,7 @@ async function prepare(opts: DevStackOptions): Promise<PreparedStack> {
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const secrets = join(home, 'secrets');
   mkdirSync(secrets, { recursive: true, mode: 0o700 });
-  const pki = await ensurePki(join(home, 'pki'), 'dev');
+  const pki = ensurePki(join(home, 'pki'), 'dev');
   const instanceId = opts.instanceId ?? 'dev-instance';
 
   const want = opts.hsm ?? 'auto';

@@ -4,7 +4,8 @@ import { SingleFlight } from '../core/single-flight.js';
 import { fromTokenStatus, fromTransportError, type GatewayFailure } from './translate.js';
 
 export interface TokenSourceOptions {
-  readonly tokenUrl: string;
+  /** TOKEN_URL first, then the same path on the other gateway URLs when TOKEN_URL is a gateway's. */
+  readonly tokenUrls: readonly string[];
   readonly apiKey: Secret;
   readonly dispatcher: Dispatcher;
   readonly now: () => number;
@@ -20,9 +21,25 @@ interface Token {
 
 /** Thrown with the translated failure so that the caller can decide on retries. */
 export class TokenError extends Error {
-  constructor(readonly failure: GatewayFailure) {
+  constructor(
+    readonly failure: GatewayFailure,
+    /** True when the URL could not be reached at all (so another one may be tried). */
+    readonly unreachable = false,
+  ) {
     super(failure.error.message);
   }
+}
+
+/**
+ * The token URLs to try: TOKEN_URL, then — when TOKEN_URL is served by one of the gateways — the
+ * same path on every other gateway URL, since every replica issues tokens with shared keys.
+ */
+export function tokenUrlsFor(tokenUrl: string, gatewayUrls: readonly string[]): string[] {
+  const token = new URL(tokenUrl);
+  const origins = gatewayUrls.map((u) => new URL(u).origin);
+  if (!origins.includes(token.origin)) return [tokenUrl];
+  const others = origins.filter((o) => o !== token.origin).map((o) => `${o}${token.pathname}${token.search}`);
+  return [tokenUrl, ...new Set(others)];
 }
 
 /**
@@ -57,7 +74,24 @@ export class TokenSource {
     if (this.#token?.value === value) this.#token = undefined;
   }
 
+  /**
+   * Asks each token URL in turn: one that cannot be reached (a transport failure) makes the next
+   * one be asked; any HTTP answer, good or bad, ends the search.
+   */
   async #fetch(signal: AbortSignal): Promise<Token> {
+    let last: unknown;
+    for (const url of this.#o.tokenUrls) {
+      try {
+        return await this.#fetchFrom(url, signal);
+      } catch (err) {
+        last = err;
+        if (!(err instanceof TokenError && err.unreachable) || signal.aborted) throw err;
+      }
+    }
+    throw last;
+  }
+
+  async #fetchFrom(tokenUrl: string, signal: AbortSignal): Promise<Token> {
     this.fetches++;
     const body = new URLSearchParams({
       grant_type: APIKEY_GRANT_TYPE,
@@ -67,7 +101,7 @@ export class TokenSource {
     let status: number;
     let json: unknown;
     try {
-      const res = await request(this.#o.tokenUrl, {
+      const res = await request(tokenUrl, {
         method: 'POST',
         dispatcher: this.#o.dispatcher,
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
@@ -77,14 +111,14 @@ export class TokenSource {
       status = res.statusCode;
       json = await res.body.json().catch(() => undefined);
     } catch (err) {
-      throw new TokenError(fromTransportError(err, this.#o.tokenUrl));
+      throw new TokenError(fromTransportError(err, tokenUrl), true);
     }
-    if (status < 200 || status > 299) throw new TokenError(fromTokenStatus(status, json, this.#o.tokenUrl));
+    if (status < 200 || status > 299) throw new TokenError(fromTokenStatus(status, json, tokenUrl));
     const parsed = tokenResponse.safeParse(json);
     if (!parsed.success) {
       throw new TokenError({
         error: new KeygateError('GATEWAY_PROTOCOL_ERR', {
-          detail: { url: this.#o.tokenUrl, reason: 'token body' },
+          detail: { url: tokenUrl, reason: 'token body' },
         }),
         retryable: false,
       });

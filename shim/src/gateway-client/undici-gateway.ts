@@ -4,7 +4,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import type { z } from 'zod';
 import type { GatewayClient, UnwrapResult, WrapResult } from '../core/ports.js';
 import { type BreakerState, backoffMs, CircuitBreaker } from './breaker.js';
-import { TokenError, TokenSource } from './token-source.js';
+import { TokenError, TokenSource, tokenUrlsFor } from './token-source.js';
 import { fromHttpStatus, fromTransportError, type GatewayFailure } from './translate.js';
 
 /** TLS material for one endpoint: PEM bytes. */
@@ -65,7 +65,10 @@ export class UndiciGatewayClient implements GatewayClient {
       return { url: url.replace(/\/+$/, ''), breaker };
     });
     this.#tokens = new TokenSource({
-      tokenUrl: options.tokenUrl,
+      tokenUrls: tokenUrlsFor(
+        options.tokenUrl,
+        this.#endpoints.map((e) => e.url),
+      ),
       apiKey: options.apiKey,
       dispatcher: this.#tokenAgent as Dispatcher,
       now: this.#now,
