@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -14,16 +13,9 @@ import {
   waitHealthy,
   writeShimConfig,
 } from '../support/devstack.js';
+import { freePort, gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
 import type { Service } from '../support/processes.js';
 import { findSoftHsmModule } from '../support/softhsm.js';
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /**
  * Faults across processes: a shim that starts while the gateway is down, and access tokens that
@@ -51,11 +43,7 @@ describe('e2e faults: gateway down at shim start; token lifetime shorter than th
   it('a shim started while the gateway is down reports unhealthy with a reason, then healthy once it is up', async () => {
     prepared = await prepareStack({ home, gatewayPort: 0, hsm: 'softhsm2', tokenLifetime: '1m' });
     const port = await freePort();
-    gatewayConfig = join(home, 'gateway-fixed-port.yaml');
-    writeFileSync(
-      gatewayConfig,
-      readFileSync(prepared.gatewayConfig, 'utf8').replace(/^ {2}port: 0$/m, `  port: ${port}`),
-    );
+    gatewayConfig = gatewayConfigOnPort(prepared.gatewayConfig, port, join(home, 'gateway-fixed-port.yaml'));
     socket = join(home, 'kms.sock');
     const shimConfig = join(home, 'shim.yaml');
     writeShimConfig(prepared, shimConfig, {
@@ -95,10 +83,7 @@ describe('e2e faults: gateway down at shim start; token lifetime shorter than th
       }
       await new Promise((r) => setTimeout(r, 200));
     }
-    const records = readdirSync(prepared.auditDir)
-      .filter((f) => f.endsWith('.jsonl'))
-      .flatMap((f) => readFileSync(join(prepared.auditDir, f), 'utf8').split('\n').filter(Boolean))
-      .map((l) => JSON.parse(l) as { operation?: string; outcome?: string });
+    const records = readAuditRecords(prepared.auditDir);
     const tokens = records.filter((r) => r.operation === 'token.issue' && r.outcome === 'success').length;
     console.log(`token issuances during the run: ${tokens}`);
     assert.ok(tokens >= 2, `expected the token to be refreshed at least once, saw ${tokens} issuances`);

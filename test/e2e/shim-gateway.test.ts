@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,16 +13,9 @@ import {
   waitHealthy,
   writeShimConfig,
 } from '../support/devstack.js';
+import { freePort, gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
 import type { Service } from '../support/processes.js';
 import { findSoftHsmModule } from '../support/softhsm.js';
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /**
  * The shim against the real gateway on SoftHSM2, counted on the gateway side (its audit log has
@@ -45,12 +37,9 @@ describe('e2e: shim against the real gateway, counted on the gateway', {
     return c;
   };
   const unwrapsOnGateway = () =>
-    readdirSync(stack.prepared.auditDir)
-      .filter((f) => f.endsWith('.jsonl'))
-      .flatMap((f) => readFileSync(join(stack.prepared.auditDir, f), 'utf8').split('\n'))
-      .filter(
-        (l) => l.startsWith('{') && l.includes('"operation":"unwrap"') && l.includes('"outcome":"success"'),
-      ).length;
+    readAuditRecords(stack.prepared.auditDir).filter(
+      (r) => r.operation === 'unwrap' && r.outcome === 'success',
+    ).length;
 
   before(async () => {
     stack = await startDevStack({ home, gatewayPort: 0, healthzPort: 0, hsm: 'softhsm2' });
@@ -154,10 +143,10 @@ describe('e2e: shim against the real gateway, counted on the gateway', {
     await stack.gateway.kill();
     await new Promise((r) => setTimeout(r, 1500));
     const port = new URL(stack.info.gatewayUrl).port;
-    const fixed = join(home, 'gateway-same-port.yaml');
-    writeFileSync(
-      fixed,
-      readFileSync(stack.prepared.gatewayConfig, 'utf8').replace(/^ {2}port: 0$/m, `  port: ${port}`),
+    const fixed = gatewayConfigOnPort(
+      stack.prepared.gatewayConfig,
+      port,
+      join(home, 'gateway-same-port.yaml'),
     );
     services.push(
       (await startGatewayProcess(stack.prepared, { name: 'gateway-restarted', config: fixed })).service,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,7 @@ import {
   waitHealthy,
   writeShimConfig,
 } from '../support/devstack.js';
+import { gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
 import type { Service } from '../support/processes.js';
 import { findSoftHsmModule } from '../support/softhsm.js';
 
@@ -166,11 +167,7 @@ describe('e2e: gateway + shims as processes', {
     assert.equal(counts.wrong + counts.undecryptable, 0);
     // Back on the same port: the running shim must recover by itself, without a restart.
     const port = new URL(stack.info.gatewayUrl).port;
-    const cfg = join(home, 'gateway-restarted.yaml');
-    writeFileSync(
-      cfg,
-      readFileSync(stack.prepared.gatewayConfig, 'utf8').replace(/^ {2}port: 0$/m, `  port: ${port}`),
-    );
+    const cfg = gatewayConfigOnPort(stack.prepared.gatewayConfig, port, join(home, 'gateway-restarted.yaml'));
     const restarted = await startGatewayProcess(stack.prepared, { name: 'gateway-2', config: cfg });
     extra.push(restarted.service);
     gateways.push(restarted.service);
@@ -197,11 +194,7 @@ describe('e2e: gateway + shims as processes', {
       )
       .map((l) => l.reqId);
     const audited = new Set(
-      readdirSync(stack.prepared.auditDir)
-        .filter((f) => f.endsWith('.jsonl'))
-        .flatMap((f) => readFileSync(join(stack.prepared.auditDir, f), 'utf8').split('\n'))
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { operation?: string; outcome?: string; requestId?: string })
+      readAuditRecords(stack.prepared.auditDir)
         .filter((r) => ['wrap', 'unwrap', 'rewrap'].includes(r.operation ?? '') && r.outcome === 'success')
         .map((r) => r.requestId),
     );

@@ -1,0 +1,39 @@
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a config written before its server starts). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** One line of the gateway's audit log, as the tests read it. */
+export interface AuditLine {
+  readonly type?: string;
+  readonly operation?: string;
+  readonly outcome?: string;
+  readonly requestId?: string;
+}
+
+/** Every record in an audit folder, in file order (a torn last line is skipped). */
+export function readAuditRecords(dir: string): AuditLine[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .sort()
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+    .filter((l) => l.startsWith('{') && l.endsWith('}'))
+    .map((l) => JSON.parse(l) as AuditLine);
+}
+
+/**
+ * Writes a copy of a dev-stack gateway config that listens on `port` instead of any free port,
+ * so a restarted gateway comes back where the shims expect it. Returns the new file.
+ */
+export function gatewayConfigOnPort(config: string, port: number | string, out: string): string {
+  writeFileSync(out, readFileSync(config, 'utf8').replace(/^ {2}port: 0$/m, `  port: ${port}`));
+  return out;
+}
