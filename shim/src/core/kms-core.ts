@@ -98,8 +98,8 @@ export class KmsCore {
     if (this.#problem === undefined) return { healthz: 'ok', keyId };
     // An unreachable gateway does not stop this shim from serving kube-apiserver while the current
     // DEK is usable: Encrypt seals with it and Decrypt of cached DEKs needs no gateway. Reporting
-    // unhealthy then would make every apiserver sharing this gateway unready, and stop their writes
-    // after 3 minutes, for an outage keygate absorbs. Refusals and key states are never masked, and
+    // unhealthy then would make every apiserver sharing this gateway unready (out of its load
+    // balancer) for an outage keygate absorbs. Refusals and key states are never masked, and
     // the deep /healthz check and the metrics still show the gateway problem.
     if (this.#problemTransient && this.#canEncryptLocally()) {
       return { healthz: 'ok', keyId, degraded: this.#problem };
