@@ -27,12 +27,16 @@ const pkcs11Hsm = z.strictObject({
   pin: secretRef,
   sessions: z.number().int().min(1).max(64).default(4),
   ivSource: z.enum(['host', 'hsm']).default('host'),
+  /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
+  simulatedLatencyMs: z.number().min(0).max(1000).optional(),
 });
 
 const softwareHsm = z.strictObject({
   backend: z.literal('software'),
   keyFile: z.string().min(1),
   masterKeyFile: z.string().min(1),
+  /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
+  simulatedLatencyMs: z.number().min(0).max(1000).optional(),
 });
 
 /** A duration ("30s", "24h" or milliseconds) between `min` and `max` ms, as milliseconds. */

@@ -13,6 +13,7 @@ import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import { LogAuditSink } from './adapters/log-audit/log-audit-sink.js';
 import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
+import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
 import { SoftHsm } from './adapters/soft/soft-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { type GatewayConfig, loadGatewayConfig, readMasterKey, readTlsFiles, resolvePin } from './config.js';
@@ -47,7 +48,7 @@ export function buildKeyRuntime(
   logger: Logger,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): KeyRuntime {
-  const hsm: Hsm =
+  const device: Hsm =
     config.hsm.backend === 'pkcs11'
       ? new Pkcs11Hsm({
           modulePath: config.hsm.module,
@@ -64,6 +65,16 @@ export function buildKeyRuntime(
           systemRandom,
           logger.child({ component: 'soft-hsm' }),
         );
+  const simulated = config.hsm.simulatedLatencyMs ?? 0;
+  let hsm = device;
+  if (simulated > 0) {
+    const channels = config.hsm.backend === 'pkcs11' ? config.hsm.sessions : 4;
+    logger.warn(
+      { latencyMs: simulated, channels },
+      'hsm.simulatedLatencyMs is set: every HSM call is delayed (development and benchmarks only)',
+    );
+    hsm = new SimulatedLatencyHsm(device, simulated, channels);
+  }
   const store = new JsonFileKeyStore(config.store.file);
   const keys = createKeyService({ hsm, store, clock: systemClock, random: systemRandom });
   return {

@@ -69,9 +69,24 @@ export class ShimMetrics {
     });
   }
 
+  // Bound children per label set: prom-client hashes a labels object on every inc/observe otherwise.
+  readonly #callChildren = new Map<string, { inc(): void }>();
+  readonly #latencyChildren = new Map<string, { observe(v: number): void }>();
+
   onCall = (rpc: string, code: number, seconds: number): void => {
-    this.#calls.inc({ rpc, code: String(code) });
-    this.#latency.observe({ rpc }, seconds);
+    const key = `${rpc} ${code}`;
+    let calls = this.#callChildren.get(key);
+    if (calls === undefined) {
+      calls = this.#calls.labels({ rpc, code: String(code) });
+      this.#callChildren.set(key, calls);
+    }
+    calls.inc();
+    let latency = this.#latencyChildren.get(rpc);
+    if (latency === undefined) {
+      latency = this.#latency.labels({ rpc });
+      this.#latencyChildren.set(rpc, latency);
+    }
+    latency.observe(seconds);
   };
 
   onGatewayOutcome = (url: string, op: string, outcome: string): void => {

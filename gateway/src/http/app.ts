@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { HEADERS, PATHS } from '@keygate/shared/api';
 import { KeygateError } from '@keygate/shared/errors';
 import { requestLogger } from '@keygate/shared/log';
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { AppDeps } from './deps.js';
 import type { Ctx, GatewayEnv } from './env.js';
@@ -50,18 +50,12 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
 
   app.use(
     '/api/*',
-    bodyLimit({
-      maxSize: deps.bodyLimitBytes,
-      onError: (c) => toResponse(c as Ctx, new KeygateError('BODY_TOO_LARGE_ERR')),
-    }),
+    limitBody(deps.bodyLimitBytes, (c) => toResponse(c, new KeygateError('BODY_TOO_LARGE_ERR'))),
   );
 
   app.use(
     '/identity/*',
-    bodyLimit({
-      maxSize: deps.bodyLimitBytes,
-      onError: (c) => iamErrorResponse(c as Ctx, new KeygateError('BODY_TOO_LARGE_ERR')),
-    }),
+    limitBody(deps.bodyLimitBytes, (c) => iamErrorResponse(c, new KeygateError('BODY_TOO_LARGE_ERR'))),
   );
 
   // Token mode only; with the certificate allow-list these answer 404 (see docs/gateway.md).
@@ -88,6 +82,24 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
   app.notFound((c) => toResponse(c, new KeygateError('NOT_FOUND_ERR')));
   app.onError((err, c) => toResponse(c, err));
   return app;
+}
+
+/**
+ * hono's bodyLimit, with a fast path: a request with a Content-Length (and no Transfer-Encoding) is
+ * judged by that header alone, exactly as bodyLimit does, but without touching `c.req.raw.body`,
+ * which would build a WHATWG Request, AbortController and stream for every request (the handlers
+ * then read Node's request directly; see body.ts). Other requests go through bodyLimit.
+ */
+function limitBody(maxSize: number, onError: (c: Ctx) => Response): MiddlewareHandler<GatewayEnv> {
+  const slow = bodyLimit({ maxSize, onError: (c) => onError(c as Ctx) });
+  return (c, next) => {
+    const headers = (c.env as Partial<Ctx['env']> | undefined)?.incoming?.headers;
+    const length = headers?.['content-length'];
+    if (headers !== undefined && length !== undefined && headers['transfer-encoding'] === undefined) {
+      return Number.parseInt(length, 10) > maxSize ? Promise.resolve(onError(c)) : next();
+    }
+    return slow(c, next);
+  };
 }
 
 function keyAction(c: Ctx, deps: AppDeps, keyId: string, action: string): Promise<Response> {

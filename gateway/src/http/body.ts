@@ -9,7 +9,7 @@ import type { Ctx } from './env.js';
 export async function parseJsonBody<S extends z.ZodType>(c: Ctx, schema: S): Promise<z.output<S>> {
   const type = c.req.header('content-type');
   if (type !== undefined && !/json/i.test(type)) throw new KeygateError('UNSUPPORTED_MEDIA_TYPE_ERR');
-  const text = await c.req.text();
+  const text = await bodyText(c);
   let raw: unknown;
   try {
     raw = text.trim() === '' ? {} : JSON.parse(text);
@@ -26,6 +26,31 @@ export async function parseJsonBody<S extends z.ZodType>(c: Ctx, schema: S): Pro
   throw new KeygateError(fieldValue ? 'INVALID_FIELD_ERR' : 'BAD_BODY_ERR', {
     detail: { fields: issues.map((i) => i.path.join('.') || '(body)').join(',') },
   });
+}
+
+/**
+ * The request body as text. With a Content-Length (which the bodyLimit middleware has checked,
+ * and Node's parser enforces as the exact body size) it is read straight from Node's request, so
+ * no WHATWG Request, AbortController and ReadableStream are built per request; otherwise through
+ * hono (chunked bodies, where bodyLimit wraps the stream). A UTF-8 BOM is dropped, as fetch's
+ * text() does.
+ */
+async function bodyText(c: Ctx): Promise<string> {
+  const incoming = (c.env as Partial<Ctx['env']> | undefined)?.incoming;
+  const length = incoming?.headers['content-length'];
+  if (
+    incoming === undefined ||
+    length === undefined ||
+    incoming.headers['transfer-encoding'] !== undefined ||
+    incoming.readableDidRead ||
+    incoming.readableEnded
+  ) {
+    return c.req.text();
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of incoming) chunks.push(chunk as Buffer);
+  const text = (chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)).toString('utf8');
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /** Decodes standard base64 that the schema already checked. */

@@ -46,11 +46,26 @@ export function createGatewayMetrics(readiness: () => Readiness, processMetrics 
   });
   void sessions;
   void ready;
+  // Bound children per label set: prom-client hashes a labels object on every call otherwise.
+  const opChildren = new Map<string, { inc(): void }>();
+  const latencyChildren = new Map<string, { observe(v: number): void }>();
   return {
     registry,
     observe(operation, outcome, code, seconds) {
-      ops.inc({ operation, outcome, code });
-      latency.observe({ operation, outcome }, seconds);
+      const key = `${operation} ${outcome}`;
+      const opKey = `${key} ${code}`;
+      let op = opChildren.get(opKey);
+      if (op === undefined) {
+        op = ops.labels({ operation, outcome, code });
+        opChildren.set(opKey, op);
+      }
+      op.inc();
+      let lat = latencyChildren.get(key);
+      if (lat === undefined) {
+        lat = latency.labels({ operation, outcome });
+        latencyChildren.set(key, lat);
+      }
+      lat.observe(seconds);
     },
   };
 }

@@ -5,11 +5,27 @@ import type { PeerCertificate } from '../core/auth/principal.js';
 import type { Ctx } from './env.js';
 
 /**
+ * Per connection: the peer certificate cannot change on a connection (the server disables TLS
+ * renegotiation, see server.ts), so it is parsed and hashed once, not on every keep-alive request.
+ */
+const byConnection = new WeakMap<object, PeerCertificate>();
+
+/**
  * The client certificate of the request's TLS connection: identity = first SAN URI, else the
  * subject CN; thumbprint = base64url(SHA-256(DER)) (RFC 8705 x5t#S256). AUTH_CERT_REQUIRED if none.
  */
 export function peerCertificate(c: Ctx): PeerCertificate {
   const socket = c.env.incoming.socket as Partial<TLSSocket>;
+  const cached = byConnection.get(socket);
+  if (cached !== undefined) return cached;
+  const found = readPeerCertificate(socket);
+  // Only a connection whose renegotiation is off may keep its answer.
+  if ((socket as { keygateNoRenegotiation?: boolean }).keygateNoRenegotiation === true)
+    byConnection.set(socket, found);
+  return found;
+}
+
+function readPeerCertificate(socket: Partial<TLSSocket>): PeerCertificate {
   const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
   if (!cert?.raw || cert.raw.length === 0) throw new KeygateError('AUTH_CERT_REQUIRED');
   const uri = (cert.subjectaltname ?? '')

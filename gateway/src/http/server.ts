@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { GatewayEnv } from './env.js';
@@ -48,6 +49,12 @@ export async function startHttpsServer(app: Hono<GatewayEnv>, opts: HttpsOptions
       () => resolve(s as Server),
     ) as Server;
     s.once('error', reject);
+  });
+  // No TLS 1.2 renegotiation: the client certificate of a connection is then fixed for its life,
+  // which lets the per-connection peer certificate cache (peer-cert.ts) be sound.
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.disableRenegotiation();
+    (socket as TLSSocket & { keygateNoRenegotiation?: boolean }).keygateNoRenegotiation = true;
   });
   server.keepAliveTimeout = opts.keepAliveTimeoutMs;
   server.headersTimeout = opts.keepAliveTimeoutMs + 5000;

@@ -17,7 +17,8 @@ export type LogValues = Record<string, string | number>;
 
 /**
  * The KMS operations, transport-free: parse the request object, call the core, shape the answer.
- * Each returns the response plus log values.
+ * Each returns the response plus log values; `values` is a getter, so the hashes are computed
+ * only when LOG_ALL_VALUES logs them (never on the hot path otherwise).
  */
 export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
   return {
@@ -25,7 +26,9 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
       const s = core.status();
       return {
         res: { version: V2_VERSION, healthz: s.healthz, key_id: s.keyId },
-        values: { healthz: s.healthz },
+        get values(): LogValues {
+          return { healthz: s.healthz };
+        },
       };
     },
 
@@ -34,20 +37,26 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
       const { ciphertext, keyId } = await core.encrypt(plaintext, SHIM_LIMITS.v2MaxCiphertextBytes);
       return {
         res: { ciphertext, key_id: keyId, annotations: {} },
-        values: { uid: req.uid ?? '', size: plaintext.length, ciphertextHash: shortHash(ciphertext), keyId },
+        get values(): LogValues {
+          return { uid: req.uid ?? '', size: plaintext.length, ciphertextHash: shortHash(ciphertext), keyId };
+        },
       };
     },
 
     async v2Decrypt(req: { ciphertext?: Buffer; uid?: string; key_id?: string }) {
       const ciphertext = req.ciphertext ?? Buffer.alloc(0);
-      const values: LogValues = {
-        uid: req.uid ?? '',
-        size: ciphertext.length,
-        ciphertextHash: shortHash(ciphertext),
-        keyId: req.key_id ?? '',
-      };
       const plaintext = await core.decrypt(ciphertext, req.key_id ?? '', SHIM_LIMITS.v2MaxCiphertextBytes);
-      return { res: { plaintext }, values };
+      return {
+        res: { plaintext },
+        get values(): LogValues {
+          return {
+            uid: req.uid ?? '',
+            size: ciphertext.length,
+            ciphertextHash: shortHash(ciphertext),
+            keyId: req.key_id ?? '',
+          };
+        },
+      };
     },
 
     v1Version(req: { version?: string }) {
@@ -64,16 +73,22 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
       const { ciphertext } = await core.encrypt(plain, SHIM_LIMITS.v1MaxCiphertextBytes);
       return {
         res: { cipher: ciphertext },
-        values: { size: plain.length, ciphertextHash: shortHash(ciphertext) },
+        get values(): LogValues {
+          return { size: plain.length, ciphertextHash: shortHash(ciphertext) };
+        },
       };
     },
 
     async v1Decrypt(req: { version?: string; cipher?: Buffer }) {
       checkV1(req.version);
       const cipher = req.cipher ?? Buffer.alloc(0);
-      const values = { size: cipher.length, ciphertextHash: shortHash(cipher) };
       const plain = await core.decrypt(cipher, undefined, SHIM_LIMITS.v1MaxCiphertextBytes);
-      return { res: { plain }, values };
+      return {
+        res: { plain },
+        get values(): LogValues {
+          return { size: cipher.length, ciphertextHash: shortHash(cipher) };
+        },
+      };
     },
   };
 }

@@ -1,0 +1,306 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { parse, stringify } from 'yaml';
+import {
+  GATEWAY_CLI,
+  type PreparedStack,
+  prepareStack,
+  REPO_ROOT,
+  SHIM_CLI,
+  waitHealthy,
+} from '../../../test/dist/support/devstack.js';
+import { type Proc, spawnProc } from './procs.js';
+
+export type { PreparedStack };
+export { REPO_ROOT };
+
+/** Benchmark state: PKI, SoftHSM token, audit logs, sockets, logs (gitignored). */
+export const BENCH_HOME = join(REPO_ROOT, 'bench/.work');
+export const RESULTS_DIR = join(REPO_ROOT, 'bench/results');
+
+/** Timing knobs; BENCH_QUICK=1 shortens everything (smoke runs). */
+export interface Timing {
+  readonly roundMs: number;
+  readonly rounds: number;
+  readonly warmMs: number;
+}
+
+export function timing(): Timing {
+  if (process.env.BENCH_QUICK === '1') return { roundMs: 300, rounds: 2, warmMs: 600 };
+  return {
+    roundMs: Number(process.env.BENCH_ROUND_MS ?? 1000),
+    rounds: Number(process.env.BENCH_ROUNDS ?? 3),
+    warmMs: Number(process.env.BENCH_WARM_MS ?? 2000),
+  };
+}
+
+/** BENCH_PROFILE=gateway|shim|all: start those with --cpu-prof into bench/.work/prof. */
+function profileArgs(program: 'gateway' | 'shim'): string[] {
+  const want = process.env.BENCH_PROFILE ?? '';
+  if (want !== program && want !== 'all') return [];
+  return ['--cpu-prof', `--cpu-prof-dir=${join(BENCH_HOME, 'prof')}`];
+}
+
+let prepared: PreparedStack | undefined;
+
+/** The SoftHSM2 stack state (made once, reused by every benchmark and later runs). */
+export async function prepare(): Promise<PreparedStack> {
+  if (prepared) return prepared;
+  prepared = await prepareStack({
+    home: join(BENCH_HOME, 'stack'),
+    hsm: 'softhsm2',
+    gatewayPort: 0,
+    tokenLifetime: '1h',
+    logLevel: 'info',
+  });
+  return prepared;
+}
+
+export interface GatewayVariant {
+  /** Names the config, the audit folder and the log. */
+  readonly name: string;
+  readonly sessions?: number;
+  readonly simulatedLatencyMs?: number;
+  /** Extra certificate identities allowed for the stack's identity (G3). */
+  readonly extraCertIdentities?: readonly string[];
+  /** Another client CA file (a bundle) for the gateway's mTLS (G3). */
+  readonly clientCaFile?: string;
+}
+
+type Yaml = Record<string, Record<string, unknown> | unknown[] | unknown>;
+
+/** Writes a gateway config derived from prepareStack's, with its own audit folder. */
+export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
+  const cfg = parse(readFileSync(p.gatewayConfig, 'utf8')) as Yaml;
+  const hsm = cfg.hsm as Record<string, unknown>;
+  if (v.sessions !== undefined) hsm.sessions = v.sessions;
+  if (v.simulatedLatencyMs !== undefined) hsm.simulatedLatencyMs = v.simulatedLatencyMs;
+  const auditDir = join(BENCH_HOME, 'audit', v.name);
+  rmSync(auditDir, { recursive: true, force: true });
+  (cfg.audit as Record<string, unknown>).dir = auditDir;
+  if (v.clientCaFile !== undefined) {
+    const tls = (cfg.server as Record<string, Record<string, unknown>>).tls;
+    if (tls) tls.clientCaFile = v.clientCaFile;
+  }
+  if (v.extraCertIdentities) {
+    const [first] = cfg.identities as Array<{ certIdentities: string[] }>;
+    if (first) first.certIdentities = [...first.certIdentities, ...v.extraCertIdentities];
+  }
+  const file = join(BENCH_HOME, `gateway-${v.name}.yaml`);
+  writeFileSync(file, stringify(cfg));
+  return file;
+}
+
+export interface RunningGateway {
+  readonly proc: Proc;
+  readonly url: string;
+}
+
+export async function startGateway(
+  p: PreparedStack,
+  v: GatewayVariant,
+  extraEnv: Record<string, string> = {},
+): Promise<RunningGateway> {
+  const config = gatewayConfigFor(p, v);
+  const threads = Math.max(8, (v.sessions ?? 4) + 4);
+  const proc = spawnProc(`gateway-${v.name}`, [GATEWAY_CLI, 'serve', '--config', config], {
+    env: { ...p.env, UV_THREADPOOL_SIZE: String(threads), ...extraEnv },
+    logFile: join(BENCH_HOME, 'logs', `gateway-${v.name}.log`),
+    nodeArgs: profileArgs('gateway'),
+  });
+  const line = await proc.waitForLine(/"msg":"gateway listening"/);
+  return { proc, url: (JSON.parse(line) as { url: string }).url };
+}
+
+export interface ShimVariant {
+  readonly name: string;
+  readonly gatewayUrl: string;
+  readonly newDek?: boolean;
+  readonly dekMaxUses?: number;
+  readonly refreshSeconds?: number;
+  readonly cacheSize?: number;
+  /** NODE_OPTIONS for the shim process (M1: V8 heap limits). */
+  readonly nodeOptions?: string;
+}
+
+export interface RunningShim {
+  readonly proc: Proc;
+  readonly socket: string;
+  readonly healthPort: number;
+  readonly keyId: string;
+}
+
+/** Writes a kmsplugin-config.yaml like writeShimConfig's, plus the KEYGATE knobs a benchmark needs. */
+export function shimConfigFor(p: PreparedStack, v: ShimVariant, socket: string): string {
+  const file = join(BENCH_HOME, `shim-${v.name}.yaml`);
+  writeFileSync(
+    file,
+    `SERVER_CONFIG:
+  REGION: "local"
+  NUM_LEN_BYTES: 32
+  CACHE_TIMEOUT_IN_HOURS: 24
+  RESTART_DELAY_IN_SECONDS: 3
+  UNIX_SOCKET_PATH: "${socket}"
+  TOKEN_URL: "${v.gatewayUrl}/identity/token"
+  TOKEN_URL_CA_FILE: "${p.pki.caFile}"
+  HEALTHZ_PATH: "/healthz"
+  HEALTHZ_PORT: 0
+  NEW_DEK: ${v.newDek ?? false}
+  MAX_RETRIES: 2
+KP_CONFIG:
+  VERSION: "v2"
+  CRK_ID: "${p.crkId}"
+  URL: "${v.gatewayUrl}"
+  KP_CA_FILE: "${p.pki.caFile}"
+  INSTANCE_ID: "${p.instanceId}"
+LOGGER:
+  LOG_LEVEL: "info"
+  LOG_ALL_VALUES: false
+KEYGATE:
+  API_KEY_FILE: "${p.apiKeyFile}"
+  CLIENT_CERT_FILE: "${p.pki.clientCertFile}"
+  CLIENT_KEY_FILE: "${p.pki.clientKeyFile}"
+  GATEWAY_URLS: []
+  KEY_ID_REFRESH_SECONDS: ${v.refreshSeconds ?? 60}
+  DEK_MAX_USES: ${v.dekMaxUses ?? 2 ** 21}
+  CACHE_SIZE: ${v.cacheSize ?? 1000}
+`,
+  );
+  return file;
+}
+
+export async function startShim(p: PreparedStack, v: ShimVariant): Promise<RunningShim> {
+  const dir = join(BENCH_HOME, 'sock');
+  mkdirSync(dir, { recursive: true });
+  const socket = join(dir, `${v.name}.sock`);
+  const config = shimConfigFor(p, v, socket);
+  const proc = spawnProc(`shim-${v.name}`, [SHIM_CLI, 'serve', '--config', config], {
+    ...(v.nodeOptions ? { env: { NODE_OPTIONS: v.nodeOptions } } : {}),
+    logFile: join(BENCH_HOME, 'logs', `shim-${v.name}.log`),
+    nodeArgs: profileArgs('shim'),
+  });
+  const line = await proc.waitForLine(/"msg":"keygate shim started"/);
+  const keyId = await waitHealthy(socket);
+  return { proc, socket, healthPort: (JSON.parse(line) as { healthPort: number }).healthPort, keyId };
+}
+
+/** One Prometheus sample: sum of the series of `name` whose labels contain every `match` pair. */
+export function metricSum(text: string, name: string, match: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const l of text.split('\n')) {
+    if (!l.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(l);
+    if (!m || m[1] !== name) continue;
+    const labels = m[2] ?? '';
+    if (Object.entries(match).every(([k, val]) => labels.includes(`${k}="${val}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+/** An mTLS keep-alive client for the gateway (or the https echo), as the shim holds one. */
+export class MtlsClient {
+  readonly agent: Agent;
+  constructor(
+    readonly url: string,
+    tls: { ca: Buffer; cert: Buffer; key: Buffer },
+    connections: number,
+  ) {
+    this.agent = new Agent({
+      connect: { ca: tls.ca, cert: tls.cert, key: tls.key },
+      keepAliveTimeout: 60_000,
+      connections,
+      pipelining: 1,
+    });
+  }
+
+  async post(
+    path: string,
+    body: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; text: string }> {
+    const res = await request(`${this.url}${path}`, {
+      method: 'POST',
+      dispatcher: this.agent,
+      headers,
+      body,
+    });
+    const text = await res.body.text();
+    return { status: res.statusCode, text };
+  }
+
+  async get(path: string): Promise<string> {
+    const res = await request(`${this.url}${path}`, { dispatcher: this.agent });
+    return res.body.text();
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}
+
+export function stackTls(p: PreparedStack): { ca: Buffer; cert: Buffer; key: Buffer } {
+  return {
+    ca: readFileSync(p.pki.caFile),
+    cert: readFileSync(p.pki.clientCertFile),
+    key: readFileSync(p.pki.clientKeyFile),
+  };
+}
+
+/** An access token for the stack's identity over `client`'s connection (tokens are bound to the cert). */
+export async function fetchToken(client: MtlsClient, apiKey: string): Promise<string> {
+  const body = new URLSearchParams({
+    grant_type: 'urn:ibm:params:oauth:grant-type:apikey',
+    apikey: apiKey,
+  }).toString();
+  const r = await client.post('/identity/token', body, {
+    'content-type': 'application/x-www-form-urlencoded',
+    accept: 'application/json',
+  });
+  if (r.status !== 200) throw new Error(`token: HTTP ${r.status} ${r.text.slice(0, 200)}`);
+  return (JSON.parse(r.text) as { access_token: string }).access_token;
+}
+
+export interface UnwrapFixture {
+  readonly path: string;
+  readonly body: string;
+  readonly headers: Record<string, string>;
+  /** The gateway's answer, for the echo server to send back byte for byte in size. */
+  readonly response: string;
+}
+
+/** Wraps a random DEK with the shim's AAD and returns the unwrap request the load repeats. */
+export async function unwrapFixture(
+  p: PreparedStack,
+  client: MtlsClient,
+  token: string,
+): Promise<UnwrapFixture> {
+  const headers = {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    authorization: `Bearer ${token}`,
+    'bluemix-instance': p.instanceId,
+  };
+  const aad = ['keygate-shim', p.crkId];
+  const w = await client.post(
+    `/api/v2/keys/${p.crkId}/actions/wrap`,
+    JSON.stringify({ plaintext: randomBytes(32).toString('base64'), aad }),
+    headers,
+  );
+  if (w.status !== 200) throw new Error(`wrap: HTTP ${w.status} ${w.text.slice(0, 200)}`);
+  const ciphertext = (JSON.parse(w.text) as { ciphertext: string }).ciphertext;
+  const path = `/api/v2/keys/${p.crkId}/actions/unwrap`;
+  const body = JSON.stringify({ ciphertext, aad });
+  const u = await client.post(path, body, headers);
+  if (u.status !== 200) throw new Error(`unwrap: HTTP ${u.status} ${u.text.slice(0, 200)}`);
+  return { path, body, headers, response: u.text };
+}
+
+/** A call for runLoad: one unwrap, failing on any non-200. */
+export function unwrapCall(client: MtlsClient, f: UnwrapFixture): () => Promise<void> {
+  return async () => {
+    const r = await client.post(f.path, f.body, f.headers);
+    if (r.status !== 200) throw new Error(`HTTP ${r.status} ${r.text.slice(0, 120)}`);
+  };
+}
