@@ -5,7 +5,8 @@
  * sizing (V8 lets the old space grow lazily far past the live set), and with the heap limits
  * recommended for it (SHIM_NODE_OPTIONS); the target is judged on the latter.
  */
-export const SHIM_NODE_OPTIONS = '--max-old-space-size=48 --max-semi-space-size=2';
+export const SHIM_NODE_OPTIONS =
+  process.env.BENCH_SHIM_NODE_OPTIONS ?? '--max-old-space-size=48 --max-semi-space-size=2';
 
 import { readFileSync } from 'node:fs';
 import { KmsClient } from '@keygate/shim';

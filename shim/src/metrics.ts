@@ -4,6 +4,12 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { KmsCore } from './core/kms-core.js';
 import type { BreakerState } from './gateway-client/breaker.js';
 
+interface RpcChildren {
+  readonly latency: { observe(v: number): void };
+  /** Indexed by gRPC status code (0..16). */
+  readonly calls: ({ inc(): void } | undefined)[];
+}
+
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
 /** The shim's Prometheus metrics; the observers are handed to the gRPC server and the gateway client. */
@@ -69,24 +75,23 @@ export class ShimMetrics {
     });
   }
 
-  // Bound children per label set: prom-client hashes a labels object on every inc/observe otherwise.
-  readonly #callChildren = new Map<string, { inc(): void }>();
-  readonly #latencyChildren = new Map<string, { observe(v: number): void }>();
+  // Bound children per RPC and code: prom-client hashes a labels object on every inc/observe
+  // otherwise. The RPC names are a handful of constant strings, so one Map lookup finds them.
+  readonly #byRpc = new Map<string, RpcChildren>();
 
   onCall = (rpc: string, code: number, seconds: number): void => {
-    const key = `${rpc} ${code}`;
-    let calls = this.#callChildren.get(key);
+    let c = this.#byRpc.get(rpc);
+    if (c === undefined) {
+      c = { latency: this.#latency.labels({ rpc }), calls: [] };
+      this.#byRpc.set(rpc, c);
+    }
+    let calls = c.calls[code];
     if (calls === undefined) {
       calls = this.#calls.labels({ rpc, code: String(code) });
-      this.#callChildren.set(key, calls);
+      c.calls[code] = calls;
     }
     calls.inc();
-    let latency = this.#latencyChildren.get(rpc);
-    if (latency === undefined) {
-      latency = this.#latency.labels({ rpc });
-      this.#latencyChildren.set(rpc, latency);
-    }
-    latency.observe(seconds);
+    c.latency.observe(seconds);
   };
 
   onGatewayOutcome = (url: string, op: string, outcome: string): void => {

@@ -37,11 +37,16 @@ export interface SealInput {
   readonly random: Random;
   /** The API version's ciphertext limit (1024 for v2, 65535 for v1). */
   readonly maxBytes: number;
+  /**
+   * Optional: encodeShimHeader(alg, keyId, wrappedDek), built once by a caller that seals many
+   * payloads under one DEK. It must be exactly that; when absent it is built here.
+   */
+  readonly header?: Buffer | undefined;
 }
 
 /** Encrypts a payload into a shim ciphertext with a fresh random IV. */
 export function sealShim(input: SealInput): Buffer {
-  const header = encodeShimHeader(input.alg, input.keyId, input.wrappedDek);
+  const header = input.header ?? encodeShimHeader(input.alg, input.keyId, input.wrappedDek);
   const iv = input.random(shimAlgSizes(input.alg).iv);
   const sealed =
     input.alg === ShimAlg.A256CBC_HS512

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { KeygateError } from '../errors/index.js';
 import { ByteReader, malformed } from './byte-reader.js';
 
@@ -100,8 +101,9 @@ export function decodeShimCiphertext(
   const kidLen = r.u8();
   if (kidLen === 0) malformed('empty key_id');
   const kidBytes = r.bytes(kidLen);
+  // Well-formed UTF-8 is exactly what survives a decode and re-encode unchanged (checked without a copy).
+  if (!isUtf8(kidBytes)) malformed('key_id utf-8');
   const keyId = kidBytes.toString('utf8');
-  if (!Buffer.from(keyId, 'utf8').equals(kidBytes)) malformed('key_id utf-8');
   const wLen = r.u16();
   if (wLen === 0 || wLen > SHIM_LIMITS.maxWrappedDekBytes) malformed('wrapped DEK length');
   const wrappedDek = r.bytes(wLen);

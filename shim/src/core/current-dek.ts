@@ -15,6 +15,8 @@ export class CurrentDek {
     readonly wrappedDek: Buffer,
     readonly keyId: string,
     readonly createdAt: number,
+    /** The ciphertext header (the AAD) of this DEK, built once; undefined lets sealShim build it. */
+    readonly header?: Buffer,
   ) {}
 
   /** True while the DEK may still encrypt. */

@@ -19,6 +19,8 @@ interface Slot {
 export class DekCache {
   readonly #slots = new Map<string, Slot>();
   readonly #options: DekCacheOptions;
+  /** The key last inserted or hit, i.e. the last in LRU order: hits on it need no reordering. */
+  #mru: string | undefined;
   hits = 0;
   misses = 0;
   evictions = 0;
@@ -48,8 +50,11 @@ export class DekCache {
       return undefined;
     }
     // Refresh LRU order: Map iterates in insertion order, so re-insert at the end.
-    this.#slots.delete(wrapped);
-    this.#slots.set(wrapped, slot);
+    if (wrapped !== this.#mru) {
+      this.#slots.delete(wrapped);
+      this.#slots.set(wrapped, slot);
+      this.#mru = wrapped;
+    }
     this.hits++;
     return slot.entry;
   }
@@ -61,6 +66,7 @@ export class DekCache {
     if (old) this.#remove(wrapped, old);
     const entry = new DekEntry(dek);
     this.#slots.set(wrapped, { entry, expiresAt: now + this.#options.ttlMs });
+    this.#mru = wrapped;
     while (this.#slots.size > this.#options.maxEntries) {
       const oldest = this.#slots.entries().next().value;
       if (!oldest) break;
@@ -81,6 +87,7 @@ export class DekCache {
 
   #remove(key: string, slot: Slot): void {
     this.#slots.delete(key);
+    if (key === this.#mru) this.#mru = undefined;
     this.evictions++;
     slot.entry.destroy();
   }

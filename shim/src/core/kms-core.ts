@@ -1,6 +1,7 @@
 import {
   constantTimeEqual,
   decodeShimCiphertext,
+  encodeShimHeader,
   isKeygateError,
   KeygateError,
   openShim,
@@ -80,6 +81,8 @@ export class KmsCore {
   /** True when #problem is the gateway being unreachable or slow, not a refusal or a key state. */
   #problemTransient = false;
   #closed = false;
+  /** The last status() answer while it depends only on the fields above; cleared when they change. */
+  #status: CoreStatus | undefined;
   gatewayCalls = 0;
 
   constructor(options: KmsCoreOptions) {
@@ -90,8 +93,24 @@ export class KmsCore {
     this.#cache = new DekCache({ maxEntries: options.cacheSize, ttlMs: options.cacheTtlMs });
   }
 
-  /** Cached health and key_id, for Status. */
+  /**
+   * Cached health and key_id, for Status. The same object comes back for as long as the state it
+   * reflects is unchanged (callers may cache what they build from it by identity).
+   */
   status(): CoreStatus {
+    const cached = this.#status;
+    if (cached !== undefined) return cached;
+    const s = this.#computeStatus();
+    // The degraded branch depends on the clock (the current DEK's limits): never cached.
+    if (
+      !(this.#problem !== undefined && this.#problemTransient && this.#keyId !== undefined && !this.#closed)
+    ) {
+      this.#status = s;
+    }
+    return s;
+  }
+
+  #computeStatus(): CoreStatus {
     const keyId = this.#keyId ?? '';
     if (this.#closed) return { healthz: 'shutting down', keyId };
     if (this.#keyId === undefined) return { healthz: `no key_id yet: ${this.#problem ?? 'starting'}`, keyId };
@@ -127,14 +146,34 @@ export class KmsCore {
 
   /** Encrypts `plaintext` into a shim ciphertext of at most `maxBytes`. */
   async encrypt(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
+    return this.encryptNow(plaintext, maxBytes);
+  }
+
+  /**
+   * encrypt() for the hot path: answers synchronously (no promise, no microtask) when the current
+   * DEK is usable, and throws synchronously on a bad request; otherwise returns a promise.
+   */
+  encryptNow(plaintext: Uint8Array, maxBytes: number): Encrypted | Promise<Encrypted> {
     this.#assertOpen();
+    if (!this.#o.newDekPerEncrypt) {
+      const cur = this.#current;
+      if (cur?.usable(this.#o.clock.now(), this.#o.dekLimits)) {
+        const ciphertext = this.#seal(cur.entry, cur.wrappedDek, cur.keyId, plaintext, maxBytes, cur.header);
+        cur.uses++;
+        return { ciphertext, keyId: cur.keyId };
+      }
+    }
+    return this.#encryptSlow(plaintext, maxBytes);
+  }
+
+  async #encryptSlow(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
     if (this.#o.newDekPerEncrypt) return this.#encryptFresh(plaintext, maxBytes);
     for (let attempt = 0; attempt < 3; attempt++) {
       const now = this.#o.clock.now();
       const cur = this.#current;
       // Check and seal with no await in between, so `cur` cannot be replaced and zeroed meanwhile.
       if (cur?.usable(now, this.#o.dekLimits)) {
-        const ciphertext = this.#seal(cur.entry, cur.wrappedDek, cur.keyId, plaintext, maxBytes);
+        const ciphertext = this.#seal(cur.entry, cur.wrappedDek, cur.keyId, plaintext, maxBytes, cur.header);
         cur.uses++;
         return { ciphertext, keyId: cur.keyId };
       }
@@ -148,6 +187,19 @@ export class KmsCore {
    * inside the ciphertext; v1 passes undefined and only the ciphertext's key_id is checked.
    */
   async decrypt(ciphertext: Uint8Array, requestKeyId: string | undefined, maxBytes: number): Promise<Buffer> {
+    return this.decryptNow(ciphertext, requestKeyId, maxBytes);
+  }
+
+  /**
+   * decrypt() for the hot path: answers synchronously (no promise, no microtask) when the DEK is
+   * cached, and throws synchronously on a bad request; only a cache miss returns a promise (and
+   * goes through the single-flight unwrap).
+   */
+  decryptNow(
+    ciphertext: Uint8Array,
+    requestKeyId: string | undefined,
+    maxBytes: number,
+  ): Buffer | Promise<Buffer> {
     this.#assertOpen();
     if (requestKeyId !== undefined && !isKeyIdOf(this.#prefix, requestKeyId)) {
       throw new KeygateError('KEY_ID_MISMATCH_ERR', { detail: { reason: 'unknown key_id' } });
@@ -159,6 +211,10 @@ export class KmsCore {
     const key = parsed.wrappedDek.toString('latin1');
     const hit = this.#cache.get(key, this.#o.clock.now());
     if (hit) return openShim(parsed, hit.dataKey(parsed.alg));
+    return this.#decryptMiss(parsed, key);
+  }
+
+  async #decryptMiss(parsed: ShimCiphertext, key: string): Promise<Buffer> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const entry = await this.#unwraps.run(key, () => this.#unwrapEntry(parsed));
       // The entry can have been evicted between the unwrap and this continuation: unwrap again.
@@ -210,6 +266,7 @@ export class KmsCore {
   /** Zeroes every DEK held; later calls fail with NOT_READY. */
   close(): void {
     this.#closed = true;
+    this.#status = undefined;
     this.#dropKeys();
   }
 
@@ -217,8 +274,16 @@ export class KmsCore {
     if (this.#closed) throw new KeygateError('NOT_READY', { detail: { reason: 'closed' } });
   }
 
-  #seal(entry: DekEntry, wrappedDek: Buffer, keyId: string, plaintext: Uint8Array, maxBytes: number): Buffer {
+  #seal(
+    entry: DekEntry,
+    wrappedDek: Buffer,
+    keyId: string,
+    plaintext: Uint8Array,
+    maxBytes: number,
+    header?: Buffer,
+  ): Buffer {
     return sealShim({
+      header,
       alg: this.#o.alg,
       keyId,
       wrappedDek,
@@ -273,7 +338,13 @@ export class KmsCore {
         !cur.usable(now, this.#o.dekLimits) ||
         cur.nearLimits(now, this.#o.dekLimits);
       if (!replace) return;
-      const next = new CurrentDek(new DekEntry(dek), w.wrappedDek, w.keyId, now);
+      const next = new CurrentDek(
+        new DekEntry(dek),
+        w.wrappedDek,
+        w.keyId,
+        now,
+        encodeShimHeader(this.#o.alg, w.keyId, w.wrappedDek),
+      );
       this.#cache.put(w.wrappedDek.toString('latin1'), dek, now);
       this.#adoptKeyId(w.keyId);
       this.#current = next;
@@ -288,6 +359,7 @@ export class KmsCore {
     const from = this.#keyId;
     if (from !== undefined) this.#retired.add(from);
     this.#keyId = keyId;
+    this.#status = undefined;
     this.#o.events?.keyIdChanged?.(from, keyId);
   }
 
@@ -342,6 +414,7 @@ export class KmsCore {
     if (problem !== undefined) {
       this.#problemTransient =
         isKeygateError(err) && (err.code === 'GATEWAY_UNAVAILABLE' || err.code === 'GATEWAY_TIMEOUT');
+      this.#status = undefined;
       this.#setProblem(problem);
     }
     // Crypto-shredding: once the root key is destroyed, no DEK under it stays usable here either.
@@ -352,6 +425,7 @@ export class KmsCore {
   #setProblem(problem: string | undefined): void {
     if (problem === this.#problem) return;
     this.#problem = problem;
+    this.#status = undefined;
     const st = this.status();
     this.#o.events?.healthChanged?.(st.degraded ? `ok, degraded: ${st.degraded}` : st.healthz);
   }

@@ -1,6 +1,6 @@
 import { SHIM_LIMITS, shortHash } from '@keygate/shared';
 import { KeygateError } from '@keygate/shared/errors';
-import type { KmsCore } from '../core/kms-core.js';
+import type { CoreStatus, KmsCore } from '../core/kms-core.js';
 
 /** The v1beta1 version string apiserver sends and requires back. */
 export const V1_VERSION = 'v1beta1';
@@ -16,79 +16,115 @@ export interface RuntimeInfo {
 export type LogValues = Record<string, string | number>;
 
 /**
- * The KMS operations, transport-free: parse the request object, call the core, shape the answer.
- * Each returns the response plus log values; `values` is a getter, so the hashes are computed
- * only when LOG_ALL_VALUES logs them (never on the hot path otherwise).
+ * One KMS operation, transport-free. `run` parses the request object, calls the core and shapes
+ * the answer; it answers synchronously when it can (Status, Version, cached Decrypt, Encrypt under
+ * the current DEK) and returns a promise otherwise. `values` gives what LOG_ALL_VALUES logs; it is
+ * called only then, so the hashes are never computed on the hot path otherwise.
  */
+export interface KmsOp {
+  run(req: never): object | Promise<object>;
+  values(req: never, res: never): LogValues;
+}
+
+const EMPTY = Buffer.alloc(0);
+const NO_VALUES: LogValues = Object.freeze({}) as LogValues;
+
+type V2EncryptReq = { plaintext?: Buffer; uid?: string };
+type V2EncryptRes = { ciphertext: Buffer; key_id: string; annotations: Record<string, Buffer> };
+type V2DecryptReq = { ciphertext?: Buffer; uid?: string; key_id?: string };
+type V1Req = { version?: string; plain?: Buffer; cipher?: Buffer };
+
+/** The KMS operations, keyed by RPC. */
 export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
+  // Status answers the same object until the core's status changes (it returns a new object then).
+  let lastStatus: CoreStatus | undefined;
+  let statusRes = { version: V2_VERSION, healthz: '', key_id: '' };
+  const versionRes = { version: V1_VERSION, runtime_name: runtime.name, runtime_version: runtime.version };
+  const v2EncryptRes = (e: { ciphertext: Buffer; keyId: string }): V2EncryptRes => ({
+    ciphertext: e.ciphertext,
+    key_id: e.keyId,
+    annotations: {},
+  });
+  const plaintextRes = (plaintext: Buffer) => ({ plaintext });
+  const cipherRes = (e: { ciphertext: Buffer }) => ({ cipher: e.ciphertext });
+  const plainRes = (plain: Buffer) => ({ plain });
+
   return {
-    v2Status(): { res: { version: string; healthz: string; key_id: string }; values: LogValues } {
-      const s = core.status();
-      return {
-        res: { version: V2_VERSION, healthz: s.healthz, key_id: s.keyId },
-        get values(): LogValues {
-          return { healthz: s.healthz };
-        },
-      };
+    v2Status: {
+      run() {
+        const s = core.status();
+        if (s !== lastStatus) {
+          lastStatus = s;
+          statusRes = { version: V2_VERSION, healthz: s.healthz, key_id: s.keyId };
+        }
+        return statusRes;
+      },
+      values: (_req: unknown, res: { healthz: string }): LogValues => ({ healthz: res.healthz }),
     },
 
-    async v2Encrypt(req: { plaintext?: Buffer; uid?: string }) {
-      const plaintext = req.plaintext ?? Buffer.alloc(0);
-      const { ciphertext, keyId } = await core.encrypt(plaintext, SHIM_LIMITS.v2MaxCiphertextBytes);
-      return {
-        res: { ciphertext, key_id: keyId, annotations: {} },
-        get values(): LogValues {
-          return { uid: req.uid ?? '', size: plaintext.length, ciphertextHash: shortHash(ciphertext), keyId };
-        },
-      };
+    v2Encrypt: {
+      run(req: V2EncryptReq) {
+        const e = core.encryptNow(req.plaintext ?? EMPTY, SHIM_LIMITS.v2MaxCiphertextBytes);
+        return e instanceof Promise ? e.then(v2EncryptRes) : v2EncryptRes(e);
+      },
+      values: (req: V2EncryptReq, res: V2EncryptRes): LogValues => ({
+        uid: req.uid ?? '',
+        size: (req.plaintext ?? EMPTY).length,
+        ciphertextHash: shortHash(res.ciphertext),
+        keyId: res.key_id,
+      }),
     },
 
-    async v2Decrypt(req: { ciphertext?: Buffer; uid?: string; key_id?: string }) {
-      const ciphertext = req.ciphertext ?? Buffer.alloc(0);
-      const plaintext = await core.decrypt(ciphertext, req.key_id ?? '', SHIM_LIMITS.v2MaxCiphertextBytes);
-      return {
-        res: { plaintext },
-        get values(): LogValues {
-          return {
-            uid: req.uid ?? '',
-            size: ciphertext.length,
-            ciphertextHash: shortHash(ciphertext),
-            keyId: req.key_id ?? '',
-          };
-        },
-      };
+    v2Decrypt: {
+      run(req: V2DecryptReq) {
+        const p = core.decryptNow(
+          req.ciphertext ?? EMPTY,
+          req.key_id ?? '',
+          SHIM_LIMITS.v2MaxCiphertextBytes,
+        );
+        return p instanceof Promise ? p.then(plaintextRes) : { plaintext: p };
+      },
+      values: (req: V2DecryptReq): LogValues => {
+        const ciphertext = req.ciphertext ?? EMPTY;
+        return {
+          uid: req.uid ?? '',
+          size: ciphertext.length,
+          ciphertextHash: shortHash(ciphertext),
+          keyId: req.key_id ?? '',
+        };
+      },
     },
 
-    v1Version(req: { version?: string }) {
-      checkV1(req.version);
-      return {
-        res: { version: V1_VERSION, runtime_name: runtime.name, runtime_version: runtime.version },
-        values: {},
-      };
+    v1Version: {
+      run(req: V1Req) {
+        checkV1(req.version);
+        return versionRes;
+      },
+      values: (): LogValues => NO_VALUES,
     },
 
-    async v1Encrypt(req: { version?: string; plain?: Buffer }) {
-      checkV1(req.version);
-      const plain = req.plain ?? Buffer.alloc(0);
-      const { ciphertext } = await core.encrypt(plain, SHIM_LIMITS.v1MaxCiphertextBytes);
-      return {
-        res: { cipher: ciphertext },
-        get values(): LogValues {
-          return { size: plain.length, ciphertextHash: shortHash(ciphertext) };
-        },
-      };
+    v1Encrypt: {
+      run(req: V1Req) {
+        checkV1(req.version);
+        const e = core.encryptNow(req.plain ?? EMPTY, SHIM_LIMITS.v1MaxCiphertextBytes);
+        return e instanceof Promise ? e.then(cipherRes) : { cipher: e.ciphertext };
+      },
+      values: (req: V1Req, res: { cipher: Buffer }): LogValues => ({
+        size: (req.plain ?? EMPTY).length,
+        ciphertextHash: shortHash(res.cipher),
+      }),
     },
 
-    async v1Decrypt(req: { version?: string; cipher?: Buffer }) {
-      checkV1(req.version);
-      const cipher = req.cipher ?? Buffer.alloc(0);
-      const plain = await core.decrypt(cipher, undefined, SHIM_LIMITS.v1MaxCiphertextBytes);
-      return {
-        res: { plain },
-        get values(): LogValues {
-          return { size: cipher.length, ciphertextHash: shortHash(cipher) };
-        },
-      };
+    v1Decrypt: {
+      run(req: V1Req) {
+        checkV1(req.version);
+        const p = core.decryptNow(req.cipher ?? EMPTY, undefined, SHIM_LIMITS.v1MaxCiphertextBytes);
+        return p instanceof Promise ? p.then(plainRes) : { plain: p };
+      },
+      values: (req: V1Req): LogValues => {
+        const cipher = req.cipher ?? EMPTY;
+        return { size: cipher.length, ciphertextHash: shortHash(cipher) };
+      },
     },
   };
 }

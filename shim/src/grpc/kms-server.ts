@@ -2,12 +2,13 @@ import {
   type handleUnaryCall,
   Server,
   ServerCredentials,
+  type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { GrpcStatus } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import type { KmsCore } from '../core/kms-core.js';
-import { kmsHandlers, type LogValues, type RuntimeInfo } from './kms-handlers.js';
+import { type KmsOp, kmsHandlers, type RuntimeInfo } from './kms-handlers.js';
 import { kmsServices } from './proto.js';
 import { prepareSocketPath, removeSocketFile, setSocketMode } from './socket-file.js';
 import { toStatus } from './to-status.js';
@@ -30,51 +31,62 @@ export interface KmsServer {
   close(graceMs?: number): Promise<void>;
 }
 
-type Op = (req: never) => Promise<{ res: object; values: LogValues }> | { res: object; values: LogValues };
+type Callback = sendUnaryData<unknown>;
+const noCall = (): void => {};
 
 /** Binds both KMS services on the UNIX socket (after probing a stale one) and starts serving. */
 export async function startKmsServer(o: KmsServerOptions): Promise<KmsServer> {
   await prepareSocketPath(o.socketPath);
   const h = kmsHandlers(o.core, o.runtime);
-  const unary = (rpc: string, op: Op): handleUnaryCall<unknown, unknown> => {
+  const onCall = o.onCall ?? noCall;
+  const { logger, logAllValues } = o;
+  // No per-call closures on the synchronous path: everything a call needs is passed along.
+  const unary = (rpc: string, op: KmsOp): handleUnaryCall<unknown, unknown> => {
+    const ok = (req: never, res: object, started: number, callback: Callback): void => {
+      const seconds = (performance.now() - started) / 1000;
+      onCall(rpc, GrpcStatus.OK, seconds);
+      // The values (sizes, hashes) are computed only when they are logged.
+      if (logAllValues) logger.info({ rpc, ms: seconds * 1000, ...op.values(req, res as never) }, 'call');
+      callback(null, res);
+    };
+    const fail = (err: unknown, started: number, callback: Callback): void => {
+      const { error, keygate } = toStatus(err);
+      onCall(rpc, error.code ?? GrpcStatus.UNKNOWN, (performance.now() - started) / 1000);
+      logger.warn({ rpc, grpcCode: error.code, err: keygate.toLog() }, 'call failed');
+      callback(error);
+    };
     return (call, callback) => {
       const started = performance.now();
-      const ok = (out: { res: object; values: LogValues }) => {
-        const seconds = (performance.now() - started) / 1000;
-        o.onCall?.(rpc, GrpcStatus.OK, seconds);
-        // The values (sizes, hashes) are computed only when they are logged.
-        if (o.logAllValues) o.logger.info({ rpc, ms: seconds * 1000, ...out.values }, 'call');
-        callback(null, out.res);
-      };
-      const fail = (err: unknown) => {
-        const { error, keygate } = toStatus(err);
-        o.onCall?.(rpc, error.code ?? GrpcStatus.UNKNOWN, (performance.now() - started) / 1000);
-        o.logger.warn({ rpc, grpcCode: error.code, err: keygate.toLog() }, 'call failed');
-        callback(error);
-      };
-      // Synchronous answers (Status, Version) go out without a promise hop.
-      let out: ReturnType<Op>;
+      const req = call.request as never;
+      let out: object | Promise<object>;
       try {
-        out = op(call.request as never);
+        out = op.run(req);
       } catch (err) {
-        fail(err);
+        fail(err, started, callback);
         return;
       }
-      if (out instanceof Promise) out.then(ok, fail);
-      else ok(out);
+      // Synchronous answers (Status, Version, cached Decrypt, Encrypt) go out without a promise hop.
+      if (out instanceof Promise) {
+        out.then(
+          (res: object) => ok(req, res, started, callback),
+          (err: unknown) => fail(err, started, callback),
+        );
+      } else {
+        ok(req, out, started, callback);
+      }
     };
   };
   // Channelz keeps per-call statistics nobody reads here: off on the hot path.
   const server = new Server({ 'grpc.enable_channelz': 0 });
   const v2: UntypedServiceImplementation = {
-    Status: unary('v2/Status', h.v2Status as Op),
-    Encrypt: unary('v2/Encrypt', h.v2Encrypt as Op),
-    Decrypt: unary('v2/Decrypt', h.v2Decrypt as Op),
+    Status: unary('v2/Status', h.v2Status as KmsOp),
+    Encrypt: unary('v2/Encrypt', h.v2Encrypt as KmsOp),
+    Decrypt: unary('v2/Decrypt', h.v2Decrypt as KmsOp),
   };
   const v1: UntypedServiceImplementation = {
-    Version: unary('v1beta1/Version', h.v1Version as Op),
-    Encrypt: unary('v1beta1/Encrypt', h.v1Encrypt as Op),
-    Decrypt: unary('v1beta1/Decrypt', h.v1Decrypt as Op),
+    Version: unary('v1beta1/Version', h.v1Version as KmsOp),
+    Encrypt: unary('v1beta1/Encrypt', h.v1Encrypt as KmsOp),
+    Decrypt: unary('v1beta1/Decrypt', h.v1Decrypt as KmsOp),
   };
   const services = kmsServices();
   server.addService(services.v2.service, v2);
