@@ -3,7 +3,6 @@
  * mTLS echo with the same request and answer, interleaved, at 1, 4, 16 and 64 concurrent over
  * keep-alive connections (one per loop). Target at 16 and 64: >= 0.60x.
  */
-import { readFileSync } from 'node:fs';
 import { findSoftHsmModule } from '../../test/dist/support/softhsm.js';
 import { startHttpsEcho } from './lib/baselines.js';
 import { openRawHsm } from './lib/hsm-raw.js';
@@ -11,14 +10,13 @@ import { fmt, interleave, line, warmUp } from './lib/measure.js';
 import { rssSampler } from './lib/procs.js';
 import { type BenchResult, mainIf, type Point, point } from './lib/result.js';
 import {
-  fetchToken,
+  gatewayUnwrapFixture,
   MtlsClient,
   prepare,
   stackTls,
   startGateway,
   timing,
   unwrapCall,
-  unwrapFixture,
 } from './lib/stack.js';
 
 export const G1_CONCURRENCY = [1, 4, 16, 64];
@@ -29,10 +27,7 @@ export async function runG1(): Promise<BenchResult> {
   const p = await prepare();
   const tls = stackTls(p);
   const gw = await startGateway(p, { name: 'g1' });
-  const setup = new MtlsClient(gw.url, tls, 1);
-  const token = await fetchToken(setup, readFileSync(p.apiKeyFile, 'utf8').trim());
-  const fixture = await unwrapFixture(p, setup, token);
-  await setup.close();
+  const fixture = await gatewayUnwrapFixture(p, gw.url);
   const echo = await startHttpsEcho(p, 'g1', fixture.response);
   console.log(`G1 gateway unwrap: request ${fixture.body.length} B, answer ${fixture.response.length} B`);
   const module = findSoftHsmModule();

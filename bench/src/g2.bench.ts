@@ -5,18 +5,16 @@
  * count is chosen below the gateway's own CPU ceiling (G1), so that the figure shows whether the
  * gateway overlaps HSM waits, not its CPU limit again: BENCH_G2_SESSIONS (default 1).
  */
-import { readFileSync } from 'node:fs';
 import { fmt, line, median, runLoad, summarise, warmUp } from './lib/measure.js';
 import { type BenchResult, mainIf, type Point } from './lib/result.js';
 import {
-  fetchToken,
+  gatewayUnwrapFixture,
   MtlsClient,
   prepare,
   stackTls,
   startGateway,
   timing,
   unwrapCall,
-  unwrapFixture,
 } from './lib/stack.js';
 
 export async function runG2(): Promise<BenchResult> {
@@ -28,10 +26,7 @@ export async function runG2(): Promise<BenchResult> {
   const p = await prepare();
   const tls = stackTls(p);
   const gw = await startGateway(p, { name: 'g2', sessions, simulatedLatencyMs: latencyMs });
-  const setup = new MtlsClient(gw.url, tls, 1);
-  const token = await fetchToken(setup, readFileSync(p.apiKeyFile, 'utf8').trim());
-  const fixture = await unwrapFixture(p, setup, token);
-  await setup.close();
+  const fixture = await gatewayUnwrapFixture(p, gw.url);
   console.log(
     `G2 gateway unwrap, simulated HSM ${latencyMs} ms per call, ${sessions} sessions: bound ${bound}/s`,
   );

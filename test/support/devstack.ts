@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KmsClient } from '@keygate/shim';
@@ -70,11 +70,7 @@ export interface PreparedStack {
 const PIN = '2468';
 
 /** Makes (or reuses) everything the stack needs on disk, and creates the root key once. */
-export function prepareStack(opts: DevStackOptions): Promise<PreparedStack> {
-  return prepare(opts);
-}
-
-async function prepare(opts: DevStackOptions): Promise<PreparedStack> {
+export async function prepareStack(opts: DevStackOptions): Promise<PreparedStack> {
   const home = resolve(opts.home);
   if (opts.reset) rmSync(home, { recursive: true, force: true });
   mkdirSync(home, { recursive: true, mode: 0o700 });
@@ -120,15 +116,29 @@ async function prepare(opts: DevStackOptions): Promise<PreparedStack> {
   masterKeyFile: ${master}`;
   }
 
+  // Secrets are made with the gateway's own commands, as an operator would (docs/gateway.md).
+  const gatewayCli = (...args: string[]) =>
+    execFileSync(process.execPath, [GATEWAY_CLI, ...args], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   const apiKeyFile = join(secrets, 'api-key');
-  if (!existsSync(apiKeyFile))
-    writeFileSync(apiKeyFile, `kg_${randomBytes(32).toString('base64url')}\n`, { mode: 0o600 });
-  const apiKeyHash = `sha256:${createHash('sha256').update(readFileSync(apiKeyFile, 'utf8').trim()).digest('hex')}`;
+  const apiKeyHashFile = join(secrets, 'api-key.hash');
+  if (!existsSync(apiKeyFile) || !existsSync(apiKeyHashFile)) {
+    // Prints the key once, then the `apiKeyHashes: ['sha256:…']` line for the config.
+    const [key, hashLine] = gatewayCli('apikey', 'create').split('\n');
+    const hash = /sha256:[0-9a-f]{64}/.exec(hashLine ?? '')?.[0];
+    if (!key || !hash) throw new Error('keygate-gateway apikey create printed no key and hash');
+    writeFileSync(apiKeyFile, `${key}\n`, { mode: 0o600 });
+    writeFileSync(apiKeyHashFile, `${hash}\n`);
+  }
+  const apiKeyHash = readFileSync(apiKeyHashFile, 'utf8').trim();
   const tokenKey = join(secrets, 'token-signing-key.pem');
-  if (!existsSync(tokenKey)) writePrivateKey(tokenKey, 'ec');
+  if (!existsSync(tokenKey)) gatewayCli('tokens', 'keygen', tokenKey);
   const auditKey = join(secrets, 'audit-signing-key.pem');
   const auditPublicKeyFile = join(home, 'audit-public-key.pem');
-  if (!existsSync(auditKey)) writePrivateKey(auditKey, 'ed25519', auditPublicKeyFile);
+  if (!existsSync(auditKey)) writeFileSync(auditPublicKeyFile, gatewayCli('audit', 'keygen', auditKey));
   const auditDir = join(home, 'audit');
 
   const gatewayConfig = join(home, 'gateway.yaml');
@@ -166,20 +176,15 @@ log:
 
   let crkId = previous?.crkId;
   if (!crkId) {
-    const out = execFileSync(
-      process.execPath,
-      [
-        GATEWAY_CLI,
-        'keys',
-        'create',
-        '--config',
-        gatewayConfig,
-        '--instance',
-        instanceId,
-        '--name',
-        'dev-root-key',
-      ],
-      { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+    const out = gatewayCli(
+      'keys',
+      'create',
+      '--config',
+      gatewayConfig,
+      '--instance',
+      instanceId,
+      '--name',
+      'dev-root-key',
     );
     crkId = (JSON.parse(out) as { id: string }).id;
     writeFileSync(statePath, `${JSON.stringify({ hsm, crkId }, null, 2)}\n`);
@@ -199,13 +204,6 @@ log:
   };
 }
 
-function writePrivateKey(file: string, type: 'ec' | 'ed25519', publicFile?: string): void {
-  const { privateKey, publicKey } =
-    type === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
-  writeFileSync(file, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), { mode: 0o600 });
-  if (publicFile) writeFileSync(publicFile, publicKey.export({ format: 'pem', type: 'spki' }).toString());
-}
-
 /** Writes the shim's kmsplugin-config.yaml (IBM Cloud Private format plus keygate's section). */
 export function writeShimConfig(
   p: PreparedStack,
@@ -216,9 +214,16 @@ export function writeShimConfig(
     healthzPort: number;
     newDek?: boolean;
     refreshSeconds?: number;
+    /** KEYGATE.DEK_MAX_USES and CACHE_SIZE; the shim's defaults when absent. */
+    dekMaxUses?: number;
+    cacheSize?: number;
   },
 ): void {
   const [first, ...rest] = o.gatewayUrls;
+  const limits = [
+    o.dekMaxUses === undefined ? '' : `  DEK_MAX_USES: ${o.dekMaxUses}\n`,
+    o.cacheSize === undefined ? '' : `  CACHE_SIZE: ${o.cacheSize}\n`,
+  ].join('');
   writeFileSync(
     file,
     `# keygate shim: IBM Cloud Private kmsplugin-config.yaml, plus keygate's own keys under KEYGATE
@@ -249,7 +254,7 @@ KEYGATE:
   CLIENT_KEY_FILE: "${p.pki.clientKeyFile}"
   GATEWAY_URLS: ${JSON.stringify(rest)}
   KEY_ID_REFRESH_SECONDS: ${o.refreshSeconds ?? 60}
-`,
+${limits}`,
   );
 }
 

@@ -10,6 +10,7 @@ import {
   REPO_ROOT,
   SHIM_CLI,
   waitHealthy,
+  writeShimConfig,
 } from '../../../test/dist/support/devstack.js';
 import { type Proc, spawnProc } from './procs.js';
 
@@ -132,42 +133,18 @@ export interface RunningShim {
   readonly keyId: string;
 }
 
-/** Writes a kmsplugin-config.yaml like writeShimConfig's, plus the KEYGATE knobs a benchmark needs. */
+/** The shim's kmsplugin-config.yaml for a benchmark variant (the dev stack's writer, health on any port). */
 export function shimConfigFor(p: PreparedStack, v: ShimVariant, socket: string): string {
   const file = join(BENCH_HOME, `shim-${v.name}.yaml`);
-  writeFileSync(
-    file,
-    `SERVER_CONFIG:
-  REGION: "local"
-  NUM_LEN_BYTES: 32
-  CACHE_TIMEOUT_IN_HOURS: 24
-  RESTART_DELAY_IN_SECONDS: 3
-  UNIX_SOCKET_PATH: "${socket}"
-  TOKEN_URL: "${v.gatewayUrl}/identity/token"
-  TOKEN_URL_CA_FILE: "${p.pki.caFile}"
-  HEALTHZ_PATH: "/healthz"
-  HEALTHZ_PORT: 0
-  NEW_DEK: ${v.newDek ?? false}
-  MAX_RETRIES: 2
-KP_CONFIG:
-  VERSION: "v2"
-  CRK_ID: "${p.crkId}"
-  URL: "${v.gatewayUrl}"
-  KP_CA_FILE: "${p.pki.caFile}"
-  INSTANCE_ID: "${p.instanceId}"
-LOGGER:
-  LOG_LEVEL: "info"
-  LOG_ALL_VALUES: false
-KEYGATE:
-  API_KEY_FILE: "${p.apiKeyFile}"
-  CLIENT_CERT_FILE: "${p.pki.clientCertFile}"
-  CLIENT_KEY_FILE: "${p.pki.clientKeyFile}"
-  GATEWAY_URLS: []
-  KEY_ID_REFRESH_SECONDS: ${v.refreshSeconds ?? 60}
-  DEK_MAX_USES: ${v.dekMaxUses ?? 2 ** 21}
-  CACHE_SIZE: ${v.cacheSize ?? 1000}
-`,
-  );
+  writeShimConfig(p, file, {
+    gatewayUrls: [v.gatewayUrl],
+    socket,
+    healthzPort: 0,
+    ...(v.newDek === undefined ? {} : { newDek: v.newDek }),
+    ...(v.refreshSeconds === undefined ? {} : { refreshSeconds: v.refreshSeconds }),
+    ...(v.dekMaxUses === undefined ? {} : { dekMaxUses: v.dekMaxUses }),
+    ...(v.cacheSize === undefined ? {} : { cacheSize: v.cacheSize }),
+  });
   return file;
 }
 
@@ -295,6 +272,17 @@ export async function unwrapFixture(
   const u = await client.post(path, body, headers);
   if (u.status !== 200) throw new Error(`unwrap: HTTP ${u.status} ${u.text.slice(0, 200)}`);
   return { path, body, headers, response: u.text };
+}
+
+/** Fetches a token for the stack's API key on one setup connection and builds the unwrap fixture. */
+export async function gatewayUnwrapFixture(p: PreparedStack, gatewayUrl: string): Promise<UnwrapFixture> {
+  const setup = new MtlsClient(gatewayUrl, stackTls(p), 1);
+  try {
+    const token = await fetchToken(setup, readFileSync(p.apiKeyFile, 'utf8').trim());
+    return await unwrapFixture(p, setup, token);
+  } finally {
+    await setup.close();
+  }
 }
 
 /** A call for runLoad: one unwrap, failing on any non-200. */

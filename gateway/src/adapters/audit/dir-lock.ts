@@ -1,5 +1,6 @@
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createLockFile, pidAlive, readLockHolder, removeStaleLock } from '../pid-lock-file.js';
 
 /** Name of the lock file a gateway holds in its audit folder while it runs. */
 export const AUDIT_LOCK_FILE = 'writer.lock';
@@ -25,46 +26,15 @@ export async function lockAuditDir(dir: string): Promise<AuditDirLock> {
   }
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const fh = await open(path, 'wx', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify({ pid: process.pid, at: new Date().toISOString() }));
-      } finally {
-        await fh.close();
+      if (await createLockFile(path, { at: new Date().toISOString() })) {
+        return { held: true, release: () => unlink(path).catch(() => undefined) };
       }
-      return { held: true, release: () => unlink(path).catch(() => undefined) };
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST') return { held: false, reason: code ?? 'lock failed' };
+      return { held: false, reason: (err as NodeJS.ErrnoException).code ?? 'lock failed' };
     }
-    const pid = await holderPid(path);
-    if (pid !== undefined && pid !== process.pid && pidAlive(pid)) return { held: false, busyPid: pid };
-    // Stale: move it aside first so two processes taking over cannot delete each other's lock.
-    const aside = `${path}.stale.${process.pid}.${Date.now()}`;
-    try {
-      await rename(path, aside);
-      await unlink(aside);
-    } catch {
-      // Someone else took it over first; try again.
-    }
+    const pid = (await readLockHolder(path))?.pid;
+    if (typeof pid === 'number' && pid !== process.pid && pidAlive(pid)) return { held: false, busyPid: pid };
+    await removeStaleLock(path);
   }
   return { held: false, reason: 'lock contended' };
-}
-
-async function holderPid(path: string): Promise<number | undefined> {
-  try {
-    const holder = JSON.parse(await readFile(path, 'utf8')) as { pid?: unknown };
-    return typeof holder.pid === 'number' ? holder.pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

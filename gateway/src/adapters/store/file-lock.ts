@@ -1,5 +1,6 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { KeygateError } from '@keygate/shared/errors';
+import { createLockFile, pidAlive, readLockHolder, removeStaleLock } from '../pid-lock-file.js';
 
 export interface FileLockOptions {
   /** Give up (STORE_UNAVAILABLE) after waiting this long. */
@@ -23,19 +24,13 @@ export async function withFileLock<T>(
   const deadline = Date.now() + timeoutMs;
   const token = `${process.pid}:${Date.now()}:${Math.random().toString(36).slice(2)}`;
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    let created: boolean;
     try {
-      const fh = await open(lockPath, 'wx', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify({ pid: process.pid, at: Date.now(), token }));
-      } finally {
-        await fh.close();
-      }
-      break;
+      created = await createLockFile(lockPath, { at: Date.now(), token });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new KeygateError('STORE_UNAVAILABLE', { cause: err, detail: { lockPath } });
-      }
+      throw new KeygateError('STORE_UNAVAILABLE', { cause: err, detail: { lockPath } });
     }
+    if (created) break;
     await takeOverIfStale(lockPath, staleMs);
     if (Date.now() > deadline)
       throw new KeygateError('STORE_UNAVAILABLE', { detail: { lockPath, reason: 'lock busy' } });
@@ -49,32 +44,11 @@ export async function withFileLock<T>(
 }
 
 async function takeOverIfStale(lockPath: string, staleMs: number): Promise<void> {
-  let holder: { pid?: unknown; at?: unknown };
-  try {
-    holder = JSON.parse(await readFile(lockPath, 'utf8')) as { pid?: unknown; at?: unknown };
-  } catch {
-    // Being written right now, or just released: look again next round.
-    return;
-  }
+  const holder = await readLockHolder(lockPath);
+  // Being written right now, or just released: look again next round.
+  if (holder === undefined) return;
   const pid = typeof holder.pid === 'number' ? holder.pid : -1;
   const at = typeof holder.at === 'number' ? holder.at : 0;
   if (pidAlive(pid) && Date.now() - at < staleMs) return;
-  // Rename first so two processes taking over at once cannot delete each other's fresh lock.
-  const aside = `${lockPath}.stale.${process.pid}.${Date.now()}`;
-  try {
-    await rename(lockPath, aside);
-    await unlink(aside);
-  } catch {
-    // Someone else took it over first.
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  await removeStaleLock(lockPath);
 }
