@@ -26,6 +26,12 @@ const pkcs11Hsm = z.strictObject({
   tokenLabel: z.string().min(1).max(32),
   pin: secretRef,
   sessions: z.number().int().min(1).max(64).default(4),
+  /**
+   * 0 (default): crypto calls on the libuv pool (`*Async`), for network HSMs. N: every
+   * request-path call on N worker threads holding one session each, for tokens whose calls are
+   * CPU work (SoftHSM2, PCIe cards). At most `sessions`.
+   */
+  workerThreads: z.number().int().min(0).max(16).default(0),
   ivSource: z.enum(['host', 'hsm']).default('host'),
   /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
   simulatedLatencyMs: z.number().min(0).max(1000).optional(),
@@ -106,7 +112,16 @@ const baseSchema = z.strictObject({
   identities: identitiesSchema.optional(),
   tokens: tokensSchema.optional(),
   audit: auditSchema.optional(),
-  log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
+  log: z
+    .strictObject({
+      level: z.enum(LOG_LEVELS).default('info'),
+      /**
+       * One info line per answered request. Off by default: the audit log already records every
+       * key operation, refused requests are logged anyway, and slow ones (>= 1 s) always are.
+       */
+      requests: z.boolean().default(false),
+    })
+    .default({ level: 'info', requests: false }),
 });
 
 /**
@@ -123,6 +138,13 @@ export const gatewayConfigSchema = baseSchema.superRefine((cfg, ctx) => {
   }
   if (cfg.identities !== undefined && cfg.tokens === undefined) {
     ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'a tokens section when identities are set' });
+  }
+  if (cfg.hsm.backend === 'pkcs11' && cfg.hsm.workerThreads > cfg.hsm.sessions) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['hsm', 'workerThreads'],
+      message: 'at most hsm.sessions (each worker thread holds one session)',
+    });
   }
   if (cfg.tokens !== undefined && cfg.identities === undefined) {
     ctx.addIssue({

@@ -55,6 +55,7 @@ export function buildKeyRuntime(
           tokenLabel: config.hsm.tokenLabel,
           pin: resolvePin(config, configFile, env),
           sessions: config.hsm.sessions,
+          workerThreads: config.hsm.workerThreads,
           ivSource: config.hsm.ivSource,
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),
@@ -251,6 +252,7 @@ export async function startGateway(configFile: string, options: StartOptions = {
     clock: systemClock,
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
+    logRequests: config.log.requests,
   });
   let server: RunningServer;
   try {

@@ -48,6 +48,8 @@ export interface DevStackOptions {
   readonly instanceId?: string;
   /** Log level of both programs; the launcher reads their info-level start lines, so no quieter. */
   readonly logLevel?: 'info' | 'debug' | 'trace';
+  /** The gateway's `log.requests`: one info line per answered request (the e2e suite counts them). */
+  readonly logRequests?: boolean;
   /** Called with every output line of the two programs, and which program printed it. */
   readonly echo?: (line: string, program: 'gateway' | 'shim') => void;
 }
@@ -106,7 +108,9 @@ export async function prepareStack(opts: DevStackOptions): Promise<PreparedStack
   module: ${findSoftHsmModule()}
   tokenLabel: keygate-dev
   pin: { file: ${pinFile} }
-  sessions: 4`;
+  sessions: 4
+  # SoftHSM2's calls are CPU work of ~30 us: run them on worker threads, not the libuv pool.
+  workerThreads: 2`;
   } else {
     const master = join(secrets, 'soft-master.key');
     if (!existsSync(master)) writeFileSync(master, randomBytes(32).toString('hex'), { mode: 0o600 });
@@ -171,6 +175,7 @@ audit:
   signingKeyFile: ${auditKey}
 log:
   level: ${opts.logLevel ?? 'info'}
+  requests: ${opts.logRequests ?? false}
 `,
   );
 

@@ -63,6 +63,8 @@ export interface GatewayVariant {
   /** Names the config, the audit folder and the log. */
   readonly name: string;
   readonly sessions?: number;
+  /** hsm.workerThreads (BENCH_GATEWAY_WORKERS overrides it for every gateway of a run). */
+  readonly workerThreads?: number;
   readonly simulatedLatencyMs?: number;
   /** Extra certificate identities allowed for the stack's identity (G3). */
   readonly extraCertIdentities?: readonly string[];
@@ -77,10 +79,17 @@ export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
   const cfg = parse(readFileSync(p.gatewayConfig, 'utf8')) as Yaml;
   const hsm = cfg.hsm as Record<string, unknown>;
   if (v.sessions !== undefined) hsm.sessions = v.sessions;
+  const workers = process.env.BENCH_GATEWAY_WORKERS ?? v.workerThreads;
+  if (workers !== undefined && hsm.backend === 'pkcs11') {
+    hsm.workerThreads = Math.min(Number(workers), Number(hsm.sessions ?? 4));
+  }
   if (v.simulatedLatencyMs !== undefined) hsm.simulatedLatencyMs = v.simulatedLatencyMs;
+  // Diagnostics only: BENCH_GATEWAY_AUDIT=log replaces the durable audit log by audit lines in the
+  // log, to see what durability costs.
   const auditDir = join(BENCH_HOME, 'audit', v.name);
   rmSync(auditDir, { recursive: true, force: true });
   (cfg.audit as Record<string, unknown>).dir = auditDir;
+  if (process.env.BENCH_GATEWAY_AUDIT === 'log') delete cfg.audit;
   if (v.clientCaFile !== undefined) {
     const tls = (cfg.server as Record<string, Record<string, unknown>>).tls;
     if (tls) tls.clientCaFile = v.clientCaFile;

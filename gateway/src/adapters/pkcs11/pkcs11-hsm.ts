@@ -10,19 +10,23 @@ import {
   type KeyObjectRef,
   objectLabel,
 } from '../../core/keys/hsm.js';
+import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
 import { SessionPool } from './session-pool.js';
 import { Pkcs11Token } from './token.js';
+import { Pkcs11WorkerLanes } from './worker-lanes.js';
 
 type Handle = Buffer;
-
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 
 export interface Pkcs11HsmOptions {
   readonly modulePath: string;
   readonly tokenLabel: string;
   readonly pin: Secret;
   readonly sessions: number;
+  /**
+   * 0: encrypt and decrypt use pkcs11js `*Async` calls on the libuv pool, their init on the main
+   * thread. N > 0: every request-path call runs on N worker threads, each holding one session.
+   */
+  readonly workerThreads?: number;
   /** `host`: IVs from the host CSPRNG; `hsm`: from C_GenerateRandom on the token. */
   readonly ivSource: 'host' | 'hsm';
   readonly random: Random;
@@ -34,13 +38,16 @@ export interface Pkcs11HsmOptions {
 /**
  * The Hsm port over PKCS#11 (pkcs11js). Each CRK version is an AES-256 token object, sensitive and
  * not extractable, labelled `keygate:<instance>:<crkId>:<versionId>` with CKA_ID = version id.
- * Request-path crypto uses only C_EncryptAsync/C_DecryptAsync, so the event loop never waits on
- * the device (UV_THREADPOOL_SIZE must be at least `sessions`).
+ * Request-path crypto runs either on worker threads (`workerThreads` > 0: find, init and the call
+ * all off the event loop, in batches) or as C_EncryptAsync/C_DecryptAsync on the libuv pool
+ * (UV_THREADPOOL_SIZE must be at least `sessions`) after a synchronous init.
  */
 export class Pkcs11Hsm implements Hsm {
   readonly token: Pkcs11Token;
   readonly pool: SessionPool;
   readonly #handles = new Map<string, Handle>();
+  /** Present with `workerThreads` > 0. */
+  readonly lanes: Pkcs11WorkerLanes | undefined;
   #startFailure: string | undefined;
 
   constructor(private readonly options: Pkcs11HsmOptions) {
@@ -54,7 +61,20 @@ export class Pkcs11Hsm implements Hsm {
       },
       options.logger,
     );
-    this.pool.onSessionsLost = () => this.#handles.clear();
+    this.pool.onSessionsLost = () => {
+      this.#handles.clear();
+      this.lanes?.forgetHandles();
+    };
+    const threads = options.workerThreads ?? 0;
+    if (threads > options.sessions) throw new RangeError('workerThreads must not exceed sessions');
+    if (threads > 0) {
+      this.lanes = new Pkcs11WorkerLanes({
+        modulePath: options.modulePath,
+        threads,
+        pool: this.pool,
+        logger: options.logger,
+      });
+    }
     try {
       this.pool.warmUp();
     } catch (err) {
@@ -94,6 +114,18 @@ export class Pkcs11Hsm implements Hsm {
 
   async encrypt(ref: KeyObjectRef, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
     const label = objectLabel(ref);
+    if (this.lanes) {
+      const iv = this.options.ivSource === 'hsm' ? undefined : this.options.random(IV_BYTES);
+      const r = await this.lanes.run(
+        { kind: 'encrypt', label, iv, aad, data: new Uint8Array(plaintext) },
+        false,
+      );
+      const cut = r.out.length - TAG_BYTES;
+      const usedIv = r.iv ?? iv;
+      if (usedIv === undefined || cut < 0)
+        throw new KeygateError('HSM_ERROR', { detail: { reason: 'short output' } });
+      return { iv: usedIv, ciphertext: r.out.subarray(0, cut), tag: r.out.subarray(cut) };
+    }
     return this.pool.use(
       async (s) => {
         const key = this.findKey(s, label);
@@ -124,6 +156,10 @@ export class Pkcs11Hsm implements Hsm {
       throw new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail: { reason: 'gcm sizes' } });
     }
     const label = objectLabel(ref);
+    if (this.lanes) {
+      const data = Buffer.concat([sealed.ciphertext, sealed.tag]);
+      return (await this.lanes.run({ kind: 'decrypt', label, iv: sealed.iv, aad, data }, true)).out;
+    }
     return this.pool.use(
       async (s) => {
         const key = this.findKey(s, label);
@@ -139,6 +175,7 @@ export class Pkcs11Hsm implements Hsm {
   async destroyKey(ref: KeyObjectRef): Promise<void> {
     const label = objectLabel(ref);
     this.#handles.delete(label);
+    this.lanes?.forgetHandles();
     await this.pool.use(
       async (s) => {
         for (const h of this.findAll(s, label)) this.token.lib.C_DestroyObject(s, h);
@@ -165,6 +202,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async close(): Promise<void> {
+    await this.lanes?.close();
     this.pool.close();
     this.token.close();
   }
@@ -191,15 +229,4 @@ export class Pkcs11Hsm implements Hsm {
       lib.C_FindObjectsFinal(session);
     }
   }
-}
-
-function gcm(iv: Buffer, aad: Uint8Array): pkcs11js.Mechanism {
-  const params: pkcs11js.AesGCM = {
-    type: pkcs11js.CK_PARAMS_AES_GCM,
-    iv,
-    aad: Buffer.from(aad),
-    ivBits: IV_BYTES * 8,
-    tagBits: TAG_BYTES * 8,
-  };
-  return { mechanism: pkcs11js.CKM_AES_GCM, parameter: params };
 }

@@ -74,11 +74,7 @@ export class SessionPool {
         }
         const kind = ckrKind(err, decrypting);
         if (kind === 'session' || kind === 'device') {
-          this.logger.warn({ ckr: ckrName(err), attempt }, 'pkcs11 session lost; reopening');
-          this.release(session, true);
-          this.dropIdle();
-          this.onSessionsLost();
-          if (kind === 'device') this.token.forgetSlot();
+          this.lost(session, kind, ckrName(err), attempt);
           if (attempt < 2) continue;
         } else if (kind === 'handle') {
           this.release(session, false);
@@ -90,6 +86,28 @@ export class SessionPool {
         throw ckrToKeygate(err, decrypting);
       }
     }
+  }
+
+  /** Takes a session for longer than one operation (a worker thread's own); give it back with checkin or lost. */
+  checkout(): Promise<Handle> {
+    return this.acquire();
+  }
+
+  /** Returns a checked-out session that still works. */
+  checkin(session: Handle): void {
+    this.release(session, false);
+  }
+
+  /**
+   * A call on `session` failed because the session or the device is gone: close it and every idle
+   * one (the login went with them), so the next operation opens fresh sessions and logs in again.
+   */
+  lost(session: Handle, kind: 'session' | 'device', ckr: string | undefined, attempt: number): void {
+    this.logger.warn({ ckr, attempt }, 'pkcs11 session lost; reopening');
+    this.release(session, true);
+    this.dropIdle();
+    this.onSessionsLost();
+    if (kind === 'device') this.token.forgetSlot();
   }
 
   /** Closes every session; waiting operations fail with HSM_UNAVAILABLE. */

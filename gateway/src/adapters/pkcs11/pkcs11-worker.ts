@@ -1,0 +1,117 @@
+/**
+ * A PKCS#11 worker thread (`hsm.workerThreads`): runs batches of request-path calls
+ * synchronously on sessions the main thread opened and logged in (handles and the login are
+ * per process in PKCS#11, and the module was initialised with CKF_OS_LOCKING_OK). Find, init and
+ * the crypto call of an operation all happen here, so the event loop never waits on the device
+ * and an operation costs one message each way instead of a libuv hop per call.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import pkcs11js from 'pkcs11js';
+import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
+import type { WorkerBatch, WorkerOp, WorkerReply, WorkerResult, WorkerSetup } from './worker-protocol.js';
+
+type Handle = Buffer;
+
+const port = parentPort;
+if (port === null) throw new Error('pkcs11-worker runs only as a worker thread');
+const setup = workerData as WorkerSetup;
+const lib = new pkcs11js.PKCS11();
+try {
+  lib.load(setup.modulePath);
+  try {
+    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (err) {
+    // The main thread initialised the module; this thread shares it.
+    if (!(err instanceof Error) || err.message !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw err;
+  }
+} catch (err) {
+  port.postMessage({ fatal: err instanceof Error ? err.message : 'load failed' });
+  throw err;
+}
+
+const handles = new Map<string, Handle>();
+let generation = -1;
+
+port.on('message', (batch: WorkerBatch) => {
+  if (batch.generation !== generation) {
+    handles.clear();
+    generation = batch.generation;
+  }
+  const session = asBuffer(batch.session);
+  const results: WorkerResult[] = [];
+  const transfer: ArrayBuffer[] = [];
+  for (const op of batch.ops) {
+    const r = run(session, op);
+    results.push(r);
+    if (r.ok) transfer.push(r.out.buffer as ArrayBuffer);
+  }
+  const reply: WorkerReply = { results };
+  port.postMessage(reply, transfer);
+});
+
+function run(session: Handle, op: WorkerOp): WorkerResult {
+  try {
+    return op.kind === 'decrypt' ? decrypt(session, op) : encrypt(session, op);
+  } catch (err) {
+    if (err instanceof KeyDeleted)
+      return { id: op.id, ok: false, ckr: undefined, method: '', keyDeleted: true };
+    const e = err instanceof Error ? (err as Error & { method?: unknown }) : undefined;
+    const ckr = e && /^CKR_[A-Z0-9_]+$/.test(e.message) ? e.message : undefined;
+    return { id: op.id, ok: false, ckr, method: String(e?.method ?? ''), keyDeleted: false };
+  }
+}
+
+function decrypt(session: Handle, op: WorkerOp): WorkerResult {
+  const iv = asBuffer(op.iv ?? new Uint8Array(0));
+  withKey(session, op.label, (key) => lib.C_DecryptInit(session, gcm(iv, op.aad), key));
+  // Its own ArrayBuffer (Buffer.alloc never pools), so it can be transferred out whole.
+  const out = Buffer.alloc(op.data.length);
+  const plain = lib.C_Decrypt(session, asBuffer(op.data), out);
+  return { id: op.id, ok: true, out: plain };
+}
+
+function encrypt(session: Handle, op: WorkerOp): WorkerResult {
+  const input = asBuffer(op.data);
+  try {
+    const iv = op.iv ? asBuffer(op.iv) : lib.C_GenerateRandom(session, Buffer.alloc(IV_BYTES));
+    withKey(session, op.label, (key) => lib.C_EncryptInit(session, gcm(iv, op.aad), key));
+    const out = lib.C_Encrypt(session, input, Buffer.alloc(input.length + TAG_BYTES));
+    return { id: op.id, ok: true, out, iv: new Uint8Array(iv) };
+  } finally {
+    input.fill(0);
+  }
+}
+
+/** Runs `init` with the key's cached handle; a stale handle is looked up once more. */
+function withKey(session: Handle, label: string, init: (key: Handle) => void): void {
+  const cached = handles.get(label);
+  if (cached !== undefined) {
+    try {
+      init(cached);
+      return;
+    } catch (err) {
+      const name = err instanceof Error ? err.message : '';
+      if (name !== 'CKR_KEY_HANDLE_INVALID' && name !== 'CKR_OBJECT_HANDLE_INVALID') throw err;
+      handles.delete(label);
+    }
+  }
+  lib.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_LABEL, value: label },
+  ]);
+  let found: Handle | undefined;
+  try {
+    [found] = lib.C_FindObjects(session, 1);
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+  if (found === undefined) throw new KeyDeleted();
+  handles.set(label, found);
+  init(found);
+}
+
+class KeyDeleted extends Error {}
+
+function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}

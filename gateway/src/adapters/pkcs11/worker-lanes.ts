@@ -1,0 +1,244 @@
+import { Worker } from 'node:worker_threads';
+import { KeygateError } from '@keygate/shared/errors';
+import type { Logger } from '@keygate/shared/log';
+import { ckrKind, ckrToKeygate } from './ckr-map.js';
+import type { SessionPool } from './session-pool.js';
+import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply, WorkerResult } from './worker-protocol.js';
+
+type Handle = Buffer;
+
+/** What an operation gives back: decrypt's plaintext, or encrypt's ciphertext || tag and IV. */
+export interface LaneOutput {
+  readonly out: Buffer;
+  readonly iv: Buffer | undefined;
+}
+
+interface Pending {
+  readonly op: WorkerOp;
+  readonly decrypting: boolean;
+  attempt: number;
+  readonly resolve: (r: LaneOutput) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface Lane {
+  readonly index: number;
+  worker: Worker | undefined;
+  /** The session of the batch in flight. */
+  session: Handle | undefined;
+  inFlight: Pending[];
+}
+
+export interface WorkerLanesOptions {
+  readonly modulePath: string;
+  readonly threads: number;
+  readonly pool: SessionPool;
+  readonly logger: Logger;
+  /** Delay before a crashed worker thread is replaced. */
+  readonly respawnMs?: number;
+}
+
+/** The compiled worker next to this file (dist/adapters/pkcs11/pkcs11-worker.js). */
+const WORKER_URL = new URL('./pkcs11-worker.js', import.meta.url);
+
+/**
+ * Runs request-path PKCS#11 operations on `threads` worker threads, each batch on a session
+ * checked out of the pool. Operations queue on the main thread; an idle lane takes its share of
+ * the queue as one batch (one message each way), so under load the per-operation cost on the
+ * event loop is a few microseconds. Session and device failures go through the pool as before
+ * (drop, reopen, log in again) and the operation is tried up to twice more on a fresh session.
+ */
+export class Pkcs11WorkerLanes {
+  readonly #lanes: Lane[] = [];
+  readonly #queue: Pending[] = [];
+  readonly #o: WorkerLanesOptions;
+  #nextId = 0;
+  #generation = 0;
+  #closed = false;
+  #pumpQueued = false;
+
+  constructor(options: WorkerLanesOptions) {
+    if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError('threads >= 1');
+    this.#o = options;
+    for (let i = 0; i < options.threads; i++) {
+      const lane: Lane = { index: i, worker: undefined, session: undefined, inFlight: [] };
+      this.#lanes.push(lane);
+      this.#spawn(lane);
+    }
+  }
+
+  /** The live worker threads (a test stops one to see it replaced). */
+  get workers(): readonly Worker[] {
+    return this.#lanes.flatMap((l) => (l.worker ? [l.worker] : []));
+  }
+
+  get stats(): { threads: number; queued: number } {
+    return { threads: this.#lanes.length, queued: this.#queue.length };
+  }
+
+  /** Cached object handles in the workers may be stale (sessions lost, a key destroyed). */
+  forgetHandles(): void {
+    this.#generation++;
+  }
+
+  run(op: Omit<WorkerOp, 'id'>, decrypting: boolean): Promise<LaneOutput> {
+    if (this.#closed) return Promise.reject(closing());
+    return new Promise<LaneOutput>((resolve, reject) => {
+      // Plaintext to encrypt is cloned to the worker (a retry may need it again) and zeroed here
+      // once the operation settles; the worker zeroes its own copy after the call.
+      const wipe = op.kind === 'encrypt' ? () => op.data.fill(0) : () => undefined;
+      this.#queue.push({
+        op: { ...op, id: this.#nextId++ },
+        decrypting,
+        attempt: 0,
+        resolve: (r) => {
+          wipe();
+          resolve(r);
+        },
+        reject: (e) => {
+          wipe();
+          reject(e);
+        },
+      });
+      // Let every request of this tick queue first, so they leave as one batch.
+      if (!this.#pumpQueued) {
+        this.#pumpQueued = true;
+        queueMicrotask(() => {
+          this.#pumpQueued = false;
+          this.#pump();
+        });
+      }
+    });
+  }
+
+  /** Stops the workers (after their current batch) and gives their sessions back to the pool. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const p of this.#queue.splice(0)) p.reject(closing());
+    await Promise.all(
+      this.#lanes.map(async (lane) => {
+        const w = lane.worker;
+        lane.worker = undefined;
+        await w?.terminate();
+        for (const p of lane.inFlight.splice(0)) p.reject(closing());
+        if (lane.session) this.#o.pool.checkin(lane.session);
+        lane.session = undefined;
+      }),
+    );
+  }
+
+  #pump(): void {
+    for (const lane of this.#lanes) {
+      if (this.#queue.length === 0) return;
+      if (lane.worker === undefined || lane.inFlight.length > 0) continue;
+      const idle = this.#lanes.filter((l) => l.worker !== undefined && l.inFlight.length === 0).length;
+      const batch = this.#queue.splice(0, Math.ceil(this.#queue.length / Math.max(1, idle)));
+      lane.inFlight = batch;
+      void this.#send(lane, batch);
+    }
+  }
+
+  async #send(lane: Lane, batch: Pending[]): Promise<void> {
+    try {
+      // Per batch, not for good: administrative calls (generate, destroy) share the pool.
+      lane.session = await this.#o.pool.checkout();
+    } catch (err) {
+      // No session (backoff, refused PIN, closing): these operations fail with the pool's reason.
+      lane.inFlight = [];
+      for (const p of batch) p.reject(err);
+      this.#pump();
+      return;
+    }
+    const worker = lane.worker;
+    if (worker === undefined || this.#closed) {
+      lane.inFlight = [];
+      this.#o.pool.checkin(lane.session);
+      lane.session = undefined;
+      for (const p of batch) p.reject(closing());
+      return;
+    }
+    const msg: WorkerBatch = {
+      session: lane.session,
+      generation: this.#generation,
+      ops: batch.map((p) => p.op),
+    };
+    worker.postMessage(msg);
+  }
+
+  #onReply(lane: Lane, reply: WorkerReply): void {
+    const batch = lane.inFlight;
+    lane.inFlight = [];
+    const byId = new Map<number, WorkerResult>(reply.results.map((r) => [r.id, r]));
+    let lostAt: { kind: 'session' | 'device'; ckr: string | undefined } | undefined;
+    for (const p of batch) {
+      const r = byId.get(p.op.id);
+      if (r === undefined) {
+        p.reject(new KeygateError('HSM_ERROR', { detail: { reason: 'no worker result' } }));
+      } else if (r.ok) {
+        p.resolve({
+          out: Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength),
+          iv: r.iv ? Buffer.from(r.iv.buffer, r.iv.byteOffset, r.iv.byteLength) : undefined,
+        });
+      } else if (r.keyDeleted) {
+        p.reject(new KeygateError('KEY_DELETED_ERR', { detail: { label: p.op.label } }));
+      } else {
+        const err = Object.assign(new Error(r.ckr ?? 'not a PKCS#11 error'), { method: r.method });
+        const kind = ckrKind(err, p.decrypting);
+        if ((kind === 'session' || kind === 'device') && p.attempt < 2) {
+          lostAt ??= { kind, ckr: r.ckr };
+          p.attempt++;
+          this.#queue.push(p);
+        } else {
+          p.reject(ckrToKeygate(err, p.decrypting));
+        }
+      }
+    }
+    if (lane.session) {
+      if (lostAt) this.#o.pool.lost(lane.session, lostAt.kind, lostAt.ckr, 0);
+      else this.#o.pool.checkin(lane.session);
+      lane.session = undefined;
+    }
+    this.#pump();
+  }
+
+  #spawn(lane: Lane): void {
+    const worker = new Worker(WORKER_URL, { workerData: { modulePath: this.#o.modulePath } });
+    worker.unref();
+    lane.worker = worker;
+    worker.on('message', (m: WorkerReply | WorkerFatal) => {
+      if ('fatal' in m) {
+        this.#o.logger.error(
+          { lane: lane.index, reason: m.fatal },
+          'pkcs11 worker could not load the module',
+        );
+        return;
+      }
+      this.#onReply(lane, m);
+    });
+    worker.on('error', (err) => {
+      this.#o.logger.error({ lane: lane.index, err: err.message }, 'pkcs11 worker failed');
+    });
+    worker.on('exit', (code) => {
+      if (lane.worker !== worker) return; // closed, or already replaced
+      lane.worker = undefined;
+      this.#o.logger.error({ lane: lane.index, code }, 'pkcs11 worker exited; replacing it');
+      for (const p of lane.inFlight.splice(0)) {
+        p.reject(new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'pkcs11 worker exited' } }));
+      }
+      // The session may be mid-operation: close it rather than hand it to someone else.
+      if (lane.session) this.#o.pool.lost(lane.session, 'session', undefined, 0);
+      lane.session = undefined;
+      if (this.#closed) return;
+      setTimeout(() => {
+        if (this.#closed || lane.worker !== undefined) return;
+        this.#spawn(lane);
+        this.#pump();
+      }, this.#o.respawnMs ?? 1000).unref();
+      this.#pump();
+    });
+  }
+}
+
+function closing(): KeygateError {
+  return new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } });
+}

@@ -1,0 +1,57 @@
+/**
+ * Messages between the gateway's main thread and its PKCS#11 worker threads
+ * (`hsm.workerThreads`). Buffers travel as Uint8Array. A decrypted DEK is transferred, not cloned,
+ * so no copy stays in the worker; plaintext to encrypt is cloned and each side zeroes its copy.
+ */
+
+/** One request-path operation on a CRK version found by label. */
+export interface WorkerOp {
+  readonly id: number;
+  readonly kind: 'encrypt' | 'decrypt';
+  readonly label: string;
+  /** The GCM IV; absent on encrypt when the token makes it (`ivSource: hsm`). */
+  readonly iv: Uint8Array | undefined;
+  readonly aad: Uint8Array;
+  /** Plaintext to encrypt (zeroed by the worker after use), or ciphertext || tag to decrypt. */
+  readonly data: Uint8Array;
+}
+
+/** Operations to run one after another on `session`, a logged-in session the main thread owns. */
+export interface WorkerBatch {
+  readonly session: Uint8Array;
+  /** Bumped by the main thread whenever cached object handles may be stale. */
+  readonly generation: number;
+  readonly ops: readonly WorkerOp[];
+}
+
+export type WorkerResult =
+  | {
+      readonly id: number;
+      readonly ok: true;
+      /** Decrypt: the plaintext. Encrypt: ciphertext || tag. */
+      readonly out: Uint8Array;
+      /** Encrypt: the IV used (the token's, or the one sent). */
+      readonly iv?: Uint8Array;
+    }
+  | {
+      readonly id: number;
+      readonly ok: false;
+      /** CKR_* name of the failed call, when it was a PKCS#11 error. */
+      readonly ckr: string | undefined;
+      readonly method: string;
+      /** No object has the label: the key version was destroyed. */
+      readonly keyDeleted: boolean;
+    };
+
+export interface WorkerReply {
+  readonly results: readonly WorkerResult[];
+}
+
+/** Sent once by a worker that could not load the module. */
+export interface WorkerFatal {
+  readonly fatal: string;
+}
+
+export interface WorkerSetup {
+  readonly modulePath: string;
+}
