@@ -69,6 +69,8 @@ describe('e2e: gateway + shims as processes', {
       healthzPort: 0,
       hsm: 'softhsm2',
       keyIdRefreshSeconds: 1,
+      // Every answered request as a log line: the audit test below matches them to audit records.
+      logRequests: true,
     });
     gateways.push(stack.gateway);
   });

@@ -20,6 +20,8 @@ import { handleUnwrap } from './routes/unwrap.js';
 import { handleWrap } from './routes/wrap.js';
 
 const CORRELATION_ID = /^[\x21-\x7e]{1,128}$/;
+/** A request that took this long is logged at warn whether or not `log.requests` is on. */
+const SLOW_REQUEST_MS = 1000;
 
 /** The gateway's hono app: Key Protect shaped routes, health, metrics, one error shape. */
 export function createApp(deps: AppDeps): Hono<GatewayEnv> {
@@ -37,15 +39,12 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
     if (correlationId) c.header(HEADERS.correlationId, correlationId);
     const started = performance.now();
     await next();
-    log.info(
-      {
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round(performance.now() - started),
-      },
-      'request',
-    );
+    const ms = Math.round(performance.now() - started);
+    if (ms >= SLOW_REQUEST_MS) {
+      log.warn({ method: c.req.method, path: c.req.path, status: c.res.status, ms }, 'slow request');
+    } else if (deps.logRequests) {
+      log.info({ method: c.req.method, path: c.req.path, status: c.res.status, ms }, 'request');
+    }
   });
 
   app.use(

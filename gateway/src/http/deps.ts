@@ -31,4 +31,6 @@ export interface AppDeps {
   readonly tokens?: TokenService | undefined;
   /** Largest accepted request body, in bytes. */
   readonly bodyLimitBytes: number;
+  /** Log every answered request at info (`log.requests`); otherwise only slow ones, at warn. */
+  readonly logRequests?: boolean;
 }
