@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeygateError } from '@keygate/shared/errors';
@@ -15,6 +16,9 @@ import type { AuditSigner } from '../../core/audit/audit-signer.js';
 import { splitLines } from '../../core/audit/chain-verifier.js';
 import type { Clock } from '../../core/clock.js';
 import { type AuditFile, auditFileName, listAuditFiles } from './audit-files.js';
+
+/** Append, and every write durable before it returns (O_DSYNC: data plus the metadata to read it). */
+const APPEND_DSYNC = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC;
 
 export interface FileAuditSinkOptions {
   readonly dir: string;
@@ -34,7 +38,7 @@ export interface FileAuditSinkOptions {
   readonly probeIntervalMs?: number;
   /** Told about every write, sync or open failure (for logs; the cause, never a record). */
   readonly onError?: (err: KeygateError) => void;
-  /** Test hook: runs before every fdatasync; throw to simulate a failing disk. */
+  /** Test hook: runs before every durable write; throw to simulate a failing disk. */
   readonly beforeSync?: () => void | Promise<void>;
 }
 
@@ -52,7 +56,7 @@ interface OpenFile {
 
 /** Counters for metrics and tests. */
 export interface FileAuditSinkStats {
-  /** write + fdatasync rounds. */
+  /** Durable writes (each one O_DSYNC write of a batch). */
   readonly syncs: number;
   readonly events: number;
   readonly lastSeq: number;
@@ -60,7 +64,7 @@ export interface FileAuditSinkStats {
 }
 
 /**
- * The durable audit log: hash-chained JSON lines in rotating files, group commit with fdatasync,
+ * The durable audit log: hash-chained JSON lines in rotating files, group commit with O_DSYNC writes,
  * signed checkpoints. `append` resolves only after its record is on disk; any write or sync
  * failure rejects the batch with AUDIT_UNAVAILABLE and makes the sink unavailable until a probe
  * (a later append, or the probe timer) reopens the log. See docs/audit.md.
@@ -123,7 +127,7 @@ export class FileAuditSink implements AuditSink {
     }
   }
 
-  /** Resolves once the record is durable (written and fdatasync'ed); rejects with AUDIT_UNAVAILABLE. */
+  /** Resolves once the record is durable (its O_DSYNC write returned); rejects with AUDIT_UNAVAILABLE. */
   append(event: AuditEvent): Promise<void> {
     if (this.#closing) {
       return Promise.reject(
@@ -219,7 +223,7 @@ export class FileAuditSink implements AuditSink {
     }
   }
 
-  /** Appends the batch's event records, plus a checkpoint when one is due, in one write + fdatasync. */
+  /** Appends the batch's event records, plus a checkpoint when one is due, in one durable write. */
   async #writeBatch(batch: readonly Pending[], closing: boolean): Promise<void> {
     await this.#rotateIfDue();
     let seq = this.#lastSeq;
@@ -274,17 +278,20 @@ export class FileAuditSink implements AuditSink {
     return recordLine({ ...unsigned, sig });
   }
 
+  /**
+   * One write on a file opened with O_DSYNC: it returns once the data (and the size change) is on
+   * stable storage, like write + fdatasync, but in one system call and one thread-pool hop.
+   */
   async #writeDurably(text: string): Promise<void> {
     const open = this.#requireOpen();
     const buf = Buffer.from(text, 'utf8');
+    await this.#o.beforeSync?.();
     let off = 0;
     while (off < buf.length) {
       const { bytesWritten } = await open.fh.write(buf, off, buf.length - off);
       off += bytesWritten;
     }
     open.size += buf.length;
-    await this.#o.beforeSync?.();
-    await open.fh.datasync();
     this.#syncs++;
   }
 
@@ -356,7 +363,7 @@ export class FileAuditSink implements AuditSink {
       await this.#createFile();
     } else {
       this.#open = {
-        fh: await open(path, 'a'),
+        fh: await open(path, APPEND_DSYNC),
         file: newest,
         size: bytes.length - (torn?.length ?? 0),
       };
@@ -385,7 +392,7 @@ export class FileAuditSink implements AuditSink {
   async #createFile(): Promise<void> {
     const now = this.#o.clock.now();
     const name = auditFileName(this.#lastSeq + 1, now);
-    const fh = await open(join(this.#o.dir, name), 'a');
+    const fh = await open(join(this.#o.dir, name), APPEND_DSYNC);
     this.#open = { fh, file: { name, startSeq: this.#lastSeq + 1, startedAt: now.getTime() }, size: 0 };
     // Make the new directory entry durable too, so a synced record is never in a file that vanishes.
     const dirHandle = await open(this.#o.dir, 'r');
