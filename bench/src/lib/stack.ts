@@ -79,8 +79,9 @@ export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
   const cfg = parse(readFileSync(p.gatewayConfig, 'utf8')) as Yaml;
   const hsm = cfg.hsm as Record<string, unknown>;
   if (v.sessions !== undefined) hsm.sessions = v.sessions;
-  const workers = process.env.BENCH_GATEWAY_WORKERS ?? v.workerThreads;
+  const workers = process.env.BENCH_GATEWAY_WORKERS ?? v.workerThreads ?? hsm.workerThreads;
   if (workers !== undefined && hsm.backend === 'pkcs11') {
+    // Each worker thread holds a session: never more threads than sessions (G2 runs 1 session).
     hsm.workerThreads = Math.min(Number(workers), Number(hsm.sessions ?? 4));
   }
   if (v.simulatedLatencyMs !== undefined) hsm.simulatedLatencyMs = v.simulatedLatencyMs;

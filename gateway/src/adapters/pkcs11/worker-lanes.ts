@@ -120,7 +120,9 @@ export class Pkcs11WorkerLanes {
         const w = lane.worker;
         lane.worker = undefined;
         await w?.terminate();
-        for (const p of lane.inFlight.splice(0)) p.reject(closing());
+        const failed = lane.inFlight;
+        lane.inFlight = [];
+        for (const p of failed) p.reject(closing());
         if (lane.session) this.#o.pool.checkin(lane.session);
         lane.session = undefined;
       }),
@@ -150,19 +152,35 @@ export class Pkcs11WorkerLanes {
       return;
     }
     const worker = lane.worker;
-    if (worker === undefined || this.#closed) {
-      lane.inFlight = [];
+    if (worker === undefined || this.#closed || lane.inFlight !== batch) {
+      // Closed, or the worker died while this waited for a session (its exit handler has
+      // already failed the batch): give the session back unused.
       this.#o.pool.checkin(lane.session);
       lane.session = undefined;
-      for (const p of batch) p.reject(closing());
+      if (lane.inFlight === batch) {
+        lane.inFlight = [];
+        for (const p of batch) p.reject(closing());
+      }
       return;
     }
-    const msg: WorkerBatch = {
-      session: lane.session,
-      generation: this.#generation,
-      ops: batch.map((p) => p.op),
-    };
-    worker.postMessage(msg);
+    // Structured clone copies a typed array's whole ArrayBuffer, and most Buffers are views of
+    // Node's 8 KiB pool: send exact-size copies. The plaintext copies are transferred, so none
+    // stays here (the worker zeroes them after use).
+    const transfer: ArrayBuffer[] = [];
+    const ops = batch.map((p): WorkerOp => {
+      const data = new Uint8Array(p.op.data);
+      if (p.op.kind === 'encrypt') transfer.push(data.buffer);
+      return {
+        id: p.op.id,
+        kind: p.op.kind,
+        label: p.op.label,
+        iv: p.op.iv && new Uint8Array(p.op.iv),
+        aad: new Uint8Array(p.op.aad),
+        data,
+      };
+    });
+    const msg: WorkerBatch = { session: new Uint8Array(lane.session), generation: this.#generation, ops };
+    worker.postMessage(msg, transfer);
   }
 
   #onReply(lane: Lane, reply: WorkerReply): void {
@@ -222,7 +240,9 @@ export class Pkcs11WorkerLanes {
       if (lane.worker !== worker) return; // closed, or already replaced
       lane.worker = undefined;
       this.#o.logger.error({ lane: lane.index, code }, 'pkcs11 worker exited; replacing it');
-      for (const p of lane.inFlight.splice(0)) {
+      const failed = lane.inFlight;
+      lane.inFlight = [];
+      for (const p of failed) {
         p.reject(new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'pkcs11 worker exited' } }));
       }
       // The session may be mid-operation: close it rather than hand it to someone else.

@@ -1,7 +1,7 @@
 /**
  * Messages between the gateway's main thread and its PKCS#11 worker threads
- * (`hsm.workerThreads`). Buffers travel as Uint8Array. A decrypted DEK is transferred, not cloned,
- * so no copy stays in the worker; plaintext to encrypt is cloned and each side zeroes its copy.
+ * (`hsm.workerThreads`). Buffers travel as exact-size Uint8Arrays. Plaintext (a DEK to encrypt,
+ * a decrypted DEK) is transferred, not cloned, so no copy stays behind on the sending side.
  */
 
 /** One request-path operation on a CRK version found by label. */
