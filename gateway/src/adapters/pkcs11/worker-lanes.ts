@@ -84,8 +84,8 @@ export class Pkcs11WorkerLanes {
   run(op: Omit<WorkerOp, 'id'>, decrypting: boolean): Promise<LaneOutput> {
     if (this.#closed) return Promise.reject(closing());
     return new Promise<LaneOutput>((resolve, reject) => {
-      // Plaintext to encrypt is cloned to the worker (a retry may need it again) and zeroed here
-      // once the operation settles; the worker zeroes its own copy after the call.
+      // Each attempt transfers an exact-size copy of the plaintext to the worker, which zeroes it
+      // after the call; this one (kept for a retry) is zeroed once the operation settles.
       const wipe = op.kind === 'encrypt' ? () => op.data.fill(0) : () => undefined;
       this.#queue.push({
         op: { ...op, id: this.#nextId++ },
@@ -111,7 +111,7 @@ export class Pkcs11WorkerLanes {
     });
   }
 
-  /** Stops the workers (after their current batch) and gives their sessions back to the pool. */
+  /** Stops the workers; operations queued or in flight fail with HSM_UNAVAILABLE (closing). */
   async close(): Promise<void> {
     this.#closed = true;
     for (const p of this.#queue.splice(0)) p.reject(closing());
