@@ -24,7 +24,7 @@ export interface Pkcs11HsmOptions {
   readonly sessions: number;
   /**
    * 0: encrypt and decrypt use pkcs11js `*Async` calls on the libuv pool, their init on the main
-   * thread. N > 0: every request-path call runs on N worker threads, each holding one session.
+   * thread. N > 0: every request-path call runs on N worker threads, each batch on a pooled session.
    */
   readonly workerThreads?: number;
   /** `host`: IVs from the host CSPRNG; `hsm`: from C_GenerateRandom on the token. */
