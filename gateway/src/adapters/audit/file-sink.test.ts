@@ -240,14 +240,13 @@ describe('file audit sink', () => {
     assert.equal(report.ok, true, JSON.stringify(report.problem));
   });
 
-  it('a failed fdatasync rejects that batch with AUDIT_UNAVAILABLE; the next write probes and recovers', async () => {
+  it('a failed durable write rejects that batch with AUDIT_UNAVAILABLE; the next write probes and recovers', async () => {
     let syncs = 0;
     let failAt = -1;
     const sink = await FileAuditSink.open(
       opts('fail', {
         beforeSync: () => {
-          if (++syncs === failAt)
-            throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          if (++syncs === failAt) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
         },
       }),
     );
