@@ -7,7 +7,7 @@ import { systemClock } from './core/ports.js';
 import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
 import { KmsClient } from './grpc/kms-client.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
-import { runShim } from './main.js';
+import { gatewayClientOptions, runShim } from './main.js';
 
 const USAGE = `usage: keygate-shim <command> [options]
   serve   --config FILE            run the KMS plugin on UNIX_SOCKET_PATH
@@ -46,17 +46,7 @@ function settingsOrExit(args: string[]): ShimSettings | undefined {
 async function check(settings: ShimSettings): Promise<number> {
   const raw = settings.raw;
   console.log(`config ${settings.file}: ok`);
-  const gateway = new UndiciGatewayClient({
-    urls: settings.gatewayUrls,
-    instanceId: raw.KP_CONFIG.INSTANCE_ID,
-    crkId: raw.KP_CONFIG.CRK_ID,
-    tokenUrl: raw.SERVER_CONFIG.TOKEN_URL,
-    apiKey: settings.apiKey,
-    tls: settings.tls,
-    tokenTls: settings.tokenTls,
-    maxRetries: raw.SERVER_CONFIG.MAX_RETRIES,
-    deadlineMs: raw.KEYGATE.DEADLINE_MS,
-  });
+  const gateway = new UndiciGatewayClient(gatewayClientOptions(settings));
   const core = new KmsCore({
     instanceId: raw.KP_CONFIG.INSTANCE_ID,
     crkId: raw.KP_CONFIG.CRK_ID,

@@ -3,7 +3,7 @@ import { createLogger } from '@keygate/shared/log';
 import type { ShimSettings } from './config.js';
 import { KmsCore } from './core/kms-core.js';
 import { type Clock, type GatewayClient, systemClock } from './core/ports.js';
-import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
+import { UndiciGatewayClient, type UndiciGatewayOptions } from './gateway-client/undici-gateway.js';
 import { type KmsServer, startKmsServer } from './grpc/kms-server.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
 import { type HealthServer, startHealthServer } from './http/health-server.js';
@@ -33,6 +33,25 @@ export interface RunningShim {
   close(): Promise<void>;
 }
 
+/**
+ * The gateway client's settings from the config: URLs, identity, TLS, retries and deadline. The
+ * breaker and the metric hooks are the caller's (`serve` has them, `check` does not).
+ */
+export function gatewayClientOptions(settings: ShimSettings): UndiciGatewayOptions {
+  const raw = settings.raw;
+  return {
+    urls: settings.gatewayUrls,
+    instanceId: raw.KP_CONFIG.INSTANCE_ID,
+    crkId: raw.KP_CONFIG.CRK_ID,
+    tokenUrl: raw.SERVER_CONFIG.TOKEN_URL,
+    apiKey: settings.apiKey,
+    tls: settings.tls,
+    tokenTls: settings.tokenTls,
+    maxRetries: raw.SERVER_CONFIG.MAX_RETRIES,
+    deadlineMs: raw.KEYGATE.DEADLINE_MS,
+  };
+}
+
 /** While unhealthy, the key_id refresh polls at least this often (as apiserver does). */
 const UNHEALTHY_REFRESH_MS = 10_000;
 
@@ -49,15 +68,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   const gateway =
     deps.gateway ??
     new UndiciGatewayClient({
-      urls: settings.gatewayUrls,
-      instanceId: raw.KP_CONFIG.INSTANCE_ID,
-      crkId: raw.KP_CONFIG.CRK_ID,
-      tokenUrl: raw.SERVER_CONFIG.TOKEN_URL,
-      apiKey: settings.apiKey,
-      tls: settings.tls,
-      tokenTls: settings.tokenTls,
-      maxRetries: raw.SERVER_CONFIG.MAX_RETRIES,
-      deadlineMs: raw.KEYGATE.DEADLINE_MS,
+      ...gatewayClientOptions(settings),
       breaker: {
         failureThreshold: raw.KEYGATE.BREAKER_FAILURES,
         openMs: raw.KEYGATE.BREAKER_OPEN_SECONDS * 1000,
