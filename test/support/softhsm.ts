@@ -1,19 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { findSoftHsmModule, initSoftHsmToken, writeSoftHsmConf } from '@keygate/gateway/testing/softhsm';
 
-/** Where Debian's softhsm2 package puts the PKCS#11 module. */
-export const SOFTHSM_MODULE_CANDIDATES = [
-  '/usr/lib/softhsm/libsofthsm2.so',
-  '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so',
-  '/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so',
-  '/usr/local/lib/softhsm/libsofthsm2.so',
-];
-
-/** The SoftHSM2 PKCS#11 module path, or undefined when SoftHSM2 is not installed. */
-export function findSoftHsmModule(): string | undefined {
-  return SOFTHSM_MODULE_CANDIDATES.find((p) => existsSync(p));
-}
+export { findSoftHsmModule, SOFTHSM_MODULE_CANDIDATES } from '@keygate/gateway/testing/softhsm';
 
 export interface SoftHsmToken {
   /** Path of the softhsm2.conf to put in SOFTHSM2_CONF. */
@@ -36,20 +23,7 @@ export function createSoftHsmToken(
 ): SoftHsmToken {
   const module = findSoftHsmModule();
   if (!module) throw new Error('SoftHSM2 is not installed (apt-get install softhsm2)');
-  const tokens = join(dir, 'tokens');
-  mkdirSync(tokens, { recursive: true });
-  const conf = join(dir, 'softhsm2.conf');
-  writeFileSync(
-    conf,
-    `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
-  );
-  execFileSync(
-    'softhsm2-util',
-    ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', pin],
-    {
-      env: { ...process.env, SOFTHSM2_CONF: conf },
-      stdio: 'ignore',
-    },
-  );
+  const conf = writeSoftHsmConf(dir);
+  initSoftHsmToken(conf, label, pin, soPin);
   return { conf, module, label, pin, soPin };
 }

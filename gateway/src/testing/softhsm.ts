@@ -1,12 +1,52 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
 
-/** Test support: a private SoftHSM2 token directory, its tokens, and log capture. */
+/**
+ * Test support: a private SoftHSM2 token directory, its tokens, and log capture. Also used by the
+ * repository's e2e suites, benchmarks and dev stack (`@keygate/gateway/testing/softhsm`).
+ */
 
-export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+/** Where Debian's softhsm2 package puts the PKCS#11 module. */
+export const SOFTHSM_MODULE_CANDIDATES = [
+  '/usr/lib/softhsm/libsofthsm2.so',
+  '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so',
+  '/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so',
+  '/usr/local/lib/softhsm/libsofthsm2.so',
+];
+
+/** The SoftHSM2 PKCS#11 module path, or undefined when SoftHSM2 is not installed. */
+export function findSoftHsmModule(): string | undefined {
+  return SOFTHSM_MODULE_CANDIDATES.find((p) => existsSync(p));
+}
+
+export const SOFTHSM_MODULE: string = findSoftHsmModule() ?? '/usr/lib/softhsm/libsofthsm2.so';
+
+/** Writes `dir`/softhsm2.conf for a private token store in `dir`/tokens; returns the conf's path. */
+export function writeSoftHsmConf(dir: string): string {
+  const tokens = join(dir, 'tokens');
+  mkdirSync(tokens, { recursive: true });
+  const conf = join(dir, 'softhsm2.conf');
+  writeFileSync(
+    conf,
+    `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
+  );
+  return conf;
+}
+
+/** Initialises a token in the store of `conf`; SoftHSM2 puts it in a random slot: find it by label. */
+export function initSoftHsmToken(conf: string, label: string, pin: string, soPin: string): void {
+  execFileSync(
+    'softhsm2-util',
+    ['--init-token', '--free', '--label', label, '--so-pin', soPin, '--pin', pin],
+    {
+      env: { ...process.env, SOFTHSM2_CONF: conf },
+      stdio: 'ignore',
+    },
+  );
+}
 
 export interface SoftHsmDir {
   readonly dir: string;
@@ -26,10 +66,7 @@ export interface SoftHsmDir {
  */
 export function createSoftHsmDir(prefix = 'keygate-softhsm-'): SoftHsmDir {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  const tokens = join(dir, 'tokens');
-  mkdirSync(tokens);
-  const conf = join(dir, 'softhsm2.conf');
-  writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
+  const conf = writeSoftHsmConf(dir);
   process.env.SOFTHSM2_CONF = conf;
   const env = { SOFTHSM2_CONF: conf };
   return {
@@ -37,11 +74,7 @@ export function createSoftHsmDir(prefix = 'keygate-softhsm-'): SoftHsmDir {
     conf,
     env,
     addToken(label, pin) {
-      execFileSync(
-        'softhsm2-util',
-        ['--init-token', '--free', '--label', label, '--so-pin', `so-${pin}`, '--pin', pin],
-        { env: { ...process.env, ...env }, stdio: 'ignore' },
-      );
+      initSoftHsmToken(conf, label, pin, `so-${pin}`);
     },
     listObjectLabels(label, pin) {
       const out = execFileSync(
