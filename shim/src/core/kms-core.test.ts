@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KeygateError, SHIM_LIMITS, ShimAlg, systemRandom } from '@keygate/shared';
+import { testCoreOptions } from '../testing/core-options.js';
 import { FakeGatewayClient } from '../testing/fake-gateway-client.js';
 import { KmsCore, type KmsCoreOptions } from './kms-core.js';
 
@@ -14,20 +15,7 @@ function setup(over: Partial<KmsCoreOptions> = {}) {
       return this.t;
     },
   };
-  const core = new KmsCore({
-    instanceId: 'inst',
-    crkId: 'crk',
-    alg: ShimAlg.A256CBC_HS512,
-    dekBytes: 32,
-    newDekPerEncrypt: false,
-    dekLimits: { maxUses: 2 ** 21, maxAgeMs: 7 * 86_400_000 },
-    cacheSize: 100,
-    cacheTtlMs: 3_600_000,
-    gateway,
-    clock,
-    random: systemRandom,
-    ...over,
-  });
+  const core = new KmsCore(testCoreOptions(gateway, { clock, ...over }));
   return { core, gateway, clock };
 }
 
@@ -64,7 +52,7 @@ describe('KmsCore', () => {
       Array.from({ length: 1000 }, (_, i) => a.core.encrypt(Buffer.from(`s${i}`), V2)),
     );
     assert.equal(a.gateway.wrapCalls, 1);
-    const b = new KmsCore({ ...setupOptions(a.gateway) });
+    const b = new KmsCore(testCoreOptions(a.gateway));
     for (const c of cts) await b.decrypt(c.ciphertext, c.keyId, V2);
     assert.equal(a.gateway.unwrapCalls, 1);
   });
@@ -74,7 +62,7 @@ describe('KmsCore', () => {
     await a.core.refresh();
     const c = await a.core.encrypt(Buffer.from('seed'), V2);
     a.gateway.delayMs = 20;
-    const b = new KmsCore(setupOptions(a.gateway));
+    const b = new KmsCore(testCoreOptions(a.gateway));
     const out = await Promise.all(Array.from({ length: 64 }, () => b.decrypt(c.ciphertext, c.keyId, V2)));
     assert.ok(out.every((p) => p.toString() === 'seed'));
     assert.equal(a.gateway.unwrapCalls, 1);
@@ -189,19 +177,3 @@ describe('KmsCore', () => {
     await rejectsWith(core.encrypt(Buffer.from('a'), V2), 'NOT_READY');
   });
 });
-
-function setupOptions(gateway: FakeGatewayClient): KmsCoreOptions {
-  return {
-    instanceId: 'inst',
-    crkId: 'crk',
-    alg: ShimAlg.A256CBC_HS512,
-    dekBytes: 32,
-    newDekPerEncrypt: false,
-    dekLimits: { maxUses: 2 ** 21, maxAgeMs: 7 * 86_400_000 },
-    cacheSize: 100,
-    cacheTtlMs: 3_600_000,
-    gateway,
-    clock: { now: () => Date.now() },
-    random: systemRandom,
-  };
-}

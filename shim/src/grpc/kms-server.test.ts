@@ -8,6 +8,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { GrpcStatus, KeygateError, ShimAlg, systemRandom } from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
 import { KmsCore } from '../core/kms-core.js';
+import { testCoreOptions } from '../testing/core-options.js';
 import { FakeGatewayClient } from '../testing/fake-gateway-client.js';
 import { KmsClient } from './kms-client.js';
 import { type KmsServer, startKmsServer } from './kms-server.js';
@@ -16,19 +17,7 @@ const logger = createLogger({ level: 'silent' });
 const runtime = { name: 'keygate-shim', version: '0.0.0-test' };
 
 function newCore(gateway: FakeGatewayClient): KmsCore {
-  return new KmsCore({
-    instanceId: 'inst',
-    crkId: 'crk',
-    alg: ShimAlg.A256CBC_HS512,
-    dekBytes: 32,
-    newDekPerEncrypt: false,
-    dekLimits: { maxUses: 2 ** 21, maxAgeMs: 7 * 86_400_000 },
-    cacheSize: 100,
-    cacheTtlMs: 3_600_000,
-    gateway,
-    clock: { now: () => Date.now() },
-    random: systemRandom,
-  });
+  return new KmsCore(testCoreOptions(gateway));
 }
 
 async function rejectsCode(p: Promise<unknown>, code: number): Promise<void> {
