@@ -17,7 +17,7 @@ import { median } from './lib/measure.js';
 import { stopAll } from './lib/procs.js';
 import { type BenchResult, saveResult } from './lib/result.js';
 import { REPO_ROOT, RESULTS_DIR, timing } from './lib/stack.js';
-import { type ChartSpec, type Series, svgDocument } from './lib/svg.js';
+import { type ChartSpec, svgDocument } from './lib/svg.js';
 import { runM1 } from './m1.bench.js';
 import { runS1 } from './s1.bench.js';
 import { runS2 } from './s2.bench.js';
@@ -94,58 +94,40 @@ function curve(
   return cs.map((c) => [c, median(pts.filter((p) => p.concurrency === c).map((p) => p[side][metric]))]);
 }
 
+/** The plotted benchmarks: what they measure, against which baseline, in which colour. */
+const PLOTTED = [
+  {
+    id: 'S1',
+    title: 'S1 shim v2 Decrypt (cached)',
+    unit: 'calls/s',
+    name: 'shim',
+    base: 'grpc-js echo',
+    color: '#1f77b4',
+  },
+  {
+    id: 'G1',
+    title: 'G1 gateway unwrap',
+    unit: 'requests/s',
+    name: 'gateway',
+    base: 'https mTLS echo',
+    color: '#d62728',
+  },
+] as const;
+
 function plot(runs: readonly (readonly BenchResult[])[], caption: string): string {
-  const s = (
-    id: string,
-    side: 'measured' | 'baseline',
-    metric: 'throughput' | 'p99',
-    name: string,
-    color: string,
-    dashed = false,
-  ): Series => ({
-    name,
-    color,
-    dashed,
-    points: curve(runs, id, side, metric),
-  });
-  const charts: ChartSpec[] = [
-    {
-      title: 'S1 shim v2 Decrypt (cached): throughput',
-      xLabel: 'concurrent callers',
-      yLabel: 'calls/s',
-      series: [
-        s('S1', 'measured', 'throughput', 'shim', '#1f77b4'),
-        s('S1', 'baseline', 'throughput', 'grpc-js echo', '#999', true),
-      ],
-    },
-    {
-      title: 'S1 shim v2 Decrypt (cached): p99',
-      xLabel: 'concurrent callers',
-      yLabel: 'p99 ms',
-      series: [
-        s('S1', 'measured', 'p99', 'shim', '#1f77b4'),
-        s('S1', 'baseline', 'p99', 'grpc-js echo', '#999', true),
-      ],
-    },
-    {
-      title: 'G1 gateway unwrap: throughput',
-      xLabel: 'concurrent callers',
-      yLabel: 'requests/s',
-      series: [
-        s('G1', 'measured', 'throughput', 'gateway', '#d62728'),
-        s('G1', 'baseline', 'throughput', 'https mTLS echo', '#999', true),
-      ],
-    },
-    {
-      title: 'G1 gateway unwrap: p99',
-      xLabel: 'concurrent callers',
-      yLabel: 'p99 ms',
-      series: [
-        s('G1', 'measured', 'p99', 'gateway', '#d62728'),
-        s('G1', 'baseline', 'p99', 'https mTLS echo', '#999', true),
-      ],
-    },
-  ];
+  const charts: ChartSpec[] = PLOTTED.flatMap((b) =>
+    (['throughput', 'p99'] as const).map(
+      (metric): ChartSpec => ({
+        title: `${b.title}: ${metric}`,
+        xLabel: 'concurrent callers',
+        yLabel: metric === 'p99' ? 'p99 ms' : b.unit,
+        series: [
+          { name: b.name, color: b.color, dashed: false, points: curve(runs, b.id, 'measured', metric) },
+          { name: b.base, color: '#999', dashed: true, points: curve(runs, b.id, 'baseline', metric) },
+        ],
+      }),
+    ),
+  );
   return svgDocument(charts, 2, caption);
 }
 
