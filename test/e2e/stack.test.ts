@@ -9,6 +9,7 @@ import { KmsClient } from '@keygate/shim';
 import {
   type DevStack,
   GATEWAY_CLI,
+  rotateRootKey,
   startDevStack,
   startGatewayProcess,
   startShimProcess,
@@ -131,24 +132,7 @@ describe('e2e: gateway + shims as processes', {
   it('root key rotation through the gateway CLI: new key_id on Status, new seed, old ciphertexts still decrypt', async () => {
     const c = client(stack.info.socket);
     const before = (await c.status()).key_id;
-    execFileSync(
-      process.execPath,
-      [
-        GATEWAY_CLI,
-        'keys',
-        'rotate',
-        '--config',
-        stack.prepared.gatewayConfig,
-        '--instance',
-        stack.info.instanceId,
-        '--id',
-        stack.info.crkId,
-      ],
-      {
-        env: { ...process.env, ...stack.prepared.env },
-        stdio: 'ignore',
-      },
-    );
+    rotateRootKey(stack.prepared);
     const deadline = Date.now() + 20_000;
     let now = before;
     while (now === before && Date.now() < deadline) {

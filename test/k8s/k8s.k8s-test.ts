@@ -7,7 +7,6 @@
  * gateway outage, then a second control plane with KMS v1. Counts and the outage timeline are printed.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -17,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { KmsClient } from '@keygate/shim';
 import {
   type DevStack,
-  GATEWAY_CLI,
+  rotateRootKey,
   startDevStack,
   startGatewayProcess,
   startShimProcess,
@@ -304,21 +303,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
       const k1 = (await kms.status()).key_id;
       const names = [...made.keys()];
       const t0 = Date.now();
-      execFileSync(
-        process.execPath,
-        [
-          GATEWAY_CLI,
-          'keys',
-          'rotate',
-          '--config',
-          stack.prepared.gatewayConfig,
-          '--instance',
-          stack.prepared.instanceId,
-          '--id',
-          stack.prepared.crkId,
-        ],
-        { env: { ...process.env, ...stack.prepared.env }, stdio: 'ignore' },
-      );
+      rotateRootKey(stack.prepared);
       let k2 = k1;
       let shimAt = '';
       let apiAt = '';

@@ -210,6 +210,15 @@ log:
 }
 
 /** Writes the shim's kmsplugin-config.yaml (IBM Cloud Private format plus keygate's section). */
+/** Rotates the stack's root key with `keygate-gateway keys rotate`, as an operator would. */
+export function rotateRootKey(p: PreparedStack): void {
+  execFileSync(
+    process.execPath,
+    [GATEWAY_CLI, 'keys', 'rotate', '--config', p.gatewayConfig, '--instance', p.instanceId, '--id', p.crkId],
+    { env: { ...process.env, ...p.env }, stdio: 'ignore' },
+  );
+}
+
 export function writeShimConfig(
   p: PreparedStack,
   file: string,
