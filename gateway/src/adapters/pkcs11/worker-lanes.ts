@@ -3,7 +3,7 @@ import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { ckrKind, ckrToKeygate } from './ckr-map.js';
 import type { SessionPool } from './session-pool.js';
-import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply, WorkerResult } from './worker-protocol.js';
+import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply } from './worker-protocol.js';
 
 type Handle = Buffer;
 
@@ -186,11 +186,11 @@ export class Pkcs11WorkerLanes {
   #onReply(lane: Lane, reply: WorkerReply): void {
     const batch = lane.inFlight;
     lane.inFlight = [];
-    const byId = new Map<number, WorkerResult>(reply.results.map((r) => [r.id, r]));
     let lostAt: { kind: 'session' | 'device'; ckr: string | undefined } | undefined;
-    for (const p of batch) {
-      const r = byId.get(p.op.id);
-      if (r === undefined) {
+    for (const [i, p] of batch.entries()) {
+      // The worker answers every operation of the batch, in order.
+      const r = reply.results[i];
+      if (r === undefined || r.id !== p.op.id) {
         p.reject(new KeygateError('HSM_ERROR', { detail: { reason: 'no worker result' } }));
       } else if (r.ok) {
         p.resolve({
