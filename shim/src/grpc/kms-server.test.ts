@@ -100,7 +100,7 @@ describe('KMS gRPC server on a UNIX socket', () => {
 
   it('maps gateway failures to UNAVAILABLE, PERMISSION_DENIED and FAILED_PRECONDITION', async () => {
     const g = new FakeGatewayClient();
-    const c = new KmsCore({ ...coreOptions(g), newDekPerEncrypt: true });
+    const c = new KmsCore(testCoreOptions(g, { alg: ShimAlg.A256GCM, newDekPerEncrypt: true }));
     const path = join(dir, 'map.sock');
     const s = await startKmsServer({
       core: c,
@@ -163,7 +163,7 @@ describe('KMS gRPC server on a UNIX socket', () => {
 
   it('drains an in-flight call on close', async () => {
     const g = new FakeGatewayClient();
-    const c = new KmsCore({ ...coreOptions(g), newDekPerEncrypt: true });
+    const c = new KmsCore(testCoreOptions(g, { alg: ShimAlg.A256GCM, newDekPerEncrypt: true }));
     const path = join(dir, 'drain.sock');
     const s = await startKmsServer({
       core: c,
@@ -184,22 +184,6 @@ describe('KMS gRPC server on a UNIX socket', () => {
     cl.close();
   });
 });
-
-function coreOptions(gateway: FakeGatewayClient) {
-  return {
-    instanceId: 'inst',
-    crkId: 'crk',
-    alg: ShimAlg.A256GCM,
-    dekBytes: 32,
-    newDekPerEncrypt: false,
-    dekLimits: { maxUses: 2 ** 21, maxAgeMs: 7 * 86_400_000 },
-    cacheSize: 100,
-    cacheTtlMs: 3_600_000,
-    gateway,
-    clock: { now: () => Date.now() },
-    random: systemRandom,
-  };
-}
 
 /** Leaves a socket file with no listener behind it, as a killed process does. */
 async function makeDeadSocket(path: string): Promise<void> {
