@@ -1,10 +1,26 @@
 import { isKeygateError } from '@keygate/shared/errors';
 
+/** A gateway problem as Status reports it. */
+export interface HealthProblem {
+  /** The `healthz` text. */
+  readonly text: string;
+  /** The gateway is unreachable or slow (not a refusal or a key state): the current DEK may carry on. */
+  readonly transient: boolean;
+}
+
 /**
- * What Status reports as `healthz` after a gateway call failed with `err`, or undefined when the
- * failure says nothing about the gateway's health (a tampered ciphertext, say).
+ * What Status reports after a gateway call failed with `err`, or undefined when the failure says
+ * nothing about the gateway's health (a tampered ciphertext, say).
  */
-export function healthProblemOf(err: unknown): string | undefined {
+export function healthProblemOf(err: unknown): HealthProblem | undefined {
+  const text = problemText(err);
+  if (text === undefined) return undefined;
+  const transient =
+    isKeygateError(err) && (err.code === 'GATEWAY_UNAVAILABLE' || err.code === 'GATEWAY_TIMEOUT');
+  return { text, transient };
+}
+
+function problemText(err: unknown): string | undefined {
   if (!isKeygateError(err)) return 'internal error talking to the gateway';
   switch (err.code) {
     case 'UNPROCESSABLE_CIPHERTEXT_ERR':

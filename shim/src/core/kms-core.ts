@@ -14,7 +14,7 @@ import {
 import { CurrentDek, type DekLimits } from './current-dek.js';
 import { DekCache } from './dek-cache.js';
 import { DekEntry } from './dek-entry.js';
-import { healthProblemOf } from './health.js';
+import { type HealthProblem, healthProblemOf } from './health.js';
 import { isKeyIdOf, keyIdFor, keyIdPrefix } from './key-id.js';
 import type { Clock, CoreEvents, GatewayClient } from './ports.js';
 import { SingleFlight } from './single-flight.js';
@@ -77,9 +77,7 @@ export class KmsCore {
   readonly #retired = new Set<string>();
   #current: CurrentDek | undefined;
   #keyId: string | undefined;
-  #problem: string | undefined = 'gateway not reached yet';
-  /** True when #problem is the gateway being unreachable or slow, not a refusal or a key state. */
-  #problemTransient = false;
+  #problem: HealthProblem | undefined = { text: 'gateway not reached yet', transient: false };
   #closed = false;
   /** The last status() answer while it depends only on the fields above; cleared when they change. */
   #status: CoreStatus | undefined;
@@ -102,9 +100,7 @@ export class KmsCore {
     if (cached !== undefined) return cached;
     const s = this.#computeStatus();
     // The degraded branch depends on the clock (the current DEK's limits): never cached.
-    if (
-      !(this.#problem !== undefined && this.#problemTransient && this.#keyId !== undefined && !this.#closed)
-    ) {
+    if (!(this.#problem?.transient && this.#keyId !== undefined && !this.#closed)) {
       this.#status = s;
     }
     return s;
@@ -113,17 +109,18 @@ export class KmsCore {
   #computeStatus(): CoreStatus {
     const keyId = this.#keyId ?? '';
     if (this.#closed) return { healthz: 'shutting down', keyId };
-    if (this.#keyId === undefined) return { healthz: `no key_id yet: ${this.#problem ?? 'starting'}`, keyId };
+    if (this.#keyId === undefined)
+      return { healthz: `no key_id yet: ${this.#problem?.text ?? 'starting'}`, keyId };
     if (this.#problem === undefined) return { healthz: 'ok', keyId };
     // An unreachable gateway does not stop this shim from serving kube-apiserver while the current
     // DEK is usable: Encrypt seals with it and Decrypt of cached DEKs needs no gateway. Reporting
     // unhealthy then would make every apiserver sharing this gateway unready (out of its load
     // balancer) for an outage keygate absorbs. Refusals and key states are never masked, and
     // the deep /healthz check and the metrics still show the gateway problem.
-    if (this.#problemTransient && this.#canEncryptLocally()) {
-      return { healthz: 'ok', keyId, degraded: this.#problem };
+    if (this.#problem.transient && this.#canEncryptLocally()) {
+      return { healthz: 'ok', keyId, degraded: this.#problem.text };
     }
-    return { healthz: this.#problem, keyId };
+    return { healthz: this.#problem.text, keyId };
   }
 
   #canEncryptLocally(): boolean {
@@ -411,19 +408,15 @@ export class KmsCore {
 
   #noteFailure(err: unknown): unknown {
     const problem = healthProblemOf(err);
-    if (problem !== undefined) {
-      this.#problemTransient =
-        isKeygateError(err) && (err.code === 'GATEWAY_UNAVAILABLE' || err.code === 'GATEWAY_TIMEOUT');
-      this.#status = undefined;
-      this.#setProblem(problem);
-    }
+    if (problem !== undefined) this.#setProblem(problem);
     // Crypto-shredding: once the root key is destroyed, no DEK under it stays usable here either.
     if (isKeygateError(err) && err.code === 'KEY_DELETED_ERR') this.#dropKeys();
     return err;
   }
 
-  #setProblem(problem: string | undefined): void {
-    if (problem === this.#problem) return;
+  #setProblem(problem: HealthProblem | undefined): void {
+    // The text decides the kind (healthProblemOf), so equal texts are equal problems.
+    if (problem?.text === this.#problem?.text) return;
     this.#problem = problem;
     this.#status = undefined;
     const st = this.status();
