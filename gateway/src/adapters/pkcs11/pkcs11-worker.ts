@@ -8,7 +8,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pkcs11js from 'pkcs11js';
 import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
-import type { WorkerBatch, WorkerOp, WorkerReply, WorkerResult, WorkerSetup } from './worker-protocol.js';
+import type {
+  WorkerBatch,
+  WorkerOp,
+  WorkerReply,
+  WorkerResult,
+  WorkerSetup,
+  WorkerStop,
+} from './worker-protocol.js';
 
 type Handle = Buffer;
 
@@ -32,7 +39,12 @@ try {
 const handles = new Map<string, Handle>();
 let generation = -1;
 
-port.on('message', (batch: WorkerBatch) => {
+port.on('message', (m: WorkerBatch | WorkerStop) => {
+  if ('stop' in m) {
+    port.close();
+    return;
+  }
+  const batch = m;
   if (batch.generation !== generation) {
     handles.clear();
     generation = batch.generation;

@@ -3,7 +3,7 @@ import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { ckrKind, ckrToKeygate } from './ckr-map.js';
 import type { SessionPool } from './session-pool.js';
-import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply } from './worker-protocol.js';
+import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply, WorkerStop } from './worker-protocol.js';
 
 type Handle = Buffer;
 
@@ -111,15 +111,20 @@ export class Pkcs11WorkerLanes {
     });
   }
 
-  /** Stops the workers; operations queued or in flight fail with HSM_UNAVAILABLE (closing). */
+  /**
+   * Stops the workers: queued operations fail with HSM_UNAVAILABLE (closing), batches in flight
+   * finish. Each worker is asked to exit and given STOP_GRACE_MS.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     for (const p of this.#queue.splice(0)) p.reject(closing());
     await Promise.all(
       this.#lanes.map(async (lane) => {
         const w = lane.worker;
+        if (w && !(await stopWorker(w))) {
+          this.#o.logger.warn({ lane: lane.index }, 'pkcs11 worker did not stop in time; leaving it');
+        }
         lane.worker = undefined;
-        await w?.terminate();
         const failed = lane.inFlight;
         lane.inFlight = [];
         for (const p of failed) p.reject(closing());
@@ -237,7 +242,8 @@ export class Pkcs11WorkerLanes {
       this.#o.logger.error({ lane: lane.index, err: err.message }, 'pkcs11 worker failed');
     });
     worker.on('exit', (code) => {
-      if (lane.worker !== worker) return; // closed, or already replaced
+      if (lane.worker !== worker) return; // already replaced
+      if (this.#closed) return; // stopped by close(), which cleans up after it
       lane.worker = undefined;
       this.#o.logger.error({ lane: lane.index, code }, 'pkcs11 worker exited; replacing it');
       const failed = lane.inFlight;
@@ -248,7 +254,6 @@ export class Pkcs11WorkerLanes {
       // The session may be mid-operation: close it rather than hand it to someone else.
       if (lane.session) this.#o.pool.lost(lane.session, 'session', undefined, 0);
       lane.session = undefined;
-      if (this.#closed) return;
       setTimeout(() => {
         if (this.#closed || lane.worker !== undefined) return;
         this.#spawn(lane);
@@ -257,6 +262,28 @@ export class Pkcs11WorkerLanes {
       this.#pump();
     });
   }
+}
+
+/** How long a worker asked to stop may take (a device call in progress) before close() goes on. */
+const STOP_GRACE_MS = 5000;
+
+/**
+ * Asks a worker to exit after what it was sent before, and waits for that. Never `terminate()`:
+ * pkcs11js does not check N-API results, so a worker terminated between two of its calls
+ * dereferences garbage and takes the whole process down (SIGSEGV, seen in this adapter's tests).
+ * A worker stuck in a device call is left behind (it is unref'd) and reported as false.
+ */
+async function stopWorker(worker: Worker): Promise<boolean> {
+  const exited = new Promise<boolean>((resolve) => worker.once('exit', () => resolve(true)));
+  const stop: WorkerStop = { stop: true };
+  worker.postMessage(stop);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+  });
+  const done = await Promise.race([exited, late]);
+  clearTimeout(timer);
+  return done;
 }
 
 function closing(): KeygateError {

@@ -47,6 +47,14 @@ export interface WorkerReply {
   readonly results: readonly WorkerResult[];
 }
 
+/**
+ * Sent by the main thread to end a worker: it finishes what came before, closes its port and
+ * exits on its own (terminating it instead can crash the process: see stopWorker).
+ */
+export interface WorkerStop {
+  readonly stop: true;
+}
+
 /** Sent once by a worker that could not load the module. */
 export interface WorkerFatal {
   readonly fatal: string;
