@@ -121,14 +121,16 @@ export class Pkcs11WorkerLanes {
     await Promise.all(
       this.#lanes.map(async (lane) => {
         const w = lane.worker;
-        if (w && !(await stopWorker(w))) {
+        const stopped = w === undefined || (await stopWorker(w));
+        if (!stopped) {
           this.#o.logger.warn({ lane: lane.index }, 'pkcs11 worker did not stop in time; leaving it');
         }
         lane.worker = undefined;
         const failed = lane.inFlight;
         lane.inFlight = [];
         for (const p of failed) p.reject(closing());
-        if (lane.session) this.#o.pool.checkin(lane.session);
+        // A worker left behind may still be in a call on its session: do not hand that back.
+        if (lane.session && stopped) this.#o.pool.checkin(lane.session);
         lane.session = undefined;
       }),
     );
