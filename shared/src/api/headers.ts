@@ -4,6 +4,14 @@ export const HEADERS = {
   correlationId: 'correlation-id',
   requestId: 'x-request-id',
   authorization: 'authorization',
+  /**
+   * Milliseconds the caller will still wait for this answer, counted from when it sent the
+   * request (an integer). The gateway drops the work once that has passed (DEADLINE_EXCEEDED)
+   * instead of spending the HSM and the audit log on an answer nobody reads.
+   */
+  timeoutMs: 'x-keygate-timeout-ms',
+  /** On 429 and 503 answers: seconds the client should wait before trying again. */
+  retryAfter: 'retry-after',
 } as const;
 
 /** Instance ids and key ids: what the gateway accepts in a header or a path. */

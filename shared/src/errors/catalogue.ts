@@ -90,6 +90,11 @@ export const ERROR_CATALOGUE = {
     grpc: 'INVALID_ARGUMENT',
     message: 'The key_id is unknown or does not match the ciphertext.',
   },
+  RATE_LIMITED_ERR: {
+    http: 429,
+    grpc: 'RESOURCE_EXHAUSTED',
+    message: 'Too many requests from this client; retry after the delay in Retry-After.',
+  },
   UNSUPPORTED_VERSION_ERR: {
     http: 400,
     grpc: 'INVALID_ARGUMENT',
@@ -134,6 +139,11 @@ export const ERROR_CATALOGUE = {
     grpc: 'UNAVAILABLE',
     message: 'The HSM token is unusable: its PIN is locked.',
   },
+  HSM_KEY_OBJECT_MISSING: {
+    http: 503,
+    grpc: 'UNAVAILABLE',
+    message: 'The HSM cannot find the key object right now; the key is not destroyed.',
+  },
   HSM_ERROR: { http: 500, grpc: 'INTERNAL', message: 'The HSM reported an error.' },
   AUDIT_UNAVAILABLE: {
     http: 503,
@@ -141,6 +151,16 @@ export const ERROR_CATALOGUE = {
     message: 'The audit log cannot be written; the operation was not performed.',
   },
   STORE_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', message: 'The key metadata store is not available.' },
+  OVERLOADED: {
+    http: 503,
+    grpc: 'UNAVAILABLE',
+    message: 'The service is at capacity; the request was not performed. Retry after a short delay.',
+  },
+  DEADLINE_EXCEEDED: {
+    http: 504,
+    grpc: 'DEADLINE_EXCEEDED',
+    message: "The caller's deadline passed before the operation could run; it was not performed.",
+  },
 
   // Shim to gateway
   GATEWAY_UNAVAILABLE: {
@@ -167,6 +187,16 @@ export const ERROR_CATALOGUE = {
     http: 500,
     grpc: 'INTERNAL',
     message: 'Another server is already listening on the socket.',
+  },
+  HEALTH_PORT_IN_USE: {
+    http: 500,
+    grpc: 'INTERNAL',
+    message: 'Another process is already listening on the health port.',
+  },
+  AUDIT_ANCHOR_MISMATCH: {
+    http: 500,
+    grpc: 'INTERNAL',
+    message: 'The audit log is behind or differs from its anchor: records may have been removed.',
   },
   INTERNAL_ERR: { http: 500, grpc: 'INTERNAL', message: 'An internal error occurred.' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -37,6 +37,16 @@ export interface AuditEvent {
   readonly latencyMs: number;
   /** shortHash() of the wrapped DEK involved (the input for unwrap/rewrap, the output for wrap). */
   readonly wrappedDekHash?: string | undefined;
+  /** ISO 8601 time by which the caller wanted its answer (from `x-keygate-timeout-ms`), when it said. */
+  readonly deadline?: string | undefined;
+  /**
+   * A summary of refused requests: how many refusals with the same certificate, subject,
+   * operation, instance, key and error code this one record stands for (they were not written
+   * one by one), counted from `since` to `time`. Absent on ordinary records.
+   */
+  readonly count?: number | undefined;
+  /** With `count`: ISO 8601 time of the first refusal summarised. */
+  readonly since?: string | undefined;
 }
 
 /**

@@ -56,6 +56,9 @@ const EVENT_FIELDS = [
   'errorCode',
   'latencyMs',
   'wrappedDekHash',
+  'deadline',
+  'count',
+  'since',
 ] as const satisfies readonly (keyof AuditEvent)[];
 
 /**

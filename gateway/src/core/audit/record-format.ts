@@ -21,6 +21,7 @@ export function formatRecord(r: AuditRecord): string {
     ['corr', r.correlationId],
   ];
   for (const [k, v] of fields) if (v !== undefined) parts.push(`${k}=${v}`);
+  if (r.count !== undefined) parts.push(`x${r.count} since ${r.since ?? '?'}`);
   parts.push(`${r.latencyMs}ms`);
   return parts.join(' ');
 }
