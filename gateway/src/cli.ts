@@ -94,8 +94,16 @@ async function main(argv: string[]): Promise<number> {
     name: 'keygate-gateway',
     destination: process.stderr,
   });
-  const runtime = buildKeyRuntime(config, configFile, logger);
+  // The first `keys create` makes the store file (serve needs it, or store.createIfMissing).
+  const runtime = buildKeyRuntime(
+    config,
+    configFile,
+    logger,
+    process.env,
+    config.store.createIfMissing || (cmd === 'keys' && sub === 'create'),
+  );
   try {
+    await runtime.store.open();
     if (cmd === 'keys') return await keysCommand(runtime, sub, values);
     if (cmd === 'hsm' && sub === 'check') return await hsmCheck(runtime);
     console.error(USAGE);

@@ -94,7 +94,15 @@ const baseSchema = z.strictObject({
     drainMs: z.number().int().min(0).max(600_000).default(10_000),
   }),
   hsm: z.discriminatedUnion('backend', [pkcs11Hsm, softwareHsm]),
-  store: z.strictObject({ file: z.string().min(1) }),
+  store: z.strictObject({
+    file: z.string().min(1),
+    /**
+     * A missing `file` is an empty store, created at start. Off by default: a missing file is
+     * then an error (not ready, 503 STORE_UNAVAILABLE), so an unmounted or replaced volume never
+     * reads as "no keys" (which would answer KEY_NOT_FOUND_ERR to every shim).
+     */
+    createIfMissing: z.boolean().default(false),
+  }),
   access: z
     .strictObject({
       clients: z

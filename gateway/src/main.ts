@@ -47,6 +47,8 @@ export function buildKeyRuntime(
   configFile: string,
   logger: Logger,
   env: Readonly<Record<string, string | undefined>> = process.env,
+  /** `keys create` may make the store file even when the config does not say so (a first key). */
+  createStore = config.store.createIfMissing,
 ): KeyRuntime {
   const device: Hsm =
     config.hsm.backend === 'pkcs11'
@@ -76,7 +78,7 @@ export function buildKeyRuntime(
     );
     hsm = new SimulatedLatencyHsm(device, simulated, channels);
   }
-  const store = new JsonFileKeyStore(config.store.file);
+  const store = new JsonFileKeyStore(config.store.file, { createIfMissing: createStore });
   const keys = createKeyService({ hsm, store, clock: systemClock, random: systemRandom });
   return {
     hsm,
@@ -240,6 +242,7 @@ export async function startGateway(configFile: string, options: StartOptions = {
     await audit.close().catch(() => undefined);
     throw err;
   }
+  await runtime.store.open();
   const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
   const app = createApp({
     keys: runtime.keys,

@@ -32,6 +32,10 @@ export interface GatewayFixture {
       extra?: string;
       /** Write the `access.clients` allow-list (default true; false for token mode). */
       access?: boolean;
+      /** The key store file (default keys.json in the fixture's folder). */
+      storeFile?: string;
+      /** `store.createIfMissing` (default true: a fixture's gateway is a first start). */
+      createIfMissing?: boolean;
     },
   ): string;
 }
@@ -99,7 +103,8 @@ hsm:
   pin: { ${pinRef} }
   sessions: 4
 store:
-  file: ${join(softhsm.dir, 'keys.json')}
+  file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
+  createIfMissing: ${opts.createIfMissing ?? true}
 ${
   opts.access === false
     ? ''

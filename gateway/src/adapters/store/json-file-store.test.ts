@@ -28,8 +28,10 @@ function record(id: string, name = id): KeyRecord {
 describe('JSON file key store', () => {
   it('shares keys between two stores on one file; a miss re-reads at once', async () => {
     const file = join(dir, 'a.json');
-    const a = new JsonFileKeyStore(file, { refreshMs: 60_000 });
-    const b = new JsonFileKeyStore(file, { refreshMs: 60_000 });
+    const a = new JsonFileKeyStore(file, { refreshMs: 60_000, createIfMissing: true });
+    const b = new JsonFileKeyStore(file, { refreshMs: 60_000, createIfMissing: true });
+    await a.open();
+    await b.open();
     assert.equal(await b.get('inst', 'k1'), undefined);
     await a.create(record('k1'));
     assert.equal((await b.get('inst', 'k1'))?.name, 'k1');
@@ -50,7 +52,8 @@ describe('JSON file key store', () => {
 
   it('serialises concurrent writers: no update is lost', async () => {
     const file = join(dir, 'b.json');
-    const stores = [new JsonFileKeyStore(file), new JsonFileKeyStore(file), new JsonFileKeyStore(file)];
+    const stores = [1, 2, 3].map(() => new JsonFileKeyStore(file, { createIfMissing: true }));
+    for (const s of stores) await s.open();
     await stores[0]?.create(record('k'));
     await Promise.all(
       Array.from({ length: 30 }, (_, i) =>
@@ -72,7 +75,8 @@ describe('JSON file key store', () => {
   it('reports a corrupt file as STORE_UNAVAILABLE', async () => {
     const file = join(dir, 'd.json');
     writeFileSync(file, '{nope');
-    const s = new JsonFileKeyStore(file);
+    const s = new JsonFileKeyStore(file, { createIfMissing: true });
+    await s.open();
     await assert.rejects(s.list('inst'), (e: unknown) => isKeygateError(e) && e.code === 'STORE_UNAVAILABLE');
     assert.equal(s.status().ready, false);
   });

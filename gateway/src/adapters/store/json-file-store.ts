@@ -24,18 +24,29 @@ export interface JsonFileKeyStoreOptions {
   /** Re-check the file at most this often on hits (misses always check). */
   readonly refreshMs?: number;
   readonly lockTimeoutMs?: number;
+  /**
+   * open() writes an empty store when the file does not exist. Otherwise, and always after open,
+   * a missing file is STORE_UNAVAILABLE: a replaced or unmounted volume must not read as "no keys".
+   */
+  readonly createIfMissing?: boolean;
 }
+
+/** While the store is unusable, status() re-reads it at most this often (readiness follows a fix). */
+const RECHECK_MS = 1000;
 
 /**
  * The embedded key metadata store: one JSON file, safe for several gateway processes on one host.
  * Writes hold an exclusive lock file and replace the file atomically (temp file, fsync, rename,
  * fsync of the folder). Reads use a cached copy that is re-read when the file's inode, mtime or
- * size changed, checked on every miss and at most every `refreshMs` otherwise.
+ * size changed, checked on every miss and at most every `refreshMs` otherwise. A missing (unless
+ * `createIfMissing`), empty, truncated or unparsable file is STORE_UNAVAILABLE and shows in
+ * status() until a read succeeds again.
  */
 export class JsonFileKeyStore implements KeyStore {
   #snap: Snapshot | undefined;
   #checkedAt = 0;
   #lastError: string | undefined;
+  #recheck: Promise<unknown> | undefined;
 
   constructor(
     readonly file: string,
@@ -73,8 +84,27 @@ export class JsonFileKeyStore implements KeyStore {
     return out;
   }
 
+  /** Reads the file once (creating an empty store when told to), so status() is true from the start. */
+  async open(): Promise<void> {
+    try {
+      if (this.options.createIfMissing === true) await this.createIfAbsent();
+      await this.read(true);
+    } catch {
+      // status() now says why; requests answer STORE_UNAVAILABLE until the file is fixed.
+    }
+  }
+
   status(): { ready: boolean; reasons: readonly string[] } {
-    return this.#lastError ? { ready: false, reasons: [this.#lastError] } : { ready: true, reasons: [] };
+    if (this.#lastError === undefined) return { ready: true, reasons: [] };
+    // Readiness probes call this: look again now and then, so a fixed file shows without a request.
+    if (this.#recheck === undefined && Date.now() - this.#checkedAt >= RECHECK_MS) {
+      this.#recheck = this.read(true)
+        .catch(() => undefined)
+        .finally(() => {
+          this.#recheck = undefined;
+        });
+    }
+    return { ready: false, reasons: [this.#lastError] };
   }
 
   async close(): Promise<void> {}
@@ -99,13 +129,8 @@ export class JsonFileKeyStore implements KeyStore {
       return this.#snap.data;
     this.#checkedAt = now;
     try {
-      const st = await stat(this.file).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return undefined;
-        throw err;
-      });
-      if (st === undefined) {
-        this.#snap = { ino: 0, mtimeMs: 0, size: 0, data: EMPTY };
-      } else if (
+      const st = await stat(this.file);
+      if (
         !this.#snap ||
         this.#snap.ino !== st.ino ||
         this.#snap.mtimeMs !== st.mtimeMs ||
@@ -117,9 +142,28 @@ export class JsonFileKeyStore implements KeyStore {
       this.#lastError = undefined;
       return this.#snap.data;
     } catch (err) {
-      this.#lastError = `key store ${this.file} unreadable (${(err as NodeJS.ErrnoException).code ?? 'invalid content'})`;
+      this.#snap = undefined;
+      this.#lastError = problemText(this.file, err);
       throw new KeygateError('STORE_UNAVAILABLE', { cause: err, detail: { file: this.file } });
     }
+  }
+
+  /** Writes an empty store unless the file exists (under the lock: another gateway may be first). */
+  private async createIfAbsent(): Promise<void> {
+    await withFileLock(
+      `${this.file}.lock`,
+      async () => {
+        const exists = await stat(this.file).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOENT') return false;
+            throw err;
+          },
+        );
+        if (!exists) await this.write(EMPTY);
+      },
+      { timeoutMs: this.options.lockTimeoutMs },
+    );
   }
 
   private async write(data: StoreFile): Promise<void> {
@@ -143,6 +187,16 @@ export class JsonFileKeyStore implements KeyStore {
       throw new KeygateError('STORE_UNAVAILABLE', { cause: err, detail: { file: this.file } });
     }
   }
+}
+
+/** What /readyz says about an unusable store file, in operator words. */
+function problemText(file: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') {
+    return `key store ${file} does not exist (create the first key with \`keygate-gateway keys create\`, or set store.createIfMissing on a first start)`;
+  }
+  if (code !== undefined) return `key store ${file} unreadable (${code})`;
+  return `key store ${file} is not a valid key store (empty, truncated or not keygate's JSON): restore it from a backup`;
 }
 
 function parse(text: string): StoreFile {

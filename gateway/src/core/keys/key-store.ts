@@ -40,6 +40,11 @@ export interface KeyStore {
    * `change` may throw a KeygateError to abort. KEY_NOT_FOUND_ERR when the key is absent.
    */
   update(instance: string, id: string, change: (current: KeyRecord) => KeyRecord): Promise<KeyRecord>;
+  /**
+   * Checks the backing store once at start (and creates it when configured to), so status() is
+   * true before the first request. Never throws for a bad store: status() reports it.
+   */
+  open(): Promise<void>;
   /** Human-readable health for /readyz. */
   status(): { readonly ready: boolean; readonly reasons: readonly string[] };
   close(): Promise<void>;

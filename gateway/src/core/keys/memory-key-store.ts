@@ -27,6 +27,7 @@ export class MemoryKeyStore implements KeyStore {
     return next;
   }
 
+  async open(): Promise<void> {}
   status(): { ready: boolean; reasons: readonly string[] } {
     return { ready: true, reasons: [] };
   }
