@@ -75,6 +75,29 @@ const auditSchema = z.strictObject({
   maxFileAge: duration(60_000, 30 * 86_400_000).default(86_400_000),
 });
 
+/** `{ratePerSecond, burst}` of a token bucket. */
+const rate = (ratePerSecond: number, burst: number) =>
+  z
+    .strictObject({
+      ratePerSecond: z.number().positive().max(1_000_000),
+      burst: z.number().int().min(1).max(1_000_000),
+    })
+    .default({ ratePerSecond, burst });
+
+/** Load and abuse limits (docs/gateway.md "Limits"). Successful key operations meet only maxInFlight/maxQueued. */
+const limitsSchema = z.strictObject({
+  /** Key operations that run at once (past authentication). */
+  maxInFlight: z.number().int().min(1).max(100_000).default(256),
+  /** Key operations that wait for a slot; one more answers 503 OVERLOADED with Retry-After. */
+  maxQueued: z.number().int().min(0).max(1_000_000).default(1024),
+  tokenPerCertificate: rate(1, 20),
+  tokenPerIdentity: rate(10, 100),
+  refusalsPerCertificate: rate(5, 50),
+  refusalsPerIdentity: rate(20, 200),
+  /** Refused requests of one kind: the first per window is written, the rest summed in one record. */
+  refusalSummaryWindow: duration(1000, 3_600_000).default(60_000),
+});
+
 const baseSchema = z.strictObject({
   server: z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
@@ -120,6 +143,7 @@ const baseSchema = z.strictObject({
   identities: identitiesSchema.optional(),
   tokens: tokensSchema.optional(),
   audit: auditSchema.optional(),
+  limits: limitsSchema.prefault({}),
   log: z
     .strictObject({
       level: z.enum(LOG_LEVELS).default('info'),

@@ -19,6 +19,7 @@ import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { type GatewayConfig, loadGatewayConfig, readMasterKey, readTlsFiles, resolvePin } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { FanOutAuditSink } from './core/audit/fan-out-sink.js';
+import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
 import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
 import { RolePolicy } from './core/auth/role-policy.js';
@@ -28,6 +29,7 @@ import { type Clock, systemClock } from './core/clock.js';
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
+import { createGatewayLimits } from './core/limits/gateway-limits.js';
 import { createApp } from './http/app.js';
 import type { Readiness, TokenService } from './http/deps.js';
 import { createGatewayMetrics } from './http/metrics.js';
@@ -244,14 +246,32 @@ export async function startGateway(configFile: string, options: StartOptions = {
   }
   await runtime.store.open();
   const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
+  const clockMs = () => systemClock.now().getTime();
+  const limits = createGatewayLimits(config.limits, clockMs);
+  const refusals = new RefusalSummary({
+    sink: audit,
+    clock: systemClock,
+    windowMs: config.limits.refusalSummaryWindow,
+    onError: (err) => logger.error({ err: asKeygateError(err).toLog() }, 'audit summary append failed'),
+  });
+  const summaryTimer = setInterval(
+    () => refusals.flushEnded(),
+    Math.max(250, Math.min(10_000, config.limits.refusalSummaryWindow / 4)),
+  );
+  summaryTimer.unref();
   const app = createApp({
     keys: runtime.keys,
     authenticator: access.authenticator,
     policy: access.policy,
     tokens: access.tokens,
     audit,
+    refusals,
+    limits,
     logger,
-    metrics: createGatewayMetrics(readiness),
+    metrics: createGatewayMetrics(readiness, () => ({
+      ...limits.admission.stats,
+      summarised: refusals.summarised,
+    })),
     clock: systemClock,
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
@@ -267,6 +287,7 @@ export async function startGateway(configFile: string, options: StartOptions = {
       drainMs: config.server.drainMs,
     });
   } catch (err) {
+    clearInterval(summaryTimer);
     await audit.close().catch(() => undefined);
     await runtime.close();
     throw err;
@@ -290,6 +311,8 @@ export async function startGateway(configFile: string, options: StartOptions = {
     async close() {
       try {
         await server.close();
+        clearInterval(summaryTimer);
+        await refusals.flushAll();
         // After the drain: the last appends are durable, then a signed close checkpoint seals the log.
         await audit.close().catch((err: unknown) => {
           logger.error({ err: asKeygateError(err).toLog() }, 'audit close failed');

@@ -4,6 +4,7 @@ import { KeygateError } from '@keygate/shared/errors';
 import { requestLogger } from '@keygate/shared/log';
 import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { deadlineFrom } from './deadline.js';
 import type { AppDeps } from './deps.js';
 import type { Ctx, GatewayEnv } from './env.js';
 import { toResponse } from './errors.js';
@@ -34,6 +35,7 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
     const log = requestLogger(deps.logger, requestId, correlationId ? { correlationId } : {});
     c.set('requestId', requestId);
     c.set('correlationId', correlationId);
+    c.set('deadlineAt', deadlineFrom(c.req.header(HEADERS.timeoutMs), deps.clock.now().getTime()));
     c.set('log', log);
     c.header(HEADERS.requestId, requestId);
     if (correlationId) c.header(HEADERS.correlationId, correlationId);

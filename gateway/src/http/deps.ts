@@ -1,9 +1,11 @@
 import type { Logger } from '@keygate/shared/log';
 import type { AuditSink } from '../core/audit/audit-event.js';
+import type { RefusalSummary } from '../core/audit/refusal-summary.js';
 import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
 import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
 import type { Clock } from '../core/clock.js';
 import type { KeyService } from '../core/keys/key-service.js';
+import type { GatewayLimits } from '../core/limits/gateway-limits.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 
@@ -23,6 +25,9 @@ export interface AppDeps {
   readonly authenticator: Authenticator;
   readonly policy: AccessPolicy;
   readonly audit: AuditSink;
+  /** Where refused and failed requests are recorded (one record per kind and window). */
+  readonly refusals: RefusalSummary;
+  readonly limits: GatewayLimits;
   readonly logger: Logger;
   readonly metrics: GatewayMetrics;
   readonly clock: Clock;

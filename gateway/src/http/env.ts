@@ -7,6 +7,8 @@ export interface RequestVars {
   requestId: string;
   correlationId: string | undefined;
   log: Logger;
+  /** When the caller stops waiting (ms since the epoch, deps.clock), from `x-keygate-timeout-ms`. */
+  deadlineAt: number | undefined;
 }
 
 /** The hono environment of the gateway app (Node bindings give the TLS socket). */

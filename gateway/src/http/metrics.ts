@@ -2,14 +2,28 @@ import { createMetricsRegistry, LATENCY_BUCKETS, metricName } from '@keygate/sha
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Readiness } from './readiness.js';
 
-/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions. */
+/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions, load. */
 export interface GatewayMetrics {
   readonly registry: Registry;
   observe(operation: string, outcome: string, code: string, seconds: number): void;
+  /** A request refused by a rate limit (`limit` names it: token-per-certificate, …). */
+  rateLimited(limit: string): void;
 }
 
-/** Creates the metrics; the gauges read `readiness()` when scraped. */
-export function createGatewayMetrics(readiness: () => Readiness, processMetrics = true): GatewayMetrics {
+/** What the load gauges read when scraped. */
+export interface LoadStats {
+  readonly inFlight: number;
+  readonly queued: number;
+  /** Refused requests counted into audit summaries instead of written one by one. */
+  readonly summarised: number;
+}
+
+/** Creates the metrics; the gauges read `readiness()` and `load()` when scraped. */
+export function createGatewayMetrics(
+  readiness: () => Readiness,
+  load: () => LoadStats = () => ({ inFlight: 0, queued: 0, summarised: 0 }),
+  processMetrics = true,
+): GatewayMetrics {
   const registry = createMetricsRegistry({ component: 'gateway', processMetrics });
   const ops = new Counter({
     name: metricName('gateway_operations_total'),
@@ -44,13 +58,43 @@ export function createGatewayMetrics(readiness: () => Readiness, processMetrics 
       this.set(readiness().hsm.ready ? 1 : 0);
     },
   });
+  const operationsNow = new Gauge({
+    name: metricName('gateway_operations_in_progress'),
+    help: 'Key operations running (state=running) and waiting for a slot (state=queued); see limits.maxInFlight and maxQueued.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const l = load();
+      this.set({ state: 'running' }, l.inFlight);
+      this.set({ state: 'queued' }, l.queued);
+    },
+  });
+  const summarised = new Gauge({
+    name: metricName('gateway_audit_refusals_summarised'),
+    help: 'Refused or failed requests recorded in audit summary records (count) instead of one record each, since start.',
+    registers: [registry],
+    collect() {
+      this.set(load().summarised);
+    },
+  });
+  const limited = new Counter({
+    name: metricName('gateway_rate_limited_total'),
+    help: 'Requests answered 429 RATE_LIMITED_ERR, by the limit that refused them.',
+    labelNames: ['limit'],
+    registers: [registry],
+  });
   void sessions;
   void ready;
+  void operationsNow;
+  void summarised;
   // Bound children per label set: prom-client hashes a labels object on every call otherwise.
   const opChildren = new Map<string, { inc(): void }>();
   const latencyChildren = new Map<string, { observe(v: number): void }>();
   return {
     registry,
+    rateLimited(limit) {
+      limited.inc({ limit });
+    },
     observe(operation, outcome, code, seconds) {
       const key = `${operation} ${outcome}`;
       const opKey = `${key} ${code}`;

@@ -1,10 +1,12 @@
 import { HEADERS, ID_PATTERN } from '@keygate/shared/api';
-import { asKeygateError, type ErrorCode, KeygateError } from '@keygate/shared/errors';
+import { asKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditOperation, AuditOutcome } from '../core/audit/audit-event.js';
-import type { Principal, Role } from '../core/auth/principal.js';
+import type { PeerCertificate, Principal, Role } from '../core/auth/principal.js';
+import type { Release } from '../core/limits/admission.js';
 import type { AppDeps } from './deps.js';
 import type { Ctx } from './env.js';
 import { peerCertificate } from './peer-cert.js';
+import { refuse } from './refusals.js';
 
 /** What an operation reports back for the audit record. */
 export interface OperationResult<T> {
@@ -28,8 +30,11 @@ export interface OperationScope {
 
 /**
  * The common frame of every key operation: instance header, authentication, authorization, audit
- * availability (fail closed), the operation, then a durable audit record before the answer.
- * Also records metrics. Errors propagate to toResponse.
+ * availability (fail closed), admission (a bounded number run at once, a bounded queue, the rest
+ * refused with OVERLOADED), the operation, then a durable audit record before the answer. Work
+ * whose caller has given up (`x-keygate-timeout-ms`) is dropped with DEADLINE_EXCEEDED before it
+ * reaches the HSM and again before it reaches the audit log. Also records metrics. Errors
+ * propagate to toResponse.
  */
 export async function runOperation<T>(
   c: Ctx,
@@ -38,22 +43,26 @@ export async function runOperation<T>(
   body: (scope: OperationScope) => Promise<OperationResult<T>>,
 ): Promise<T> {
   const started = performance.now();
+  const deadlineAt = c.get('deadlineAt');
+  let cert: PeerCertificate | undefined;
   let principal: Principal | undefined;
   let instance: string | undefined;
   const event = (outcome: AuditOutcome, extra: Partial<AuditEvent>): AuditEvent => ({
     time: deps.clock.now().toISOString(),
     requestId: c.get('requestId'),
     correlationId: c.get('correlationId'),
-    certIdentity: principal?.cert.identity,
+    certIdentity: cert?.identity,
     subject: principal?.subject,
     instance,
     keyId: spec.keyId,
     operation: spec.operation,
     outcome,
     latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
+    deadline: deadlineAt === undefined ? undefined : new Date(deadlineAt).toISOString(),
     ...extra,
   });
   const seconds = () => (performance.now() - started) / 1000;
+  let release: Release | undefined;
   let result: OperationResult<T>;
   try {
     const header = c.req.header(HEADERS.instance);
@@ -61,23 +70,35 @@ export async function runOperation<T>(
       throw new KeygateError('INSTANCE_HEADER_MISSING_ERR');
     instance = header;
     if (spec.keyId !== undefined && !ID_PATTERN.test(spec.keyId)) throw new KeygateError('KEY_NOT_FOUND_ERR');
+    cert = peerCertificate(c);
     principal = await deps.authenticator.authenticate({
-      cert: peerCertificate(c),
+      cert,
       authorization: c.req.header(HEADERS.authorization),
     });
     deps.policy.authorize(principal, instance, spec.role);
     deps.audit.assertAvailable();
+    const slot = deps.limits.admission.acquire(deadlineAt);
+    release = slot instanceof Promise ? await slot : slot;
+    assertBefore(deps, deadlineAt, 'before the HSM');
     result = await body({ instance, principal });
-  } catch (err) {
-    const code: ErrorCode = asKeygateError(err).code;
-    const outcome: AuditOutcome = code === 'FORBIDDEN_ERR' || code.startsWith('AUTH_') ? 'denied' : 'failure';
-    deps.metrics.observe(spec.operation, outcome, code, seconds());
-    if (code !== 'AUDIT_UNAVAILABLE') {
-      await deps.audit.append(event(outcome, { errorCode: code })).catch((auditErr: unknown) => {
-        c.get('log').error({ err: asKeygateError(auditErr).toLog() }, 'audit append failed');
-      });
+    if (passed(deps, deadlineAt)) {
+      result.dispose?.();
+      assertBefore(deps, deadlineAt, 'before the audit log');
     }
-    throw err;
+  } catch (err) {
+    release?.();
+    const k = asKeygateError(err);
+    const outcome: AuditOutcome =
+      k.code === 'FORBIDDEN_ERR' || k.code.startsWith('AUTH_') ? 'denied' : 'failure';
+    const answer = await refuse(
+      c,
+      deps,
+      k,
+      { cert, subject: principal?.subject },
+      event(outcome, { errorCode: k.code }),
+    );
+    deps.metrics.observe(spec.operation, outcome, answer.code, seconds());
+    throw answer;
   }
   try {
     await deps.audit.append(
@@ -87,7 +108,18 @@ export async function runOperation<T>(
     result.dispose?.();
     deps.metrics.observe(spec.operation, 'failure', 'AUDIT_UNAVAILABLE', seconds());
     throw new KeygateError('AUDIT_UNAVAILABLE', { cause: err });
+  } finally {
+    release();
   }
   deps.metrics.observe(spec.operation, 'success', 'OK', seconds());
   return result.value;
+}
+
+function passed(deps: AppDeps, deadlineAt: number | undefined): boolean {
+  return deadlineAt !== undefined && deps.clock.now().getTime() >= deadlineAt;
+}
+
+/** DEADLINE_EXCEEDED once the caller's deadline has passed: nobody would read the answer. */
+function assertBefore(deps: AppDeps, deadlineAt: number | undefined, where: string): void {
+  if (passed(deps, deadlineAt)) throw new KeygateError('DEADLINE_EXCEEDED', { detail: { reason: where } });
 }

@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import { request } from 'node:https';
+import { type Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { createCa, type IssuedCert, issueLeaf } from '../pki/index.js';
 import { createSoftHsmDir, SOFTHSM_MODULE, type SoftHsmDir } from './softhsm.js';
@@ -36,6 +36,10 @@ export interface GatewayFixture {
       storeFile?: string;
       /** `store.createIfMissing` (default true: a fixture's gateway is a first start). */
       createIfMissing?: boolean;
+      /** More keys of the `hsm` section, e.g. `simulatedLatencyMs: 50`. */
+      hsmExtra?: string;
+      /** `log.level` (default info). */
+      logLevel?: string;
     },
   ): string;
 }
@@ -102,7 +106,7 @@ hsm:
   tokenLabel: ${opts.tokenLabel ?? tokenLabel}
   pin: { ${pinRef} }
   sessions: 4
-store:
+${opts.hsmExtra === undefined ? '' : `  ${opts.hsmExtra}\n`}store:
   file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
   createIfMissing: ${opts.createIfMissing ?? true}
 ${
@@ -118,7 +122,7 @@ ${
       roles: [keys:admin, keys:read]`
 }
 log:
-  level: info
+  level: ${opts.logLevel ?? 'info'}
 ${opts.extra ?? ''}`,
       );
       return file;
@@ -145,6 +149,8 @@ export function call(
     body?: unknown;
     rawBody?: string | Buffer;
     headers?: Record<string, string>;
+    /** A keep-alive agent (its own client certificate); default a fresh connection per call. */
+    agent?: Agent;
   },
 ): Promise<CallResult> {
   const payload =
@@ -160,7 +166,7 @@ export function call(
         method,
         ca: opts.ca,
         ...(opts.client ? { cert: opts.client.cert, key: opts.client.key } : {}),
-        agent: false,
+        agent: opts.agent ?? false,
         headers: {
           ...(opts.instance ? { 'bluemix-instance': opts.instance } : {}),
           ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),

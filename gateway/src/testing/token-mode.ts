@@ -42,7 +42,17 @@ export interface TokenModeSetup {
 export async function writeTokenModeConfig(
   fx: GatewayFixture,
   name: string,
-  opts: { auditDir?: string; auditStdout?: boolean; lifetime?: string } = {},
+  opts: {
+    auditDir?: string;
+    auditStdout?: boolean;
+    lifetime?: string;
+    /** More top-level YAML sections (e.g. `limits:`). */
+    extra?: string;
+    /** More keys of the `hsm` section. */
+    hsmExtra?: string;
+    /** `log.level` (default info). */
+    logLevel?: string;
+  } = {},
 ): Promise<TokenModeSetup> {
   const dir = fx.softhsm.dir;
   const signingKeyFile = join(dir, `${name}-token-key.pem`);
@@ -56,6 +66,8 @@ export async function writeTokenModeConfig(
   const auditDir = opts.auditDir ?? join(dir, `${name}-audit`);
   const config = fx.writeConfig(name, {
     access: false,
+    ...(opts.hsmExtra === undefined ? {} : { hsmExtra: opts.hsmExtra }),
+    ...(opts.logLevel === undefined ? {} : { logLevel: opts.logLevel }),
     extra: `identities:
   - name: prod-eu-1
     apiKeyHashes: ['${app.hash}']
@@ -79,7 +91,7 @@ audit:
   signingKeyFile: ${auditKeyFile}
   stdout: ${opts.auditStdout ?? false}
   checkpointEvery: 50
-`,
+${opts.extra ?? ''}`,
   });
   return {
     config,

@@ -5,7 +5,9 @@ import type { AuditEvent, AuditOutcome } from '../../core/audit/audit-event.js';
 import type { PeerCertificate } from '../../core/auth/principal.js';
 import type { AppDeps, TokenService } from '../deps.js';
 import type { Ctx } from '../env.js';
+import { logError, setRetryAfter } from '../errors.js';
 import { peerCertificate } from '../peer-cert.js';
+import { rateLimited, refuse } from '../refusals.js';
 
 /**
  * IAM's own error codes where it has an equivalent; clients should act on `keygateCode`.
@@ -21,9 +23,8 @@ const IAM_CODES: Partial<Record<ErrorCode, string>> = {
 /** IAM's error body with the catalogue's fixed text and status. */
 export function iamErrorResponse(c: Ctx, err: unknown): Response {
   const k: KeygateError = asKeygateError(err);
-  const log = c.get('log');
-  if (k.httpStatus >= 500) log.error({ err: k.toLog() }, 'token request failed');
-  else log.info({ err: k.toLog() }, 'token request refused');
+  logError(c, k, 'token request');
+  setRetryAfter(c, k);
   const body: IamError = {
     errorCode: IAM_CODES[k.code] ?? 'BXNIM0400E',
     errorMessage: k.message,
@@ -36,7 +37,8 @@ export function iamErrorResponse(c: Ctx, err: unknown): Response {
 /**
  * POST /identity/token: API key (form body) to a certificate-bound access token. Audited as
  * `token.issue` (with the certificate identity and the subject, never the key or the token);
- * fail closed: the token is answered only after its record is durable.
+ * fail closed: the token is answered only after its record is durable. Rate limited per client
+ * certificate (before the API key is looked at) and per identity (`limits.tokenPer*`: 429).
  */
 export async function handleToken(c: Ctx, deps: AppDeps, tokens: TokenService): Promise<Response> {
   const started = performance.now();
@@ -57,6 +59,9 @@ export async function handleToken(c: Ctx, deps: AppDeps, tokens: TokenService): 
   let issued: Awaited<ReturnType<TokenService['issue']>>;
   try {
     cert = peerCertificate(c);
+    const l = deps.limits;
+    const perCert = l.tokenPerCertificate.take(cert.thumbprint, deps.clock.now().getTime());
+    if (perCert > 0) throw rateLimited(deps, 'token-per-certificate', perCert);
     const type = c.req.header('content-type');
     if (type !== undefined && !/^application\/x-www-form-urlencoded\b/i.test(type)) {
       throw new KeygateError('UNSUPPORTED_MEDIA_TYPE_ERR');
@@ -68,21 +73,20 @@ export async function handleToken(c: Ctx, deps: AppDeps, tokens: TokenService): 
       apikey: form.get('apikey') ?? undefined,
       cert,
     });
+    subject = issued.subject;
+    // The token is signed but not handed out: one identity's many certificates share this budget.
+    const perIdentity = l.tokenPerIdentity.take(subject, deps.clock.now().getTime());
+    if (perIdentity > 0) throw rateLimited(deps, 'token-per-identity', perIdentity);
   } catch (err) {
     const k = asKeygateError(err);
     const detailSubject = k.detail?.subject;
     if (typeof detailSubject === 'string') subject = detailSubject;
     const outcome: AuditOutcome =
       k.code === 'FORBIDDEN_ERR' || k.code.startsWith('AUTH_') ? 'denied' : 'failure';
-    deps.metrics.observe('token.issue', outcome, k.code, seconds());
-    if (k.code !== 'AUDIT_UNAVAILABLE') {
-      await deps.audit.append(event(outcome, k.code)).catch((auditErr: unknown) => {
-        c.get('log').error({ err: asKeygateError(auditErr).toLog() }, 'audit append failed');
-      });
-    }
-    return iamErrorResponse(c, k);
+    const answer = await refuse(c, deps, k, { cert, subject }, event(outcome, k.code));
+    deps.metrics.observe('token.issue', outcome, answer.code, seconds());
+    return iamErrorResponse(c, answer);
   }
-  subject = issued.subject;
   try {
     await deps.audit.append(event('success'));
   } catch (err) {
