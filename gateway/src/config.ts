@@ -113,7 +113,24 @@ const baseSchema = z.strictObject({
       .min(1024)
       .max(10 * 1024 * 1024)
       .default(64 * 1024),
-    keepAliveTimeoutMs: z.number().int().min(1000).max(3_600_000).default(300_000),
+    /** An idle keep-alive connection is closed after this (above the shim's 60 s, so it closes first). */
+    keepAliveTimeoutMs: z.number().int().min(1000).max(3_600_000).default(75_000),
+    /** A request's headers must arrive within this from its first byte. */
+    headersTimeoutMs: z.number().int().min(100).max(300_000).default(10_000),
+    /** A whole request, body included, must arrive within this. */
+    requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** The TLS handshake must finish within this. */
+    handshakeTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+    /** Open connections at most, from every source together. */
+    maxConnections: z.number().int().min(1).max(1_000_000).default(20_000),
+    /** Per source (IPv4 address or IPv6 /64), checked before the TLS handshake. */
+    perSource: z
+      .strictObject({
+        connections: z.number().int().min(1).max(1_000_000).default(1024),
+        handshakes: z.number().int().min(1).max(100_000).default(64),
+        newConnections: rate(200, 400),
+      })
+      .prefault({}),
     drainMs: z.number().int().min(0).max(600_000).default(10_000),
   }),
   hsm: z.discriminatedUnion('backend', [pkcs11Hsm, softwareHsm]),
@@ -170,6 +187,13 @@ export const gatewayConfigSchema = baseSchema.superRefine((cfg, ctx) => {
   }
   if (cfg.identities !== undefined && cfg.tokens === undefined) {
     ctx.addIssue({ code: 'custom', path: ['tokens'], message: 'a tokens section when identities are set' });
+  }
+  if (cfg.server.headersTimeoutMs > cfg.server.requestTimeoutMs) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['server', 'headersTimeoutMs'],
+      message: 'at most server.requestTimeoutMs (the headers are part of the request)',
+    });
   }
   if (cfg.hsm.backend === 'pkcs11' && cfg.hsm.workerThreads > cfg.hsm.sessions) {
     ctx.addIssue({

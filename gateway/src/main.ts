@@ -31,6 +31,7 @@ import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { createGatewayLimits } from './core/limits/gateway-limits.js';
 import { createApp } from './http/app.js';
+import { ConnectionGuard } from './http/connection-guard.js';
 import type { Readiness, TokenService } from './http/deps.js';
 import { createGatewayMetrics } from './http/metrics.js';
 import { type RunningServer, startHttpsServer } from './http/server.js';
@@ -248,6 +249,7 @@ export async function startGateway(configFile: string, options: StartOptions = {
   const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
   const clockMs = () => systemClock.now().getTime();
   const limits = createGatewayLimits(config.limits, clockMs);
+  const connections = new ConnectionGuard(config.server.perSource);
   const refusals = new RefusalSummary({
     sink: audit,
     clock: systemClock,
@@ -271,6 +273,8 @@ export async function startGateway(configFile: string, options: StartOptions = {
     metrics: createGatewayMetrics(readiness, () => ({
       ...limits.admission.stats,
       summarised: refusals.summarised,
+      connections: connections.stats,
+      connectionsRefused: connections.refused,
     })),
     clock: systemClock,
     readiness,
@@ -284,6 +288,11 @@ export async function startGateway(configFile: string, options: StartOptions = {
       port: config.server.port,
       ...tls,
       keepAliveTimeoutMs: config.server.keepAliveTimeoutMs,
+      headersTimeoutMs: config.server.headersTimeoutMs,
+      requestTimeoutMs: config.server.requestTimeoutMs,
+      handshakeTimeoutMs: config.server.handshakeTimeoutMs,
+      maxConnections: config.server.maxConnections,
+      guard: connections,
       drainMs: config.server.drainMs,
     });
   } catch (err) {

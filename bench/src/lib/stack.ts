@@ -98,6 +98,12 @@ export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
   if (v.extraCertIdentities) {
     const [first] = cfg.identities as Array<{ certIdentities: string[] }>;
     if (first) first.certIdentities = [...first.certIdentities, ...v.extraCertIdentities];
+    // G3's clients stand for as many clusters, but all share one identity and one source address
+    // (127.0.0.1): lift the per-source and per-identity limits that would rightly refuse that.
+    const lots = { ratePerSecond: 100_000, burst: 100_000 };
+    const server = cfg.server as Record<string, unknown>;
+    server.perSource = { connections: 100_000, handshakes: 100_000, newConnections: lots };
+    cfg.limits = { ...((cfg.limits as Record<string, unknown> | undefined) ?? {}), tokenPerIdentity: lots };
   }
   const file = join(BENCH_HOME, `gateway-${v.name}.yaml`);
   writeFileSync(file, stringify(cfg));

@@ -16,12 +16,21 @@ export interface LoadStats {
   readonly queued: number;
   /** Refused requests counted into audit summaries instead of written one by one. */
   readonly summarised: number;
+  readonly connections: { readonly open: number; readonly handshaking: number };
+  /** Connections closed at once by the per-source limits, by the limit, since start. */
+  readonly connectionsRefused: Readonly<Record<string, number>>;
 }
 
 /** Creates the metrics; the gauges read `readiness()` and `load()` when scraped. */
 export function createGatewayMetrics(
   readiness: () => Readiness,
-  load: () => LoadStats = () => ({ inFlight: 0, queued: 0, summarised: 0 }),
+  load: () => LoadStats = () => ({
+    inFlight: 0,
+    queued: 0,
+    summarised: 0,
+    connections: { open: 0, handshaking: 0 },
+    connectionsRefused: {},
+  }),
   processMetrics = true,
 ): GatewayMetrics {
   const registry = createMetricsRegistry({ component: 'gateway', processMetrics });
@@ -69,12 +78,39 @@ export function createGatewayMetrics(
       this.set({ state: 'queued' }, l.queued);
     },
   });
-  const summarised = new Gauge({
-    name: metricName('gateway_audit_refusals_summarised'),
-    help: 'Refused or failed requests recorded in audit summary records (count) instead of one record each, since start.',
+  let summarisedSeen = 0;
+  const summarised = new Counter({
+    name: metricName('gateway_audit_refusals_summarised_total'),
+    help: 'Refused or failed requests recorded in audit summary records (count) instead of one record each.',
     registers: [registry],
     collect() {
-      this.set(load().summarised);
+      const now = load().summarised;
+      this.inc(now - summarisedSeen);
+      summarisedSeen = now;
+    },
+  });
+  const conns = new Gauge({
+    name: metricName('gateway_connections'),
+    help: 'TLS connections open (state=open) and still in their handshake (state=handshaking).',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const c = load().connections;
+      this.set({ state: 'open' }, c.open);
+      this.set({ state: 'handshaking' }, c.handshaking);
+    },
+  });
+  const refusedSeen = new Map<string, number>();
+  const connsRefused = new Counter({
+    name: metricName('gateway_connections_refused_total'),
+    help: 'Connections closed before their handshake by a per-source limit (server.perSource).',
+    labelNames: ['limit'],
+    registers: [registry],
+    collect() {
+      for (const [limit, n] of Object.entries(load().connectionsRefused)) {
+        this.inc({ limit }, n - (refusedSeen.get(limit) ?? 0));
+        refusedSeen.set(limit, n);
+      }
     },
   });
   const limited = new Counter({
@@ -87,6 +123,8 @@ export function createGatewayMetrics(
   void ready;
   void operationsNow;
   void summarised;
+  void conns;
+  void connsRefused;
   // Bound children per label set: prom-client hashes a labels object on every call otherwise.
   const opChildren = new Map<string, { inc(): void }>();
   const latencyChildren = new Map<string, { observe(v: number): void }>();

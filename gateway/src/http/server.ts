@@ -1,18 +1,34 @@
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
+import type { ConnectionGuard } from './connection-guard.js';
 import type { GatewayEnv } from './env.js';
 
-export interface HttpsOptions {
+/** How long a connection may take at each stage before the server closes it. */
+export interface ConnectionTimeouts {
+  /** The TLS handshake. */
+  readonly handshakeTimeoutMs: number;
+  /** From a request's first byte to its last header. */
+  readonly headersTimeoutMs: number;
+  /** A whole request, body included. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection between requests. */
+  readonly keepAliveTimeoutMs: number;
+}
+
+export interface HttpsOptions extends ConnectionTimeouts {
   readonly host: string;
   readonly port: number;
   readonly cert: string | Buffer;
   readonly key: string | Buffer;
   /** CA(s) that client certificates must chain to. */
   readonly clientCa: string | Buffer;
-  readonly keepAliveTimeoutMs: number;
+  /** Open connections at most (over every source). */
+  readonly maxConnections: number;
+  /** Per-source limits, checked before any TLS work. */
+  readonly guard: ConnectionGuard;
   /** How long close() lets in-flight requests finish before cutting connections. */
   readonly drainMs?: number;
 }
@@ -27,7 +43,9 @@ export interface RunningServer {
 
 /**
  * Serves `app` over HTTPS with mutual TLS: a client certificate from `clientCa` is required at the
- * handshake (TLS 1.2 minimum). Long keep-alive, headersTimeout above it.
+ * handshake (TLS 1.2 minimum). Every stage of a connection has a timeout (handshake, headers,
+ * whole request, idle keep-alive), and `guard` turns away a source holding too much before its
+ * handshake costs anything, so slow or hostile clients cannot hold sockets or the event loop.
  */
 export async function startHttpsServer(app: Hono<GatewayEnv>, opts: HttpsOptions): Promise<RunningServer> {
   const server = await new Promise<Server>((resolve, reject) => {
@@ -44,21 +62,33 @@ export async function startHttpsServer(app: Hono<GatewayEnv>, opts: HttpsOptions
           requestCert: true,
           rejectUnauthorized: true,
           minVersion: 'TLSv1.2',
+          handshakeTimeout: opts.handshakeTimeoutMs,
+          headersTimeout: opts.headersTimeoutMs,
+          requestTimeout: opts.requestTimeoutMs,
+          keepAliveTimeout: opts.keepAliveTimeoutMs,
+          // Node checks header and request timeouts on this interval (30 s by default).
+          connectionsCheckingInterval: Math.max(100, Math.min(1000, opts.headersTimeoutMs / 4)),
         },
       },
       () => resolve(s as Server),
     ) as Server;
     s.once('error', reject);
   });
+  // Before the TLS server's own listener: a refused connection is closed before its handshake.
+  server.prependListener('connection', (socket: Socket) => opts.guard.onConnection(socket));
   // No TLS 1.2 renegotiation: the client certificate of a connection is then fixed for its life,
   // which lets the per-connection peer certificate cache (peer-cert.ts) be sound.
   server.on('secureConnection', (socket: TLSSocket) => {
+    opts.guard.onSecure(socket);
     socket.disableRenegotiation();
     (socket as TLSSocket & { keygateNoRenegotiation?: boolean }).keygateNoRenegotiation = true;
   });
+  // A failed handshake (no or a foreign client certificate, a timeout): close quietly.
+  server.on('tlsClientError', (_err, socket) => socket.destroy());
+  server.maxConnections = opts.maxConnections;
   server.keepAliveTimeout = opts.keepAliveTimeoutMs;
-  server.headersTimeout = opts.keepAliveTimeoutMs + 5000;
-  server.requestTimeout = 0;
+  server.headersTimeout = opts.headersTimeoutMs;
+  server.requestTimeout = opts.requestTimeoutMs;
   const port = (server.address() as AddressInfo).port;
   return {
     server,

@@ -40,6 +40,8 @@ export interface GatewayFixture {
       hsmExtra?: string;
       /** `log.level` (default info). */
       logLevel?: string;
+      /** More keys of the `server` section, one per line, e.g. `headersTimeoutMs: 500`. */
+      serverExtra?: readonly string[];
     },
   ): string;
 }
@@ -100,7 +102,7 @@ export async function createGatewayFixture(): Promise<GatewayFixture> {
   port: 0
   tls: { certFile: ${files.cert}, keyFile: ${files.key}, clientCaFile: ${files.ca} }
   bodyLimitBytes: 8192
-hsm:
+${(opts.serverExtra ?? []).map((l) => `  ${l}\n`).join('')}hsm:
   backend: pkcs11
   module: ${SOFTHSM_MODULE}
   tokenLabel: ${opts.tokenLabel ?? tokenLabel}
