@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
-import { connect as tcpConnect, type Socket } from 'node:net';
+import { type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { sourceOf } from './http/connection-guard.js';
 import { type RunningGateway, startGateway } from './main.js';
 import { call, createGatewayFixture, type GatewayFixture, INSTANCE } from './testing/gateway-fixture.js';

@@ -14,13 +14,7 @@ import {
   INSTANCE,
 } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
-import {
-  fetchToken,
-  readAuditRecords,
-  requestToken,
-  type TokenModeSetup,
-  writeTokenModeConfig,
-} from './testing/token-mode.js';
+import { fetchToken, readAuditRecords, requestToken, writeTokenModeConfig } from './testing/token-mode.js';
 
 /**
  * Issue 13 items 3 and 4 on a real gateway (SoftHSM2, mutual TLS, the durable audit log):

@@ -17,6 +17,13 @@ export interface AuditLine {
   readonly operation?: string;
   readonly outcome?: string;
   readonly requestId?: string;
+  readonly time?: string;
+  readonly errorCode?: string;
+  readonly certIdentity?: string;
+  /** When the caller wanted its answer (x-keygate-timeout-ms). */
+  readonly deadline?: string;
+  /** A summary of refusals: how many this record stands for. */
+  readonly count?: number;
 }
 
 /** Every record in an audit folder, in file order (a torn last line is skipped). */
