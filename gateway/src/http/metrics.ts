@@ -2,7 +2,7 @@ import { createMetricsRegistry, LATENCY_BUCKETS, metricName } from '@keygate/sha
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Readiness } from './readiness.js';
 
-/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions. */
+/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions and recovery. */
 export interface GatewayMetrics {
   readonly registry: Registry;
   observe(operation: string, outcome: string, code: string, seconds: number): void;
@@ -44,8 +44,31 @@ export function createGatewayMetrics(readiness: () => Readiness, processMetrics 
       this.set(readiness().hsm.ready ? 1 : 0);
     },
   });
+  const missing = new Gauge({
+    name: metricName('hsm_key_objects_missing'),
+    help: 'Key objects the store lists as active that the HSM did not find (recovery running).',
+    registers: [registry],
+    collect() {
+      this.set(readiness().hsm.recovery?.missingCount ?? 0);
+    },
+  });
+  const recoveries = new Counter({
+    name: metricName('hsm_recoveries_total'),
+    help: 'HSM recovery steps (reopen, reinit, find) by outcome (recovered, missing, failed, busy).',
+    labelNames: ['step', 'outcome'],
+    registers: [registry],
+    collect() {
+      // The adapter keeps the monotonic counts; mirror them.
+      this.reset();
+      for (const s of readiness().hsm.recovery?.steps ?? []) {
+        this.inc({ step: s.step, outcome: s.outcome }, s.count);
+      }
+    },
+  });
   void sessions;
   void ready;
+  void missing;
+  void recoveries;
   // Bound children per label set: prom-client hashes a labels object on every call otherwise.
   const opChildren = new Map<string, { inc(): void }>();
   const latencyChildren = new Map<string, { observe(v: number): void }>();

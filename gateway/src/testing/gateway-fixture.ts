@@ -32,6 +32,8 @@ export interface GatewayFixture {
       extra?: string;
       /** Write the `access.clients` allow-list (default true; false for token mode). */
       access?: boolean;
+      /** `hsm.workerThreads` (absent: the default, 0). */
+      workerThreads?: number;
     },
   ): string;
 }
@@ -98,7 +100,7 @@ hsm:
   tokenLabel: ${opts.tokenLabel ?? tokenLabel}
   pin: { ${pinRef} }
   sessions: 4
-store:
+${opts.workerThreads === undefined ? '' : `  workerThreads: ${opts.workerThreads}\n`}store:
   file: ${join(softhsm.dir, 'keys.json')}
 ${
   opts.access === false
