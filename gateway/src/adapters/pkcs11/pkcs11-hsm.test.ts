@@ -30,6 +30,7 @@ for (const workerThreads of [0, 2]) {
       softhsm.addToken('kg-main', PIN);
       softhsm.addToken('kg-badpin', PIN);
       softhsm.addToken('kg-repin', PIN);
+      softhsm.addToken('kg-late', PIN);
       hsm = new Pkcs11Hsm({
         modulePath: SOFTHSM_MODULE,
         tokenLabel: 'kg-main',
@@ -406,6 +407,49 @@ for (const workerThreads of [0, 2]) {
       await hsm.generateKey(ref);
       const sealed = await hsm.encrypt(ref, Buffer.alloc(32, 3), Buffer.from('a'));
       assert.deepEqual(await hsm.decrypt(ref, sealed, Buffer.from('a')), Buffer.alloc(32, 3));
+      await hsm.destroyKey(ref);
+    });
+
+    it('a token folder away at start is found once it is back, without a restart', async () => {
+      const lines = captureLines();
+      const restore = softhsm.hideToken('kg-late');
+      const late = new Pkcs11Hsm({
+        modulePath: SOFTHSM_MODULE,
+        tokenLabel: 'kg-late',
+        pin: new Secret(PIN, 'test'),
+        sessions: 2,
+        workerThreads: Math.min(workerThreads, 1),
+        ivSource: 'host',
+        random: systemRandom,
+        logger: createLogger({ level: 'debug', destination: lines.stream }),
+        backoffInitialMs: 10,
+        recoveryBackoffMaxMs: 200,
+      });
+      try {
+        try {
+          assert.equal(late.status().ready, false);
+          // Opens keep failing (the module does not see the folder), so recovery re-initialises it.
+          const failedOpens = () =>
+            lines.lines.filter((l) => l.msg === 'pkcs11 session open failed; backing off').length;
+          await waitFor(() => failedOpens() >= 3, 'three failed opens');
+        } finally {
+          restore();
+        }
+        await waitFor(() => late.status().ready, 'ready once the token folder is back');
+        const ref = { instance: 'i', crkId: 'late', versionId: 'v' };
+        await late.generateKey(ref);
+        const sealed = await late.encrypt(ref, Buffer.alloc(32, 5), Buffer.from('a'));
+        assert.deepEqual(await late.decrypt(ref, sealed, Buffer.from('a')), Buffer.alloc(32, 5));
+        await late.destroyKey(ref);
+        assert.equal(lines.lines.filter((l) => l.msg === 'pkcs11 login').length, 1);
+        assert.equal(lines.lines.filter((l) => l.msg === 'pkcs11 recovery started').length, 1);
+      } finally {
+        await late.close();
+      }
+      // The suite's own token reopens its sessions after the process-wide re-initialisations.
+      const ref = { instance: 'inst-after-late', crkId: 'k', versionId: `v-${workerThreads}` };
+      await hsm.generateKey(ref);
+      assert.equal((await hsm.encrypt(ref, Buffer.alloc(8), Buffer.alloc(0))).iv.length, 12);
       await hsm.destroyKey(ref);
     });
 
