@@ -6,6 +6,7 @@ import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { WRAP_LIMITS } from '@keygate/shared/formats';
 import { createLogger } from '@keygate/shared/log';
+import type { DestinationStream } from 'pino';
 import { systemClock } from '../../core/clock.js';
 import { createKeyService, type KeyService } from '../../core/keys/key-service.js';
 import { MemoryKeyStore } from '../../core/keys/memory-key-store.js';
@@ -45,6 +46,21 @@ for (const workerThreads of [0, 2]) {
       });
       svc = createKeyService({ hsm, store: new MemoryKeyStore(), clock: systemClock, random: systemRandom });
     });
+
+    /** A second adapter in this process, on another token, with quick recovery rounds. */
+    const sideHsm = (tokenLabel: string, destination: DestinationStream) =>
+      new Pkcs11Hsm({
+        modulePath: SOFTHSM_MODULE,
+        tokenLabel,
+        pin: new Secret(PIN, 'test'),
+        sessions: 2,
+        workerThreads: Math.min(workerThreads, 1),
+        ivSource: 'host',
+        random: systemRandom,
+        logger: createLogger({ level: 'debug', destination }),
+        backoffInitialMs: 10,
+        recoveryBackoffMaxMs: 200,
+      });
 
     after(async () => {
       await hsm?.close();
@@ -344,18 +360,7 @@ for (const workerThreads of [0, 2]) {
 
     it('a PIN changed while the token was away is tried once at re-initialisation, never again', async () => {
       const lines = captureLines();
-      const other = new Pkcs11Hsm({
-        modulePath: SOFTHSM_MODULE,
-        tokenLabel: 'kg-repin',
-        pin: new Secret(PIN, 'test'),
-        sessions: 2,
-        workerThreads: Math.min(workerThreads, 1),
-        ivSource: 'host',
-        random: systemRandom,
-        logger: createLogger({ level: 'debug', destination: lines.stream }),
-        backoffInitialMs: 10,
-        recoveryBackoffMaxMs: 200,
-      });
+      const other = sideHsm('kg-repin', lines.stream);
       try {
         const s2 = createKeyService({
           hsm: other,
@@ -413,18 +418,7 @@ for (const workerThreads of [0, 2]) {
     it('a token folder away at start is found once it is back, without a restart', async () => {
       const lines = captureLines();
       const restore = softhsm.hideToken('kg-late');
-      const late = new Pkcs11Hsm({
-        modulePath: SOFTHSM_MODULE,
-        tokenLabel: 'kg-late',
-        pin: new Secret(PIN, 'test'),
-        sessions: 2,
-        workerThreads: Math.min(workerThreads, 1),
-        ivSource: 'host',
-        random: systemRandom,
-        logger: createLogger({ level: 'debug', destination: lines.stream }),
-        backoffInitialMs: 10,
-        recoveryBackoffMaxMs: 200,
-      });
+      const late = sideHsm('kg-late', lines.stream);
       try {
         try {
           assert.equal(late.status().ready, false);
