@@ -124,7 +124,11 @@ export class KeyObjectRecovery {
         },
       };
     }
-    const next = recovery.nextTryInMs === undefined ? 'running' : `next in ${recovery.nextTryInMs} ms`;
+    const next = this.#o.token.unusable
+      ? 'stopped: login refused'
+      : recovery.nextTryInMs === undefined
+        ? 'running'
+        : `next in ${recovery.nextTryInMs} ms`;
     return {
       recovery,
       problem: {

@@ -403,6 +403,7 @@ for (const workerThreads of [0, 2]) {
           1,
         );
         assert.match(other.status().reasons.join(), /CKR_PIN_INCORRECT/);
+        assert.match(other.status().reasons.join(), /stopped: login refused/);
         assert.ok(!JSON.stringify(lines.lines).includes('9876'));
       } finally {
         await other.close();
