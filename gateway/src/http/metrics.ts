@@ -2,7 +2,7 @@ import { createMetricsRegistry, LATENCY_BUCKETS, metricName } from '@keygate/sha
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Readiness } from './readiness.js';
 
-/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions, load. */
+/** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions and recovery, load. */
 export interface GatewayMetrics {
   readonly registry: Registry;
   observe(operation: string, outcome: string, code: string, seconds: number): void;
@@ -67,6 +67,27 @@ export function createGatewayMetrics(
       this.set(readiness().hsm.ready ? 1 : 0);
     },
   });
+  const missing = new Gauge({
+    name: metricName('hsm_key_objects_missing'),
+    help: 'Key objects the store lists as active that the HSM did not find (recovery running).',
+    registers: [registry],
+    collect() {
+      this.set(readiness().hsm.recovery?.missingCount ?? 0);
+    },
+  });
+  const recoveries = new Counter({
+    name: metricName('hsm_recoveries_total'),
+    help: 'HSM recovery steps (reopen, reinit, find) by outcome (recovered, missing, failed, busy).',
+    labelNames: ['step', 'outcome'],
+    registers: [registry],
+    collect() {
+      // The adapter keeps the monotonic counts; mirror them.
+      this.reset();
+      for (const s of readiness().hsm.recovery?.steps ?? []) {
+        this.inc({ step: s.step, outcome: s.outcome }, s.count);
+      }
+    },
+  });
   const operationsNow = new Gauge({
     name: metricName('gateway_operations_in_progress'),
     help: 'Key operations running (state=running) and waiting for a slot (state=queued); see limits.maxInFlight and maxQueued.',
@@ -121,6 +142,8 @@ export function createGatewayMetrics(
   });
   void sessions;
   void ready;
+  void missing;
+  void recoveries;
   void operationsNow;
   void summarised;
   void conns;

@@ -42,6 +42,8 @@ export interface GatewayFixture {
       logLevel?: string;
       /** More keys of the `server` section, one per line, e.g. `headersTimeoutMs: 500`. */
       serverExtra?: readonly string[];
+      /** `hsm.workerThreads` (absent: the default, 0). */
+      workerThreads?: number;
     },
   ): string;
 }
@@ -108,7 +110,7 @@ ${(opts.serverExtra ?? []).map((l) => `  ${l}\n`).join('')}hsm:
   tokenLabel: ${opts.tokenLabel ?? tokenLabel}
   pin: { ${pinRef} }
   sessions: 4
-${opts.hsmExtra === undefined ? '' : `  ${opts.hsmExtra}\n`}store:
+${opts.workerThreads === undefined ? '' : `  workerThreads: ${opts.workerThreads}\n`}${opts.hsmExtra === undefined ? '' : `  ${opts.hsmExtra}\n`}store:
   file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
   createIfMissing: ${opts.createIfMissing ?? true}
 ${

@@ -1,5 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
@@ -55,6 +64,15 @@ export interface SoftHsmDir {
   readonly env: Record<string, string>;
   /** Initialises a token with `label` and user PIN `pin` (SO PIN "so-" + pin). */
   addToken(label: string, pin: string): void;
+  /**
+   * Moves a token's folder out of the token directory, as when its storage is briefly unavailable
+   * (an unmounted volume, a network HSM failing over); the returned function puts it back.
+   */
+  hideToken(label: string): () => void;
+  /** Deletes a secret key object by label from another process (pkcs11-tool), outside keygate. */
+  deleteObject(label: string, pin: string, objectLabel: string): void;
+  /** Changes a token's user PIN from another process, as an operator would with pkcs11-tool. */
+  changePin(label: string, pin: string, newPin: string): void;
   /** Lists the object labels of a token, as an operator would with pkcs11-tool. */
   listObjectLabels(label: string, pin: string): string[];
   cleanup(): void;
@@ -69,6 +87,13 @@ export function createSoftHsmDir(prefix = 'keygate-softhsm-'): SoftHsmDir {
   const conf = writeSoftHsmConf(dir);
   process.env.SOFTHSM2_CONF = conf;
   const env = { SOFTHSM2_CONF: conf };
+  /** Runs pkcs11-tool on this token directory, as an operator would from another process. */
+  const pkcs11Tool = (args: string[]): string =>
+    execFileSync('pkcs11-tool', ['--module', SOFTHSM_MODULE, ...args], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
   return {
     dir,
     conf,
@@ -76,12 +101,38 @@ export function createSoftHsmDir(prefix = 'keygate-softhsm-'): SoftHsmDir {
     addToken(label, pin) {
       initSoftHsmToken(conf, label, pin, `so-${pin}`);
     },
+    hideToken(label) {
+      const tokens = join(dir, 'tokens');
+      // token.object holds the label padded to 32 bytes with spaces (PKCS#11 CK_TOKEN_INFO).
+      const padded = Buffer.from(label.padEnd(32, ' '));
+      const folder = readdirSync(tokens).find((f) => {
+        const file = join(tokens, f, 'token.object');
+        return existsSync(file) && readFileSync(file).includes(padded);
+      });
+      if (folder === undefined) throw new Error(`no token folder for ${label}`);
+      const hidden = join(dir, `hidden-${folder}`);
+      renameSync(join(tokens, folder), hidden);
+      return () => renameSync(hidden, join(tokens, folder));
+    },
+    deleteObject(label, pin, objectLabel) {
+      pkcs11Tool([
+        '--token-label',
+        label,
+        '--login',
+        '--pin',
+        pin,
+        '--delete-object',
+        '--type',
+        'secrkey',
+        '--label',
+        objectLabel,
+      ]);
+    },
+    changePin(label, pin, newPin) {
+      pkcs11Tool(['--token-label', label, '--login', '--pin', pin, '--change-pin', '--new-pin', newPin]);
+    },
     listObjectLabels(label, pin) {
-      const out = execFileSync(
-        'pkcs11-tool',
-        ['--module', SOFTHSM_MODULE, '--token-label', label, '--login', '--pin', pin, '--list-objects'],
-        { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
-      );
+      const out = pkcs11Tool(['--token-label', label, '--login', '--pin', pin, '--list-objects']);
       return [...out.matchAll(/label:\s+(\S+)/g)].map((m) => m[1] ?? '');
     },
     cleanup() {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ckrKind, ckrToKeygate } from './ckr-map.js';
+import { ckrKind, ckrToKeygate, ckrUnavailable } from './ckr-map.js';
 
 function pkcs11Error(name: string): Error {
   return Object.assign(new Error(name), { code: 1, method: 'C_Test' });
@@ -23,6 +23,14 @@ describe('CKR mapping', () => {
       assert.equal(e.detail?.method, 'C_Test');
     }
     assert.equal(ckrToKeygate(new TypeError('boom')).code, 'HSM_ERROR');
+  });
+
+  it('makes any failure to get a session a 503, keeping the vendor name', () => {
+    const e = ckrUnavailable(pkcs11Error('CKR_GENERAL_ERROR'));
+    assert.equal(e.code, 'HSM_UNAVAILABLE');
+    assert.equal(e.httpStatus, 503);
+    assert.equal(e.detail?.ckr, 'CKR_GENERAL_ERROR');
+    assert.equal(ckrUnavailable(new TypeError('boom')).code, 'HSM_UNAVAILABLE');
   });
 
   it('treats CKR_GENERAL_ERROR as bad data only while decrypting', () => {

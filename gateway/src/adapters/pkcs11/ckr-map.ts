@@ -52,9 +52,19 @@ export function ckrKind(err: unknown, decrypting = false): CkrKind {
 
 /** The keygate error for a PKCS#11 failure, with the vendor name and method as log detail. */
 export function ckrToKeygate(err: unknown, decrypting = false): KeygateError {
+  const detail = vendorDetail(err);
+  return new KeygateError(codeFor(err, detail.ckr, decrypting), { cause: err, detail });
+}
+
+/** HSM_UNAVAILABLE whatever the CKR (used when no session could be had), with the same log detail. */
+export function ckrUnavailable(err: unknown): KeygateError {
+  return new KeygateError('HSM_UNAVAILABLE', { cause: err, detail: vendorDetail(err) });
+}
+
+function vendorDetail(err: unknown): { ckr: string; method: string } {
   const ckr = ckrName(err) ?? 'not a PKCS#11 error';
   const method = err instanceof Error ? String((err as { method?: unknown }).method ?? '') : '';
-  return new KeygateError(codeFor(err, ckr, decrypting), { cause: err, detail: { ckr, method } });
+  return { ckr, method };
 }
 
 function codeFor(err: unknown, ckr: string, decrypting: boolean): ErrorCode {

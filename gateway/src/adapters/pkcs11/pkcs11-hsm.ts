@@ -11,6 +11,7 @@ import {
   objectLabel,
 } from '../../core/keys/hsm.js';
 import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
+import { KeyObjectRecovery } from './object-recovery.js';
 import { SessionPool } from './session-pool.js';
 import { Pkcs11Token } from './token.js';
 import { Pkcs11WorkerLanes } from './worker-lanes.js';
@@ -33,7 +34,13 @@ export interface Pkcs11HsmOptions {
   readonly logger: Logger;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
+  /** Key object recovery: first and largest delay between rounds (defaults 200 ms, 5 s). */
+  readonly recoveryBackoffInitialMs?: number;
+  readonly recoveryBackoffMaxMs?: number;
 }
+
+/** Failed session opens in a row after which the module is re-initialised, not just reopened. */
+const OPEN_FAILURES_BEFORE_RECOVERY = 3;
 
 /**
  * The Hsm port over PKCS#11 (pkcs11js). Each CRK version is an AES-256 token object, sensitive and
@@ -41,6 +48,8 @@ export interface Pkcs11HsmOptions {
  * Request-path crypto runs either on worker threads (`workerThreads` > 0: find, init and the call
  * all off the event loop, in batches) or as C_EncryptAsync/C_DecryptAsync on the libuv pool
  * (UV_THREADPOOL_SIZE must be at least `sessions`) after a synchronous init.
+ * An object it cannot find is HSM_KEY_OBJECT_MISSING; the core reports it back (reportMissing)
+ * when the store says the key is live, and KeyObjectRecovery brings the token back.
  */
 export class Pkcs11Hsm implements Hsm {
   readonly token: Pkcs11Token;
@@ -48,6 +57,7 @@ export class Pkcs11Hsm implements Hsm {
   readonly #handles = new Map<string, Handle>();
   /** Present with `workerThreads` > 0. */
   readonly lanes: Pkcs11WorkerLanes | undefined;
+  readonly recovery: KeyObjectRecovery;
   #startFailure: string | undefined;
 
   constructor(private readonly options: Pkcs11HsmOptions) {
@@ -64,6 +74,17 @@ export class Pkcs11Hsm implements Hsm {
     this.pool.onSessionsLost = () => {
       this.#handles.clear();
       this.lanes?.forgetHandles();
+    };
+    this.recovery = new KeyObjectRecovery({
+      token: this.token,
+      pool: this.pool,
+      logger: options.logger,
+      exists: (s, label) => this.findAll(s, label).length > 0,
+      backoffInitialMs: options.recoveryBackoffInitialMs,
+      backoffMaxMs: options.recoveryBackoffMaxMs,
+    });
+    this.pool.onOpenFailed = (failures) => {
+      if (failures >= OPEN_FAILURES_BEFORE_RECOVERY) this.recovery.sessionsFailing();
     };
     const threads = options.workerThreads ?? 0;
     if (threads > options.sessions) throw new RangeError('workerThreads must not exceed sessions');
@@ -114,6 +135,13 @@ export class Pkcs11Hsm implements Hsm {
 
   async encrypt(ref: KeyObjectRef, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
     const label = objectLabel(ref);
+    const episode = this.recovery.episode;
+    const sealed = await this.encryptOn(label, plaintext, aad);
+    this.recovery.served(label, episode);
+    return sealed;
+  }
+
+  private async encryptOn(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
     if (this.lanes) {
       const iv = this.options.ivSource === 'hsm' ? undefined : this.options.random(IV_BYTES);
       const r = await this.lanes.run(
@@ -156,6 +184,13 @@ export class Pkcs11Hsm implements Hsm {
       throw new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail: { reason: 'gcm sizes' } });
     }
     const label = objectLabel(ref);
+    const episode = this.recovery.episode;
+    const plain = await this.decryptOn(label, sealed, aad);
+    this.recovery.served(label, episode);
+    return plain;
+  }
+
+  private async decryptOn(label: string, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer> {
     if (this.lanes) {
       const data = Buffer.concat([sealed.ciphertext, sealed.tag]);
       return (await this.lanes.run({ kind: 'decrypt', label, iv: sealed.iv, aad, data }, true)).out;
@@ -172,8 +207,13 @@ export class Pkcs11Hsm implements Hsm {
     );
   }
 
+  reportMissing(ref: KeyObjectRef): void {
+    this.recovery.missing(objectLabel(ref));
+  }
+
   async destroyKey(ref: KeyObjectRef): Promise<void> {
     const label = objectLabel(ref);
+    this.recovery.forget(label);
     this.#handles.delete(label);
     this.lanes?.forgetHandles();
     await this.pool.use(
@@ -186,33 +226,41 @@ export class Pkcs11Hsm implements Hsm {
 
   status(): HsmStatus {
     const sessions = this.pool.stats;
+    const { recovery, problem } = this.recovery.status();
+    const notReady = (reason: string): HsmStatus => ({
+      backend: 'pkcs11',
+      ready: false,
+      reasons: problem && problem.reason !== reason ? [reason, problem.reason] : [reason],
+      sessions,
+      recovery,
+    });
     const unusable = this.token.unusable;
-    if (unusable) return { backend: 'pkcs11', ready: false, reasons: [unusable.reason], sessions };
+    if (unusable) return notReady(unusable.reason);
     const failure = this.pool.failure;
-    if (failure) return { backend: 'pkcs11', ready: false, reasons: [failure], sessions };
+    if (failure) return notReady(failure);
     if (sessions.open === 0 && this.#startFailure) {
-      return {
-        backend: 'pkcs11',
-        ready: false,
-        reasons: [`start-up check failed (${this.#startFailure})`],
-        sessions,
-      };
+      return notReady(`start-up check failed (${this.#startFailure})`);
     }
-    return { backend: 'pkcs11', ready: true, reasons: [], sessions };
+    if (problem?.blocking) return notReady(problem.reason);
+    return { backend: 'pkcs11', ready: true, reasons: problem ? [problem.reason] : [], sessions, recovery };
   }
 
   async close(): Promise<void> {
+    this.recovery.close();
     await this.lanes?.close();
     this.pool.close();
     this.token.close();
   }
 
-  /** The cached handle of a key object, found by label on a miss; KEY_DELETED_ERR when absent. */
+  /**
+   * The cached handle of a key object, found by label on a miss; HSM_KEY_OBJECT_MISSING when
+   * absent (destroyed, or the token cannot see it right now: only the store can tell).
+   */
   private findKey(session: Handle, label: string): Handle {
     const cached = this.#handles.get(label);
     if (cached !== undefined) return cached;
     const [found] = this.findAll(session, label);
-    if (found === undefined) throw new KeygateError('KEY_DELETED_ERR', { detail: { label } });
+    if (found === undefined) throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label } });
     this.#handles.set(label, found);
     return found;
   }

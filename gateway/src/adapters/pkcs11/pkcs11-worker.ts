@@ -65,11 +65,11 @@ function run(session: Handle, op: WorkerOp): WorkerResult {
   try {
     return op.kind === 'decrypt' ? decrypt(session, op) : encrypt(session, op);
   } catch (err) {
-    if (err instanceof KeyDeleted)
-      return { id: op.id, ok: false, ckr: undefined, method: '', keyDeleted: true };
+    if (err instanceof ObjectMissing)
+      return { id: op.id, ok: false, ckr: undefined, method: '', missing: true };
     const e = err instanceof Error ? (err as Error & { method?: unknown }) : undefined;
     const ckr = e && /^CKR_[A-Z0-9_]+$/.test(e.message) ? e.message : undefined;
-    return { id: op.id, ok: false, ckr, method: String(e?.method ?? ''), keyDeleted: false };
+    return { id: op.id, ok: false, ckr, method: String(e?.method ?? ''), missing: false };
   }
 }
 
@@ -117,12 +117,12 @@ function withKey(session: Handle, label: string, init: (key: Handle) => void): v
   } finally {
     lib.C_FindObjectsFinal(session);
   }
-  if (found === undefined) throw new KeyDeleted();
+  if (found === undefined) throw new ObjectMissing();
   handles.set(label, found);
   init(found);
 }
 
-class KeyDeleted extends Error {}
+class ObjectMissing extends Error {}
 
 function asBuffer(u: Uint8Array): Buffer {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength);

@@ -1,6 +1,6 @@
 import { isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
-import { ckrKind, ckrName, ckrToKeygate } from './ckr-map.js';
+import { ckrKind, ckrName, ckrToKeygate, ckrUnavailable } from './ckr-map.js';
 import type { Pkcs11Token } from './token.js';
 
 type Handle = Buffer;
@@ -32,9 +32,13 @@ export class SessionPool {
   #lastFailure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  #paused = false;
+  readonly #idleWaiters: Array<() => void> = [];
   readonly #now: () => number;
   /** Called when sessions were lost: the login went with them, and so did object handles. */
   onSessionsLost: () => void = () => undefined;
+  /** Called after each failed open, with the number of failures in a row. */
+  onOpenFailed: (failures: number) => void = () => undefined;
 
   constructor(
     private readonly token: Pkcs11Token,
@@ -110,6 +114,47 @@ export class SessionPool {
     if (kind === 'device') this.token.forgetSlot();
   }
 
+  /** Closes the idle sessions and forgets object handles (recovery: look at the token afresh). */
+  discardIdle(): void {
+    this.dropIdle();
+    this.onSessionsLost();
+  }
+
+  /** Lets the next open try at once, whatever the backoff (recovery decides its own pace). */
+  resetBackoff(): void {
+    this.#retryAt = 0;
+  }
+
+  /**
+   * Stops lending sessions until resume(): new and waiting operations fail at once with
+   * HSM_UNAVAILABLE, so the module can be re-initialised once the calls in flight are done.
+   */
+  pause(): void {
+    this.#paused = true;
+    for (const w of this.#waiters.splice(0)) w.reject(recovering());
+  }
+
+  resume(): void {
+    this.#paused = false;
+  }
+
+  /** Resolves true once no session is lent out (no call of this pool in flight), false after `ms`. */
+  whenIdle(ms: number): Promise<boolean> {
+    if (this.#busy === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        const i = this.#idleWaiters.indexOf(done);
+        if (i >= 0) this.#idleWaiters.splice(i, 1);
+        resolve(false);
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.#idleWaiters.push(done);
+    });
+  }
+
   /** Closes every session; waiting operations fail with HSM_UNAVAILABLE. */
   close(): void {
     this.#closed = true;
@@ -121,6 +166,7 @@ export class SessionPool {
 
   private async acquire(): Promise<Handle> {
     if (this.#closed) throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } });
+    if (this.#paused) throw recovering();
     const idle = this.#idle.pop();
     if (idle !== undefined) {
       this.#busy++;
@@ -145,6 +191,7 @@ export class SessionPool {
     } else {
       this.#idle.push(session);
     }
+    if (this.#busy === 0) for (const done of this.#idleWaiters.splice(0)) done();
     const waiter = this.#waiters.shift();
     if (waiter === undefined) return;
     // Hand over an idle session or open a new one; a failure to open goes to that waiter.
@@ -163,6 +210,7 @@ export class SessionPool {
   private openSession(): Handle {
     const unusable = this.token.unusable;
     if (unusable) throw new KeygateError(unusable.code, { detail: { tokenLabel: this.token.label } });
+    if (this.#paused) throw recovering();
     if (this.#now() < this.#retryAt) {
       throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: this.#lastFailure ?? 'backoff' } });
     }
@@ -174,7 +222,9 @@ export class SessionPool {
       this.#lastFailure = undefined;
       return s;
     } catch (err) {
-      const mapped = isKeygateError(err) ? err : ckrToKeygate(err);
+      // Whatever the CKR (a broken module answers CKR_GENERAL_ERROR), no session is a 503: the
+      // pool and the recovery retry by themselves. A refused PIN stays what it is.
+      const mapped = isKeygateError(err) ? err : ckrUnavailable(err);
       if (mapped.code === 'HSM_PIN_INCORRECT' || mapped.code === 'HSM_PIN_LOCKED') throw mapped;
       this.#failures++;
       const initial = this.options.backoffInitialMs ?? 200;
@@ -187,6 +237,7 @@ export class SessionPool {
       this.token.forgetSlot();
       this.logger.warn({ ...mapped.toLog(), delayMs: delay }, 'pkcs11 session open failed; backing off');
       this.scheduleReopen(delay);
+      this.onOpenFailed(this.#failures);
       throw mapped;
     }
   }
@@ -211,4 +262,8 @@ export class SessionPool {
       this.#open--;
     }
   }
+}
+
+function recovering(): KeygateError {
+  return new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'recovering' } });
 }

@@ -59,6 +59,22 @@ export class Pkcs11Token {
     this.#slot = undefined;
   }
 
+  /**
+   * C_Finalize then C_Initialize: the only thing that makes SoftHSM2 see a token folder again
+   * after it was briefly unavailable. Process-wide: every session, handle and the login of the
+   * process go with it (the caller waits until none of its calls is in flight; the next session
+   * logs in again). A refused PIN stays refused.
+   */
+  reinitialize(): void {
+    try {
+      this.lib.C_Finalize();
+    } catch {
+      // Not initialised (a re-initialisation that failed half-way): initialise below.
+    }
+    initialize(this.lib);
+    this.#slot = undefined;
+  }
+
   /** Opens a read-write session and logs in when the application is not logged in yet. */
   openSession(): Handle {
     if (this.#unusable) throw new KeygateError(this.#unusable.code, { detail: { tokenLabel: this.label } });

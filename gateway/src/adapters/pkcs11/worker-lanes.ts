@@ -204,8 +204,8 @@ export class Pkcs11WorkerLanes {
           out: Buffer.from(r.out.buffer, r.out.byteOffset, r.out.byteLength),
           iv: r.iv ? Buffer.from(r.iv.buffer, r.iv.byteOffset, r.iv.byteLength) : undefined,
         });
-      } else if (r.keyDeleted) {
-        p.reject(new KeygateError('KEY_DELETED_ERR', { detail: { label: p.op.label } }));
+      } else if (r.missing) {
+        p.reject(new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label: p.op.label } }));
       } else {
         const err = Object.assign(new Error(r.ckr ?? 'not a PKCS#11 error'), { method: r.method });
         const kind = ckrKind(err, p.decrypting);

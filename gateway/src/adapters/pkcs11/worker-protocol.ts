@@ -39,8 +39,8 @@ export type WorkerResult =
       /** CKR_* name of the failed call, when it was a PKCS#11 error. */
       readonly ckr: string | undefined;
       readonly method: string;
-      /** No object has the label: the key version was destroyed. */
-      readonly keyDeleted: boolean;
+      /** No object has the label (destroyed, or the token cannot see it: the store decides). */
+      readonly missing: boolean;
     };
 
 export interface WorkerReply {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { systemRandom } from '@keygate/shared/crypto';
+import { isKeygateError } from '@keygate/shared/errors';
 import { FakeHsm } from '../../core/keys/fake-hsm.js';
 import { SimulatedLatencyHsm } from './simulated-latency-hsm.js';
 
@@ -20,10 +21,16 @@ describe('SimulatedLatencyHsm (development and benchmarks only)', () => {
     assert.ok(ms >= 38, `took ${ms} ms`);
   });
 
-  it('lets errors through and frees the slot', async () => {
-    const hsm = new SimulatedLatencyHsm(new FakeHsm(systemRandom), 1, 1);
+  it('lets errors and missing-object reports through and frees the slot', async () => {
+    const inner = new FakeHsm(systemRandom);
+    const hsm = new SimulatedLatencyHsm(inner, 1, 1);
     const sealed = { iv: Buffer.alloc(12), ciphertext: Buffer.alloc(4), tag: Buffer.alloc(16) };
-    await assert.rejects(hsm.decrypt(ref, sealed, Buffer.alloc(0)));
+    await assert.rejects(
+      hsm.decrypt(ref, sealed, Buffer.alloc(0)),
+      (e: unknown) => isKeygateError(e) && e.code === 'HSM_KEY_OBJECT_MISSING',
+    );
+    hsm.reportMissing(ref);
+    assert.deepEqual(inner.reported, [ref]);
     await hsm.generateKey(ref);
     const s = await hsm.encrypt(ref, Buffer.from('x'), Buffer.alloc(0));
     assert.equal((await hsm.decrypt(ref, s, Buffer.alloc(0))).toString(), 'x');

@@ -34,6 +34,10 @@ export class SimulatedLatencyHsm implements Hsm {
     return this.#timed(() => this.#inner.decrypt(ref, sealed, aad));
   }
 
+  reportMissing(ref: KeyObjectRef): void {
+    this.#inner.reportMissing(ref);
+  }
+
   destroyKey(ref: KeyObjectRef): Promise<void> {
     return this.#timed(() => this.#inner.destroyKey(ref));
   }

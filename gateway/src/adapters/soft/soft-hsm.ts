@@ -61,6 +61,9 @@ export class SoftHsm implements Hsm {
     return aes256GcmDecrypt(await this.key(ref), sealed.iv, sealed.ciphertext, aad, sealed.tag);
   }
 
+  /** Nothing to recover: every miss reads the key file again, so a restored entry is used at once. */
+  reportMissing(_ref: KeyObjectRef): void {}
+
   async destroyKey(ref: KeyObjectRef): Promise<void> {
     const label = objectLabel(ref);
     await this.mutate((all) => {
@@ -84,7 +87,7 @@ export class SoftHsm implements Hsm {
     const cached = this.#keys.get(label);
     if (cached) return cached;
     const sealed = (await this.readAll())[label];
-    if (!sealed) throw new KeygateError('KEY_DELETED_ERR', { detail: { label } });
+    if (!sealed) throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label } });
     const key = aes256GcmDecrypt(
       this.masterKey,
       Buffer.from(sealed.iv, 'base64'),

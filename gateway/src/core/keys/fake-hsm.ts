@@ -5,6 +5,8 @@ import { type GcmSealed, type Hsm, type HsmStatus, type KeyObjectRef, objectLabe
 /** An in-memory Hsm for unit tests of the core. Keys are plain buffers; never use outside tests. */
 export class FakeHsm implements Hsm {
   readonly keys = new Map<string, Buffer>();
+  /** Every reportMissing call, in order (tests assert on it). */
+  readonly reported: KeyObjectRef[] = [];
   constructor(private readonly random: Random) {}
 
   async generateKey(ref: KeyObjectRef): Promise<void> {
@@ -21,6 +23,10 @@ export class FakeHsm implements Hsm {
     return aes256GcmDecrypt(this.key(ref), sealed.iv, sealed.ciphertext, aad, sealed.tag);
   }
 
+  reportMissing(ref: KeyObjectRef): void {
+    this.reported.push(ref);
+  }
+
   async destroyKey(ref: KeyObjectRef): Promise<void> {
     this.keys.get(label(ref))?.fill(0);
     this.keys.delete(label(ref));
@@ -34,7 +40,7 @@ export class FakeHsm implements Hsm {
 
   private key(ref: KeyObjectRef): Buffer {
     const k = this.keys.get(label(ref));
-    if (k === undefined) throw new KeygateError('KEY_DELETED_ERR', { detail: { versionId: ref.versionId } });
+    if (k === undefined) throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label: label(ref) } });
     return k;
   }
 }

@@ -24,16 +24,42 @@ export interface HsmStatus {
   /** Why it is not ready (or warnings when it is), in operator words. Never secrets. */
   readonly reasons: readonly string[];
   readonly sessions?: { readonly open: number; readonly busy: number; readonly waiting: number };
+  /** Present while key objects the store lists as live cannot be found, and for the step counts. */
+  readonly recovery?: HsmRecoveryStatus;
+}
+
+/** Recovery from key objects the HSM could not find although the store says they are live. */
+export interface HsmRecoveryStatus {
+  /** Labels of the objects still missing (at most a few; `missingCount` is the total). */
+  readonly missing: readonly string[];
+  readonly missingCount: number;
+  /** Rounds tried in the current episode (0 when none is running). */
+  readonly attempt: number;
+  /** Milliseconds until the next round, when one is scheduled. */
+  readonly nextTryInMs?: number | undefined;
+  /** Recovery steps run since start, by step and outcome (a monotonic count each). */
+  readonly steps: readonly { readonly step: string; readonly outcome: string; readonly count: number }[];
 }
 
 export interface Hsm {
   /** Creates a new sensitive, non-extractable AES-256 key object for `ref`. */
   generateKey(ref: KeyObjectRef): Promise<void>;
-  /** AES-256-GCM encrypts under `ref`. KEY_DELETED_ERR when the object is gone. */
+  /**
+   * AES-256-GCM encrypts under `ref`. HSM_KEY_OBJECT_MISSING when no object is found: only the
+   * store can say whether the key was destroyed, so the adapter never answers KEY_DELETED_ERR.
+   */
   encrypt(ref: KeyObjectRef, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed>;
-  /** AES-256-GCM decrypts; a wrong tag/aad is UNPROCESSABLE_CIPHERTEXT_ERR. The caller zeroes the result. */
+  /**
+   * AES-256-GCM decrypts; a wrong tag/aad is UNPROCESSABLE_CIPHERTEXT_ERR, no object
+   * HSM_KEY_OBJECT_MISSING. The caller zeroes the result.
+   */
   decrypt(ref: KeyObjectRef, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer>;
-  /** Deletes every object of `ref`; no error when none exists. */
+  /**
+   * The store says `ref` is live, yet the HSM reported its object missing: a device fault. Starts
+   * recovery (or joins the one running) and reports it in status(); returns at once.
+   */
+  reportMissing(ref: KeyObjectRef): void;
+  /** Deletes every object of `ref` (and stops expecting it); no error when none exists. */
   destroyKey(ref: KeyObjectRef): Promise<void>;
   status(): HsmStatus;
   close(): Promise<void>;

@@ -1,5 +1,6 @@
+import { KeyState } from '@keygate/shared/api';
 import { zeroize } from '@keygate/shared/crypto';
-import { KeygateError } from '@keygate/shared/errors';
+import { isKeygateError, KeygateError } from '@keygate/shared/errors';
 import {
   decodeWrappedDek,
   encodeWrapHeader,
@@ -7,6 +8,7 @@ import {
   WRAP_LIMITS,
   wrapAad,
 } from '@keygate/shared/formats';
+import type { KeyObjectRef } from './hsm.js';
 import type { KeyDeps } from './key-deps.js';
 import { assertUsable, loadKey } from './key-deps.js';
 import { currentVersion, type KeyRecord } from './key-store.js';
@@ -119,10 +121,8 @@ async function open(
   }
   const ref = { instance: input.instance, crkId: input.keyId, versionId: blob.keyVersionId };
   const aad = wrapAad(blob.header, input.instance, input.keyId, input.aad);
-  const plaintext = await deps.hsm.decrypt(
-    ref,
-    { iv: blob.iv, ciphertext: blob.ciphertext, tag: blob.tag },
-    aad,
+  const plaintext = await onObject(deps, ref, () =>
+    deps.hsm.decrypt(ref, { iv: blob.iv, ciphertext: blob.ciphertext, tag: blob.tag }, aad),
   );
   return { key, plaintext, keyVersionId: blob.keyVersionId };
 }
@@ -136,11 +136,32 @@ async function sealUnderCurrent(
   const version = currentVersion(key);
   const header = encodeWrapHeader(version.id);
   const ref = { instance: key.instance, crkId: key.id, versionId: version.id };
-  const sealed = await deps.hsm.encrypt(ref, plaintext, wrapAad(header, key.instance, key.id, aad));
+  const sealed = await onObject(deps, ref, () =>
+    deps.hsm.encrypt(ref, plaintext, wrapAad(header, key.instance, key.id, aad)),
+  );
   return {
     ciphertext: encodeWrappedDek(header, sealed.iv, sealed.ciphertext, sealed.tag),
     keyVersionId: version.id,
   };
+}
+
+/**
+ * Runs an HSM call on `ref`'s object. Only the store says a key is destroyed: when the HSM cannot
+ * find the object, the key is re-read; destroyed (a destroy raced this request) is KEY_DELETED_ERR,
+ * anything else is a device fault that the HSM is told to recover from (503, shims keep their keys).
+ */
+async function onObject<T>(deps: KeyDeps, ref: KeyObjectRef, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (!isKeygateError(err) || err.code !== 'HSM_KEY_OBJECT_MISSING') throw err;
+    const key = await loadKey(deps, ref.instance, ref.crkId, { fresh: true });
+    if (key.state === KeyState.DESTROYED) {
+      throw new KeygateError('KEY_DELETED_ERR', { detail: { keyId: key.id } });
+    }
+    deps.hsm.reportMissing(ref);
+    throw err;
+  }
 }
 
 function checkAad(aad: readonly string[]): void {

@@ -165,6 +165,44 @@ describe('key service (fake HSM)', () => {
     await svc.create({ instance: 'inst', name: 'crk-1' });
   });
 
+  it('an object the HSM cannot find while the store says active is a 503 fault, reported for recovery', async () => {
+    const { svc, hsm } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    const [label] = [...hsm.keys.keys()];
+    assert.ok(label);
+    const kept = hsm.keys.get(label);
+    assert.ok(kept);
+    hsm.keys.delete(label); // the device lost sight of it (token storage unavailable)
+    await rejectsWith(svc.wrap({ instance: 'inst', keyId: key.id, aad: [] }), 'HSM_KEY_OBJECT_MISSING');
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] }),
+      'HSM_KEY_OBJECT_MISSING',
+    );
+    const expected = { instance: 'inst', crkId: key.id, versionId: w.keyVersionId };
+    assert.deepEqual(hsm.reported, [expected, expected]);
+    hsm.keys.set(label, kept); // back: the same blob unwraps, nothing was lost
+    const u = await svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] });
+    assert.deepEqual(u.plaintext, w.generated);
+  });
+
+  it('a destroy racing an unwrap answers KEY_DELETED_ERR from the store and starts no recovery', async () => {
+    const { svc, hsm } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const w = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    // The destroy lands after the request loaded the key (active) and before its HSM call.
+    const decrypt = hsm.decrypt.bind(hsm);
+    hsm.decrypt = async (ref, sealed, aad) => {
+      await svc.destroy('inst', key.id);
+      return decrypt(ref, sealed, aad);
+    };
+    await rejectsWith(
+      svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: w.ciphertext, aad: [] }),
+      'KEY_DELETED_ERR',
+    );
+    assert.deepEqual(hsm.reported, []);
+  });
+
   it('names are unique per instance; unknown keys are 404; bad sizes are 400', async () => {
     const { svc } = setup();
     const key = await svc.create({ instance: 'inst', name: 'crk-1' });
