@@ -1,29 +1,29 @@
-import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { KeygateError } from '@keygate/shared/errors';
+import { isKeygateError, KeygateError } from '@keygate/shared/errors';
+import type { AuditAnchorStore } from '../../core/audit/audit-anchor.js';
 import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
 import {
-  type AuditRecord,
   type CheckpointRecord,
-  checkpointSigningInput,
   eventLine,
   GENESIS_PREV,
+  type LossRecord,
   lineHash,
   recordLine,
+  signingInput,
+  type UnsignedRecord,
 } from '../../core/audit/audit-record.js';
 import type { AuditSigner } from '../../core/audit/audit-signer.js';
-import { splitLines } from '../../core/audit/chain-verifier.js';
 import type { Clock } from '../../core/clock.js';
-import { type AuditFile, auditFileName, listAuditFiles } from './audit-files.js';
-
-/** Append, and every write durable before it returns (O_DSYNC: data plus the metadata to read it). */
-const APPEND_DSYNC = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC;
+import { AnchorWriter } from './anchor-writer.js';
+import { createAuditFile, type OpenFile, openAuditLog } from './log-opener.js';
 
 export interface FileAuditSinkOptions {
   readonly dir: string;
   readonly signer: AuditSigner;
   readonly clock: Clock;
+  /** Where the anchor is kept (docs/audit.md "The anchor"). */
+  readonly anchors: AuditAnchorStore;
+  /** Background anchor writes at most this often (default 1 s). */
+  readonly anchorIntervalMs?: number;
   /** A signed checkpoint after this many events (default 1000). */
   readonly checkpointEvery?: number;
   /** …or after this long with unsigned events (default 60 s). */
@@ -36,22 +36,24 @@ export interface FileAuditSinkOptions {
   readonly maxBatch?: number;
   /** While unavailable, try to reopen this often (default 5 s). */
   readonly probeIntervalMs?: number;
-  /** Told about every write, sync or open failure (for logs; the cause, never a record). */
+  /** Told about every write, sync, open or anchor failure (for logs; the cause, never a record). */
   readonly onError?: (err: KeygateError) => void;
+  /** Told when the log is taken over without an anchor (a log written before anchors existed). */
+  readonly onWarning?: (message: string, detail: Readonly<Record<string, string | number>>) => void;
+  /** Given the exact text of every durable write (whole lines), after it returned: the stream copy. */
+  readonly onWritten?: (text: string) => void;
+  /** `audit acknowledge-loss`: open a log that does not match its anchor and record the loss. */
+  readonly acknowledgeLoss?: { readonly reason: string };
   /** Test hook: runs before every durable write; throw to simulate a failing disk. */
   readonly beforeSync?: () => void | Promise<void>;
 }
+
+type Optional = 'onError' | 'onWarning' | 'onWritten' | 'acknowledgeLoss' | 'beforeSync';
 
 interface Pending {
   readonly event: AuditEvent;
   readonly resolve: () => void;
   readonly reject: (err: KeygateError) => void;
-}
-
-interface OpenFile {
-  readonly fh: FileHandle;
-  readonly file: AuditFile;
-  size: number;
 }
 
 /** Counters for metrics and tests. */
@@ -60,21 +62,32 @@ export interface FileAuditSinkStats {
   readonly syncs: number;
   readonly events: number;
   readonly lastSeq: number;
+  /** This run's boot (0 until the log was opened). */
+  readonly boot: number;
+  readonly anchorWrites: number;
   readonly available: boolean;
 }
 
+/** The anchor could not be written at open: the log stays open, the sink unavailable until it is. */
+class AnchorUnwritten extends Error {}
+
 /**
- * The durable audit log: hash-chained JSON lines in rotating files, group commit with O_DSYNC writes,
- * signed checkpoints. `append` resolves only after its record is on disk; any write or sync
- * failure rejects the batch with AUDIT_UNAVAILABLE and makes the sink unavailable until a probe
- * (a later append, or the probe timer) reopens the log. See docs/audit.md.
+ * The durable audit log: hash-chained JSON lines in rotating files, group commit with O_DSYNC
+ * writes, signed checkpoints, a signed start record per run and an anchor outside the folder.
+ * `append` resolves only after its record is on disk (never waiting for the anchor); a write or
+ * sync failure rejects the batch with AUDIT_UNAVAILABLE and makes the sink unavailable until a
+ * probe (a later append, or the probe timer) reopens the log. See docs/audit.md.
  */
 export class FileAuditSink implements AuditSink {
-  readonly #o: Required<Omit<FileAuditSinkOptions, 'onError' | 'beforeSync'>> &
-    Pick<FileAuditSinkOptions, 'onError' | 'beforeSync'>;
+  readonly #o: Required<Omit<FileAuditSinkOptions, Optional>> & Pick<FileAuditSinkOptions, Optional>;
+  readonly #anchor: AnchorWriter;
   #open: OpenFile | undefined;
   #lastSeq = 0;
   #lastHash = GENESIS_PREV;
+  #boot = 0;
+  #anchorOwed = false;
+  #refused: KeygateError | undefined;
+  #loss: LossRecord | undefined;
   #unsigned = 0;
   #lastCheckpointAt = 0;
   #available = false;
@@ -90,9 +103,12 @@ export class FileAuditSink implements AuditSink {
   #timers: NodeJS.Timeout[] = [];
   #syncs = 0;
   #events = 0;
+  /** During the first open: a refusal is thrown to the caller, not reported to onError. */
+  #initial = true;
 
   private constructor(opts: FileAuditSinkOptions) {
     this.#o = {
+      anchorIntervalMs: 1000,
       checkpointEvery: 1000,
       checkpointIntervalMs: 60_000,
       maxFileBytes: 64 * 1024 * 1024,
@@ -101,16 +117,30 @@ export class FileAuditSink implements AuditSink {
       probeIntervalMs: 5_000,
       ...opts,
     };
+    this.#anchor = new AnchorWriter({
+      store: opts.anchors,
+      signer: opts.signer,
+      clock: opts.clock,
+      intervalMs: this.#o.anchorIntervalMs,
+      onError: (err) => this.#o.onError?.(err),
+    });
   }
 
   /**
-   * Opens (or creates) the log in `dir`, resuming the chain from the newest file's last complete
-   * record. Never throws for I/O: a sink that cannot open starts unavailable and keeps probing.
+   * Opens (or creates) the log in `dir`, checks it against its anchor, and resumes the chain with
+   * a start record. Throws AUDIT_ANCHOR_MISMATCH when the log is behind or differs from its
+   * anchor; never throws for I/O: a sink that cannot open starts unavailable and keeps probing.
    */
   static async open(opts: FileAuditSinkOptions): Promise<FileAuditSink> {
     const sink = new FileAuditSink(opts);
     sink.#probeDue = true;
     await sink.#kick();
+    sink.#initial = false;
+    if (sink.#refused !== undefined) {
+      sink.#closing = true;
+      await sink.#closeFile();
+      throw sink.#refused;
+    }
     sink.#startTimers();
     return sink;
   }
@@ -122,7 +152,7 @@ export class FileAuditSink implements AuditSink {
     if (!this.#available) {
       throw new KeygateError('AUDIT_UNAVAILABLE', {
         cause: this.#lastError,
-        detail: { dir: this.#o.dir, reason: 'write or open failed' },
+        detail: { dir: this.#o.dir, reason: 'write, open or anchor failed' },
       });
     }
   }
@@ -147,22 +177,35 @@ export class FileAuditSink implements AuditSink {
     await this.#kick();
   }
 
-  /** Writes pending records and a signed close checkpoint, then closes the file. */
+  /** Writes pending records and a signed close checkpoint, anchors it, then closes the file. */
   async close(): Promise<void> {
     if (this.#closing) return this.#done;
     this.#closing = true;
     for (const t of this.#timers) clearInterval(t);
+    this.#anchor.stop();
     await this.#kick();
     if (this.#closeError !== undefined) throw this.#closeError;
   }
 
   get stats(): FileAuditSinkStats {
-    return { syncs: this.#syncs, events: this.#events, lastSeq: this.#lastSeq, available: this.#available };
+    return {
+      syncs: this.#syncs,
+      events: this.#events,
+      lastSeq: this.#lastSeq,
+      boot: this.#boot,
+      anchorWrites: this.#anchor.writes,
+      available: this.#available,
+    };
+  }
+
+  /** The loss record this sink wrote (with `acknowledgeLoss`), if any. */
+  get acknowledged(): LossRecord | undefined {
+    return this.#loss;
   }
 
   #startTimers(): void {
     const probe = setInterval(() => {
-      if (!this.#available && !this.#closing) void this.probe();
+      if (!this.#available && !this.#closing && this.#refused === undefined) void this.probe();
     }, this.#o.probeIntervalMs);
     const checkpoint = setInterval(
       () => {
@@ -177,6 +220,7 @@ export class FileAuditSink implements AuditSink {
     probe.unref();
     checkpoint.unref();
     this.#timers.push(probe, checkpoint);
+    this.#anchor.start();
   }
 
   /** Starts the single writer loop unless it runs; resolves when it has nothing left to do. */
@@ -202,17 +246,26 @@ export class FileAuditSink implements AuditSink {
           await this.#closeFile();
           return;
         }
+        let written = false;
         try {
           await this.#ensureOpen();
+          await this.#ensureAnchored();
           await this.#writeBatch(batch, closeNow);
+          written = true;
           this.#available = true;
           for (const p of batch) p.resolve();
         } catch (cause) {
-          const err = await this.#fail(cause);
+          const err = cause instanceof AnchorUnwritten ? this.#anchorFailed(cause) : await this.#fail(cause);
           for (const p of batch) p.reject(err);
           if (closeNow) this.#closeError = err;
         }
         if (closeNow) {
+          // The close checkpoint is durable: anchor it, so the next open finds the whole run.
+          if (written) {
+            await this.#anchor.flush().catch((cause: unknown) => {
+              this.#closeError = this.#anchorFailed(cause);
+            });
+          }
           await this.#closeFile();
           this.#available = false;
           return;
@@ -244,46 +297,44 @@ export class FileAuditSink implements AuditSink {
       hash = lineHash(line);
       lines.push(line);
     }
-    if (lines.length > 0) await this.#writeDurably(`${lines.join('\n')}\n`);
-    this.#lastSeq = seq;
-    this.#lastHash = hash;
+    if (lines.length > 0) await this.#writeDurably(lines, seq, hash);
     this.#events += batch.length;
     if (reason !== undefined) {
       this.#unsigned = 0;
       this.#lastCheckpointAt = this.#o.clock.now().getTime();
+      if (reason !== 'close') this.#anchor.soon();
     } else {
       this.#unsigned = unsigned;
     }
     this.#checkpointDue = false;
   }
 
-  async #checkpointLine(
-    seq: number,
-    prev: string,
-    reason: CheckpointRecord['reason'],
-    count: number,
-  ): Promise<string> {
-    const unsigned = {
+  #checkpointLine(seq: number, prev: string, reason: CheckpointRecord['reason'], count: number) {
+    const time = this.#o.clock.now().toISOString();
+    return this.#signedLine({
       seq,
       prev,
-      type: 'checkpoint' as const,
-      time: this.#o.clock.now().toISOString(),
+      type: 'checkpoint',
+      time,
       reason,
       count,
       keyId: this.#o.signer.keyId,
-    };
-    const sig = Buffer.from(await this.#o.signer.sign(checkpointSigningInput(unsigned))).toString(
-      'base64url',
-    );
-    return recordLine({ ...unsigned, sig });
+    });
+  }
+
+  async #signedLine(unsigned: UnsignedRecord): Promise<string> {
+    const sig = Buffer.from(await this.#o.signer.sign(signingInput(unsigned))).toString('base64url');
+    return recordLine({ ...unsigned, sig } as Parameters<typeof recordLine>[0]);
   }
 
   /**
    * One write on a file opened with O_DSYNC: it returns once the data (and the size change) is on
-   * stable storage, like write + fdatasync, but in one system call and one thread-pool hop.
+   * stable storage, like write + fdatasync, but in one system call and one thread-pool hop. Then
+   * the chain's head moves to (`seq`, `hash`): noted for the anchor and copied to the stream.
    */
-  async #writeDurably(text: string): Promise<void> {
+  async #writeDurably(lines: readonly string[], seq: number, hash: string): Promise<void> {
     const open = this.#requireOpen();
+    const text = `${lines.join('\n')}\n`;
     const buf = Buffer.from(text, 'utf8');
     await this.#o.beforeSync?.();
     let off = 0;
@@ -293,6 +344,14 @@ export class FileAuditSink implements AuditSink {
     }
     open.size += buf.length;
     this.#syncs++;
+    this.#lastSeq = seq;
+    this.#lastHash = hash;
+    if (this.#boot > 0) this.#anchor.note({ seq, hash, boot: this.#boot });
+    try {
+      this.#o.onWritten?.(text);
+    } catch {
+      // The copy never fails a request: the durable log holds the records.
+    }
   }
 
   async #rotateIfDue(): Promise<void> {
@@ -301,13 +360,12 @@ export class FileAuditSink implements AuditSink {
     const age = this.#o.clock.now().getTime() - open.file.startedAt;
     if (open.size < this.#o.maxFileBytes && age < this.#o.maxFileAgeMs) return;
     const line = await this.#checkpointLine(this.#lastSeq + 1, this.#lastHash, 'rotate', this.#unsigned);
-    await this.#writeDurably(`${line}\n`);
-    this.#lastSeq++;
-    this.#lastHash = lineHash(line);
+    await this.#writeDurably([line], this.#lastSeq + 1, lineHash(line));
+    this.#anchor.soon();
     this.#unsigned = 0;
     this.#lastCheckpointAt = this.#o.clock.now().getTime();
     await this.#closeFile();
-    await this.#createFile();
+    this.#open = await createAuditFile(this.#o.dir, this.#lastSeq + 1, this.#o.clock.now());
   }
 
   #requireOpen(): OpenFile {
@@ -315,98 +373,128 @@ export class FileAuditSink implements AuditSink {
     return this.#open;
   }
 
-  /** Opens the newest file, cutting a torn last line and resuming the chain; or starts a new log. */
+  /**
+   * Opens the log (see openAuditLog) and writes what is due before any event: a recovery record
+   * after a crash or a failed write, a loss record when acknowledging one, and, once per run, the
+   * start record. The anchor is then owed (see #ensureAnchored).
+   */
   async #ensureOpen(): Promise<void> {
     if (this.#open !== undefined) return;
-    await mkdir(this.#o.dir, { recursive: true });
-    const files = await listAuditFiles(this.#o.dir);
-    const newest = files.at(-1);
-    if (newest === undefined) {
-      this.#lastSeq = 0;
-      this.#lastHash = GENESIS_PREV;
-      this.#lastCheckpointAt = this.#o.clock.now().getTime();
-      await this.#createFile();
-      this.#hadFailure = false;
-      return;
-    }
-    const path = join(this.#o.dir, newest.name);
-    const bytes = await readFile(path);
-    const { complete, torn } = splitLines(bytes);
-    let last = complete.at(-1);
-    if (last === undefined) {
-      // A file created by a rotation that crashed before its first write: resume from the previous file.
-      const previous = files.at(-2);
-      if (previous !== undefined)
-        last = splitLines(await readFile(join(this.#o.dir, previous.name))).complete.at(-1);
-    }
-    let lastRecord: AuditRecord | undefined;
-    if (last !== undefined) {
-      lastRecord = parseRecord(last);
-      this.#lastSeq = lastRecord.seq;
-      this.#lastHash = lineHash(last);
-    } else {
-      this.#lastSeq = 0;
-      this.#lastHash = GENESIS_PREV;
-    }
-    const fh = await open(path, 'r+');
+    if (this.#refused !== undefined) throw this.#refused;
+    const now = this.#o.clock.now();
+    let opened: Awaited<ReturnType<typeof openAuditLog>>;
     try {
-      if (torn !== undefined) {
-        await fh.truncate(bytes.length - torn.length);
-        await fh.datasync();
-      }
+      opened = await openAuditLog({
+        dir: this.#o.dir,
+        anchors: this.#o.anchors,
+        keys: [this.#o.signer],
+        now,
+        acceptMismatch: this.#o.acknowledgeLoss !== undefined,
+      });
     } catch (err) {
-      await fh.close();
+      if (isKeygateError(err) && err.code === 'AUDIT_ANCHOR_MISMATCH') this.#refused = err;
       throw err;
     }
-    await fh.close();
-    if (complete.length === 0 && newest.startSeq !== this.#lastSeq + 1) {
-      await this.#createFile();
-    } else {
-      this.#open = {
-        fh: await open(path, APPEND_DSYNC),
-        file: newest,
-        size: bytes.length - (torn?.length ?? 0),
-      };
+    this.#open = opened.open;
+    const { scan, verdict } = opened.inspection;
+    this.#lastSeq = scan.lastSeq;
+    this.#lastHash = scan.lastHash;
+    this.#lastCheckpointAt = now.getTime();
+    if (verdict.ok && verdict.adopted) {
+      this.#o.onWarning?.(
+        'audit log without an anchor or start records taken over as found (written before anchors)',
+        {
+          dir: this.#o.dir,
+          lastSeq: scan.lastSeq,
+        },
+      );
     }
-    this.#lastCheckpointAt = this.#o.clock.now().getTime();
-    const clean =
-      lastRecord === undefined || (lastRecord.type === 'checkpoint' && lastRecord.reason === 'close');
-    if (!clean || torn !== undefined || this.#hadFailure) {
-      const line = recordLine({
-        seq: this.#lastSeq + 1,
-        prev: this.#lastHash,
-        type: 'recovery',
-        time: this.#o.clock.now().toISOString(),
-        reason: this.#hadFailure ? 'write-failure' : 'unclean-shutdown',
-        tornBytes: torn?.length ?? 0,
-        tornSha256: torn === undefined ? undefined : lineHash(torn),
-        file: newest.name,
+    let seq = this.#lastSeq;
+    let hash = this.#lastHash;
+    const lines: string[] = [];
+    const add = (line: string) => {
+      lines.push(line);
+      hash = lineHash(line);
+    };
+    const time = now.toISOString();
+    const keyId = this.#o.signer.keyId;
+    if (!opened.clean || opened.torn !== undefined || this.#hadFailure) {
+      add(
+        recordLine({
+          seq: ++seq,
+          prev: hash,
+          type: 'recovery',
+          time,
+          reason: this.#hadFailure ? 'write-failure' : 'unclean-shutdown',
+          tornBytes: opened.torn?.bytes ?? 0,
+          tornSha256: opened.torn?.sha256,
+          file: opened.checkedFile,
+        }),
+      );
+    }
+    let loss: LossRecord | undefined;
+    if (!verdict.ok) {
+      const a = verdict.anchor;
+      const line = await this.#signedLine({
+        seq: ++seq,
+        prev: hash,
+        type: 'loss',
+        time,
+        problem: verdict.problem,
+        anchorSeq: a?.seq,
+        anchorHash: a?.hash,
+        anchorBoot: a?.boot,
+        foundSeq: scan.lastSeq,
+        foundHash: scan.lastHash,
+        reason: this.#o.acknowledgeLoss?.reason ?? '',
+        keyId,
       });
-      await this.#writeDurably(`${line}\n`);
-      this.#lastSeq++;
-      this.#lastHash = lineHash(line);
+      loss = JSON.parse(line) as LossRecord;
+      add(line);
     }
+    const boot = this.#boot > 0 ? this.#boot : verdict.nextBoot;
+    if (this.#boot === 0)
+      add(await this.#signedLine({ seq: ++seq, prev: hash, type: 'start', time, boot, keyId }));
+    if (lines.length > 0) await this.#writeDurably(lines, seq, hash);
+    this.#boot = boot;
+    this.#loss ??= loss;
     this.#hadFailure = false;
+    this.#anchor.note({ seq: this.#lastSeq, hash: this.#lastHash, boot });
+    this.#anchorOwed = true;
   }
 
-  async #createFile(): Promise<void> {
-    const now = this.#o.clock.now();
-    const name = auditFileName(this.#lastSeq + 1, now);
-    const fh = await open(join(this.#o.dir, name), APPEND_DSYNC);
-    this.#open = { fh, file: { name, startSeq: this.#lastSeq + 1, startedAt: now.getTime() }, size: 0 };
-    // Make the new directory entry durable too, so a synced record is never in a file that vanishes.
-    const dirHandle = await open(this.#o.dir, 'r');
+  /** Writes the anchor owed since the last open; the sink stays unavailable until it is written. */
+  async #ensureAnchored(): Promise<void> {
+    if (!this.#anchorOwed) return;
     try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
+      await this.#anchor.flush();
+    } catch (cause) {
+      throw new AnchorUnwritten('audit anchor write failed', { cause });
     }
+    this.#anchorOwed = false;
   }
 
   async #closeFile(): Promise<void> {
     const open = this.#open;
     this.#open = undefined;
     await open?.fh.close().catch(() => undefined);
+  }
+
+  #anchorFailed(failure: unknown): KeygateError {
+    const cause = failure instanceof AnchorUnwritten ? failure.cause : failure;
+    const err = new KeygateError('AUDIT_UNAVAILABLE', {
+      cause,
+      detail: {
+        dir: this.#o.dir,
+        anchor: this.#o.anchors.location,
+        reason: 'the audit anchor cannot be written',
+        vendorCode: (cause as NodeJS.ErrnoException)?.code ?? 'error',
+      },
+    });
+    this.#available = false;
+    this.#lastError = err;
+    this.#o.onError?.(err);
+    return err;
   }
 
   async #fail(cause: unknown): Promise<KeygateError> {
@@ -422,19 +510,7 @@ export class FileAuditSink implements AuditSink {
     this.#hadFailure = true;
     this.#checkpointDue = false;
     await this.#closeFile();
-    this.#o.onError?.(err);
+    if (!(this.#initial && cause === this.#refused)) this.#o.onError?.(err);
     return err;
   }
-}
-
-function parseRecord(line: Uint8Array): AuditRecord {
-  try {
-    const rec = JSON.parse(Buffer.from(line).toString('utf8')) as AuditRecord;
-    if (Number.isSafeInteger(rec.seq) && typeof rec.type === 'string') return rec;
-  } catch {
-    // fall through
-  }
-  throw new KeygateError('AUDIT_UNAVAILABLE', {
-    detail: { reason: 'the last audit record is unreadable; run `keygate-gateway audit verify`' },
-  });
 }
