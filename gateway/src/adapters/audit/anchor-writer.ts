@@ -13,6 +13,9 @@ export interface AnchorWriterOptions {
   readonly onError: (err: KeygateError) => void;
 }
 
+/** The anchor owed at open could not be written (`cause` says why). */
+export class AnchorWriteError extends Error {}
+
 /**
  * Keeps the audit anchor up to date off the request path. The log writer notes each durable head;
  * the anchor is rewritten in the background at most once per interval, at once after a checkpoint
@@ -27,6 +30,7 @@ export class AnchorWriter {
   #queued: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #writes = 0;
+  #owed = false;
 
   constructor(opts: AnchorWriterOptions) {
     this.#o = opts;
@@ -45,6 +49,22 @@ export class AnchorWriter {
   /** Writes the latest head now; rejects when the store fails. */
   flush(): Promise<void> {
     return this.#write();
+  }
+
+  /** The head just noted must be anchored before the log is used (an open): see settle(). */
+  owe(): void {
+    this.#owed = true;
+  }
+
+  /** Writes an owed anchor; rejects with AnchorWriteError until that works. */
+  async settle(): Promise<void> {
+    if (!this.#owed) return;
+    try {
+      await this.flush();
+    } catch (cause) {
+      throw new AnchorWriteError('audit anchor write failed', { cause });
+    }
+    this.#owed = false;
   }
 
   /** Starts the interval timer. */

@@ -1,75 +1,23 @@
-import { isKeygateError, KeygateError } from '@keygate/shared/errors';
-import type { AuditAnchorStore } from '../../core/audit/audit-anchor.js';
+import { type ErrorDetail, isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
+import { GENESIS_PREV, type LossRecord, lineHash } from '../../core/audit/audit-record.js';
+import { batchRecords, signedRecordLine } from '../../core/audit/record-lines.js';
+import { AnchorWriteError, AnchorWriter } from './anchor-writer.js';
 import {
-  type CheckpointRecord,
-  eventLine,
-  GENESIS_PREV,
-  type LossRecord,
-  lineHash,
-  recordLine,
-  signingInput,
-  type UnsignedRecord,
-} from '../../core/audit/audit-record.js';
-import type { AuditSigner } from '../../core/audit/audit-signer.js';
-import type { Clock } from '../../core/clock.js';
-import { AnchorWriter } from './anchor-writer.js';
-import { createAuditFile, type OpenFile, openAuditLog } from './log-opener.js';
+  type FileAuditSinkOptions,
+  type FileAuditSinkStats,
+  type OptionalSinkOption,
+  SINK_DEFAULTS,
+} from './file-sink-options.js';
+import { appendToFile, createAuditFile, type OpenedLog, type OpenFile, openAuditLog } from './log-opener.js';
 
-export interface FileAuditSinkOptions {
-  readonly dir: string;
-  readonly signer: AuditSigner;
-  readonly clock: Clock;
-  /** Where the anchor is kept (docs/audit.md "The anchor"). */
-  readonly anchors: AuditAnchorStore;
-  /** Background anchor writes at most this often (default 1 s). */
-  readonly anchorIntervalMs?: number;
-  /** A signed checkpoint after this many events (default 1000). */
-  readonly checkpointEvery?: number;
-  /** …or after this long with unsigned events (default 60 s). */
-  readonly checkpointIntervalMs?: number;
-  /** Rotate before a write once the file holds this many bytes (default 64 MiB). */
-  readonly maxFileBytes?: number;
-  /** Rotate before a write once the file is this old (default 24 h). */
-  readonly maxFileAgeMs?: number;
-  /** Most events in one write (default 1024). */
-  readonly maxBatch?: number;
-  /** While unavailable, try to reopen this often (default 5 s). */
-  readonly probeIntervalMs?: number;
-  /** Told about every write, sync, open or anchor failure (for logs; the cause, never a record). */
-  readonly onError?: (err: KeygateError) => void;
-  /** Told when the log is taken over without an anchor (a log written before anchors existed). */
-  readonly onWarning?: (message: string, detail: Readonly<Record<string, string | number>>) => void;
-  /** Given the exact text of every durable write (whole lines), after it returned: the stream copy. */
-  readonly onWritten?: (text: string) => void;
-  /** `audit acknowledge-loss`: open a log that does not match its anchor and record the loss. */
-  readonly acknowledgeLoss?: { readonly reason: string };
-  /** Test hook: runs before every durable write; throw to simulate a failing disk. */
-  readonly beforeSync?: () => void | Promise<void>;
-}
-
-type Optional = 'onError' | 'onWarning' | 'onWritten' | 'acknowledgeLoss' | 'beforeSync';
+export type { FileAuditSinkOptions, FileAuditSinkStats } from './file-sink-options.js';
 
 interface Pending {
   readonly event: AuditEvent;
   readonly resolve: () => void;
   readonly reject: (err: KeygateError) => void;
 }
-
-/** Counters for metrics and tests. */
-export interface FileAuditSinkStats {
-  /** Durable writes (each one O_DSYNC write of a batch). */
-  readonly syncs: number;
-  readonly events: number;
-  readonly lastSeq: number;
-  /** This run's boot (0 until the log was opened). */
-  readonly boot: number;
-  readonly anchorWrites: number;
-  readonly available: boolean;
-}
-
-/** The anchor could not be written at open: the log stays open, the sink unavailable until it is. */
-class AnchorUnwritten extends Error {}
 
 /**
  * The durable audit log: hash-chained JSON lines in rotating files, group commit with O_DSYNC
@@ -79,13 +27,13 @@ class AnchorUnwritten extends Error {}
  * probe (a later append, or the probe timer) reopens the log. See docs/audit.md.
  */
 export class FileAuditSink implements AuditSink {
-  readonly #o: Required<Omit<FileAuditSinkOptions, Optional>> & Pick<FileAuditSinkOptions, Optional>;
+  readonly #o: Required<Omit<FileAuditSinkOptions, OptionalSinkOption>> &
+    Pick<FileAuditSinkOptions, OptionalSinkOption>;
   readonly #anchor: AnchorWriter;
   #open: OpenFile | undefined;
   #lastSeq = 0;
   #lastHash = GENESIS_PREV;
   #boot = 0;
-  #anchorOwed = false;
   #refused: KeygateError | undefined;
   #loss: LossRecord | undefined;
   #unsigned = 0;
@@ -107,16 +55,7 @@ export class FileAuditSink implements AuditSink {
   #initial = true;
 
   private constructor(opts: FileAuditSinkOptions) {
-    this.#o = {
-      anchorIntervalMs: 1000,
-      checkpointEvery: 1000,
-      checkpointIntervalMs: 60_000,
-      maxFileBytes: 64 * 1024 * 1024,
-      maxFileAgeMs: 24 * 3_600_000,
-      maxBatch: 1024,
-      probeIntervalMs: 5_000,
-      ...opts,
-    };
+    this.#o = { ...SINK_DEFAULTS, ...opts };
     this.#anchor = new AnchorWriter({
       store: opts.anchors,
       signer: opts.signer,
@@ -147,23 +86,14 @@ export class FileAuditSink implements AuditSink {
 
   /** Throws AUDIT_UNAVAILABLE when records cannot be written now (fail closed). */
   assertAvailable(): void {
-    if (this.#closing)
-      throw new KeygateError('AUDIT_UNAVAILABLE', { detail: { dir: this.#o.dir, reason: 'closed' } });
-    if (!this.#available) {
-      throw new KeygateError('AUDIT_UNAVAILABLE', {
-        cause: this.#lastError,
-        detail: { dir: this.#o.dir, reason: 'write, open or anchor failed' },
-      });
-    }
+    if (this.#closing) throw unavailable({ dir: this.#o.dir, reason: 'closed' });
+    if (!this.#available)
+      throw unavailable({ dir: this.#o.dir, reason: 'write, open or anchor failed' }, this.#lastError);
   }
 
   /** Resolves once the record is durable (its O_DSYNC write returned); rejects with AUDIT_UNAVAILABLE. */
   append(event: AuditEvent): Promise<void> {
-    if (this.#closing) {
-      return Promise.reject(
-        new KeygateError('AUDIT_UNAVAILABLE', { detail: { dir: this.#o.dir, reason: 'closed' } }),
-      );
-    }
+    if (this.#closing) return Promise.reject(unavailable({ dir: this.#o.dir, reason: 'closed' }));
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ event, resolve, reject });
       void this.#kick();
@@ -249,13 +179,14 @@ export class FileAuditSink implements AuditSink {
         let written = false;
         try {
           await this.#ensureOpen();
-          await this.#ensureAnchored();
+          await this.#anchor.settle();
           await this.#writeBatch(batch, closeNow);
           written = true;
           this.#available = true;
           for (const p of batch) p.resolve();
         } catch (cause) {
-          const err = cause instanceof AnchorUnwritten ? this.#anchorFailed(cause) : await this.#fail(cause);
+          const err =
+            cause instanceof AnchorWriteError ? this.#anchorFailed(cause.cause) : await this.#fail(cause);
           for (const p of batch) p.reject(err);
           if (closeNow) this.#closeError = err;
         }
@@ -279,52 +210,22 @@ export class FileAuditSink implements AuditSink {
   /** Appends the batch's event records, plus a checkpoint when one is due, in one durable write. */
   async #writeBatch(batch: readonly Pending[], closing: boolean): Promise<void> {
     await this.#rotateIfDue();
-    let seq = this.#lastSeq;
-    let hash = this.#lastHash;
-    const lines: string[] = [];
-    for (const p of batch) {
-      const line = eventLine(++seq, hash, p.event);
-      hash = lineHash(line);
-      lines.push(line);
-    }
-    const unsigned = this.#unsigned + batch.length;
-    let reason: CheckpointRecord['reason'] | undefined;
-    if (closing) reason = 'close';
-    else if (unsigned >= this.#o.checkpointEvery || (this.#checkpointDue && unsigned > 0))
-      reason = 'interval';
-    if (reason !== undefined) {
-      const line = await this.#checkpointLine(++seq, hash, reason, unsigned);
-      hash = lineHash(line);
-      lines.push(line);
-    }
-    if (lines.length > 0) await this.#writeDurably(lines, seq, hash);
-    this.#events += batch.length;
-    if (reason !== undefined) {
-      this.#unsigned = 0;
-      this.#lastCheckpointAt = this.#o.clock.now().getTime();
-      if (reason !== 'close') this.#anchor.soon();
-    } else {
-      this.#unsigned = unsigned;
-    }
-    this.#checkpointDue = false;
-  }
-
-  #checkpointLine(seq: number, prev: string, reason: CheckpointRecord['reason'], count: number) {
+    const from = { lastSeq: this.#lastSeq, lastHash: this.#lastHash, unsigned: this.#unsigned };
+    const policy = { closing, every: this.#o.checkpointEvery, due: this.#checkpointDue };
     const time = this.#o.clock.now().toISOString();
-    return this.#signedLine({
-      seq,
-      prev,
-      type: 'checkpoint',
+    const out = await batchRecords(
+      batch.map((p) => p.event),
+      from,
+      policy,
+      this.#o.signer,
       time,
-      reason,
-      count,
-      keyId: this.#o.signer.keyId,
-    });
-  }
-
-  async #signedLine(unsigned: UnsignedRecord): Promise<string> {
-    const sig = Buffer.from(await this.#o.signer.sign(signingInput(unsigned))).toString('base64url');
-    return recordLine({ ...unsigned, sig } as Parameters<typeof recordLine>[0]);
+    );
+    if (out.lines.length > 0) await this.#writeDurably(out.lines, out.seq, out.hash);
+    this.#events += batch.length;
+    this.#unsigned = out.checkpoint === undefined ? from.unsigned + batch.length : 0;
+    if (out.checkpoint !== undefined) this.#lastCheckpointAt = this.#o.clock.now().getTime();
+    if (out.checkpoint === 'interval') this.#anchor.soon();
+    this.#checkpointDue = false;
   }
 
   /**
@@ -335,14 +236,8 @@ export class FileAuditSink implements AuditSink {
   async #writeDurably(lines: readonly string[], seq: number, hash: string): Promise<void> {
     const open = this.#requireOpen();
     const text = `${lines.join('\n')}\n`;
-    const buf = Buffer.from(text, 'utf8');
     await this.#o.beforeSync?.();
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await open.fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
-    }
-    open.size += buf.length;
+    await appendToFile(open, text);
     this.#syncs++;
     this.#lastSeq = seq;
     this.#lastHash = hash;
@@ -359,8 +254,20 @@ export class FileAuditSink implements AuditSink {
     if (open.size === 0) return;
     const age = this.#o.clock.now().getTime() - open.file.startedAt;
     if (open.size < this.#o.maxFileBytes && age < this.#o.maxFileAgeMs) return;
-    const line = await this.#checkpointLine(this.#lastSeq + 1, this.#lastHash, 'rotate', this.#unsigned);
-    await this.#writeDurably([line], this.#lastSeq + 1, lineHash(line));
+    const seq = this.#lastSeq + 1;
+    const time = this.#o.clock.now().toISOString();
+    const keyId = this.#o.signer.keyId;
+    const rotate = {
+      seq,
+      prev: this.#lastHash,
+      type: 'checkpoint',
+      time,
+      reason: 'rotate',
+      count: this.#unsigned,
+      keyId,
+    } as const;
+    const line = await signedRecordLine(rotate, this.#o.signer);
+    await this.#writeDurably([line], seq, lineHash(line));
     this.#anchor.soon();
     this.#unsigned = 0;
     this.#lastCheckpointAt = this.#o.clock.now().getTime();
@@ -376,102 +283,40 @@ export class FileAuditSink implements AuditSink {
   /**
    * Opens the log (see openAuditLog) and writes what is due before any event: a recovery record
    * after a crash or a failed write, a loss record when acknowledging one, and, once per run, the
-   * start record. The anchor is then owed (see #ensureAnchored).
+   * start record. The anchor of the new head is then owed before anything else is written.
    */
   async #ensureOpen(): Promise<void> {
     if (this.#open !== undefined) return;
     if (this.#refused !== undefined) throw this.#refused;
     const now = this.#o.clock.now();
-    let opened: Awaited<ReturnType<typeof openAuditLog>>;
+    let opened: OpenedLog;
     try {
       opened = await openAuditLog({
         dir: this.#o.dir,
         anchors: this.#o.anchors,
-        keys: [this.#o.signer],
+        signer: this.#o.signer,
         now,
-        acceptMismatch: this.#o.acknowledgeLoss !== undefined,
+        acknowledgeLoss: this.#o.acknowledgeLoss,
+        hadFailure: this.#hadFailure,
+        boot: this.#boot,
+        onWarning: this.#o.onWarning,
       });
     } catch (err) {
       if (isKeygateError(err) && err.code === 'AUDIT_ANCHOR_MISMATCH') this.#refused = err;
       throw err;
     }
     this.#open = opened.open;
-    const { scan, verdict } = opened.inspection;
+    const { scan } = opened.inspection;
     this.#lastSeq = scan.lastSeq;
     this.#lastHash = scan.lastHash;
     this.#lastCheckpointAt = now.getTime();
-    if (verdict.ok && verdict.adopted) {
-      this.#o.onWarning?.(
-        'audit log without an anchor or start records taken over as found (written before anchors)',
-        {
-          dir: this.#o.dir,
-          lastSeq: scan.lastSeq,
-        },
-      );
-    }
-    let seq = this.#lastSeq;
-    let hash = this.#lastHash;
-    const lines: string[] = [];
-    const add = (line: string) => {
-      lines.push(line);
-      hash = lineHash(line);
-    };
-    const time = now.toISOString();
-    const keyId = this.#o.signer.keyId;
-    if (!opened.clean || opened.torn !== undefined || this.#hadFailure) {
-      add(
-        recordLine({
-          seq: ++seq,
-          prev: hash,
-          type: 'recovery',
-          time,
-          reason: this.#hadFailure ? 'write-failure' : 'unclean-shutdown',
-          tornBytes: opened.torn?.bytes ?? 0,
-          tornSha256: opened.torn?.sha256,
-          file: opened.checkedFile,
-        }),
-      );
-    }
-    let loss: LossRecord | undefined;
-    if (!verdict.ok) {
-      const a = verdict.anchor;
-      const line = await this.#signedLine({
-        seq: ++seq,
-        prev: hash,
-        type: 'loss',
-        time,
-        problem: verdict.problem,
-        anchorSeq: a?.seq,
-        anchorHash: a?.hash,
-        anchorBoot: a?.boot,
-        foundSeq: scan.lastSeq,
-        foundHash: scan.lastHash,
-        reason: this.#o.acknowledgeLoss?.reason ?? '',
-        keyId,
-      });
-      loss = JSON.parse(line) as LossRecord;
-      add(line);
-    }
-    const boot = this.#boot > 0 ? this.#boot : verdict.nextBoot;
-    if (this.#boot === 0)
-      add(await this.#signedLine({ seq: ++seq, prev: hash, type: 'start', time, boot, keyId }));
-    if (lines.length > 0) await this.#writeDurably(lines, seq, hash);
-    this.#boot = boot;
-    this.#loss ??= loss;
+    const due = opened.due;
+    if (due.lines.length > 0) await this.#writeDurably(due.lines, due.seq, due.hash);
+    this.#boot = opened.boot;
+    this.#loss ??= due.loss;
     this.#hadFailure = false;
-    this.#anchor.note({ seq: this.#lastSeq, hash: this.#lastHash, boot });
-    this.#anchorOwed = true;
-  }
-
-  /** Writes the anchor owed since the last open; the sink stays unavailable until it is written. */
-  async #ensureAnchored(): Promise<void> {
-    if (!this.#anchorOwed) return;
-    try {
-      await this.#anchor.flush();
-    } catch (cause) {
-      throw new AnchorUnwritten('audit anchor write failed', { cause });
-    }
-    this.#anchorOwed = false;
+    this.#anchor.note({ seq: this.#lastSeq, hash: this.#lastHash, boot: this.#boot });
+    this.#anchor.owe();
   }
 
   async #closeFile(): Promise<void> {
@@ -480,17 +325,9 @@ export class FileAuditSink implements AuditSink {
     await open?.fh.close().catch(() => undefined);
   }
 
-  #anchorFailed(failure: unknown): KeygateError {
-    const cause = failure instanceof AnchorUnwritten ? failure.cause : failure;
-    const err = new KeygateError('AUDIT_UNAVAILABLE', {
-      cause,
-      detail: {
-        dir: this.#o.dir,
-        anchor: this.#o.anchors.location,
-        reason: 'the audit anchor cannot be written',
-        vendorCode: (cause as NodeJS.ErrnoException)?.code ?? 'error',
-      },
-    });
+  #anchorFailed(cause: unknown): KeygateError {
+    const reason = 'the audit anchor cannot be written';
+    const err = unavailable({ dir: this.#o.dir, anchor: this.#o.anchors.location, reason }, cause);
     this.#available = false;
     this.#lastError = err;
     this.#o.onError?.(err);
@@ -501,10 +338,7 @@ export class FileAuditSink implements AuditSink {
     const err =
       cause instanceof KeygateError && cause.code === 'AUDIT_UNAVAILABLE'
         ? cause
-        : new KeygateError('AUDIT_UNAVAILABLE', {
-            cause,
-            detail: { dir: this.#o.dir, vendorCode: (cause as NodeJS.ErrnoException)?.code ?? 'error' },
-          });
+        : unavailable({ dir: this.#o.dir }, cause);
     this.#available = false;
     this.#lastError = err;
     this.#hadFailure = true;
@@ -513,4 +347,11 @@ export class FileAuditSink implements AuditSink {
     if (!(this.#initial && cause === this.#refused)) this.#o.onError?.(err);
     return err;
   }
+}
+
+/** AUDIT_UNAVAILABLE with `detail`, and the cause's errno as vendorCode when there is a cause. */
+function unavailable(detail: ErrorDetail, cause?: unknown): KeygateError {
+  if (cause === undefined) return new KeygateError('AUDIT_UNAVAILABLE', { detail });
+  const vendorCode = (cause as NodeJS.ErrnoException)?.code ?? 'error';
+  return new KeygateError('AUDIT_UNAVAILABLE', { cause, detail: { ...detail, vendorCode } });
 }

@@ -5,7 +5,8 @@ import { KeygateError } from '@keygate/shared/errors';
 import { type AnchorVerdict, checkAgainstAnchor } from '../../core/audit/anchor-check.js';
 import type { AnchorReading, AuditAnchorStore } from '../../core/audit/audit-anchor.js';
 import { lineHash } from '../../core/audit/audit-record.js';
-import type { AuditVerifyKey } from '../../core/audit/audit-signer.js';
+import type { AuditSigner, AuditVerifyKey } from '../../core/audit/audit-signer.js';
+import { type OpeningRecords, openingRecords } from '../../core/audit/record-lines.js';
 import { syncFolder } from '../durable-file.js';
 import { type AuditFile, auditFileName, listAuditFiles } from './audit-files.js';
 import { type LogScan, scanAuditLog } from './log-scan.js';
@@ -27,16 +28,14 @@ export interface LogInspection {
   readonly verdict: AnchorVerdict;
 }
 
-/** A log opened for appending, with what the writer must record before anything else. */
+/** A log opened for appending, with the records the writer must write before anything else. */
 export interface OpenedLog {
   readonly open: OpenFile;
   readonly inspection: LogInspection;
-  /** The last record is a close checkpoint (or there is none): the previous run ended cleanly. */
-  readonly clean: boolean;
-  /** Bytes of a torn last line that were cut away, and their hash. */
-  readonly torn?: { readonly bytes: number; readonly sha256: string } | undefined;
-  /** The file the torn line was cut from (the newest one), for the recovery record. */
-  readonly checkedFile: string;
+  /** Recovery, loss and start records as due, chained on from the last record found. */
+  readonly due: OpeningRecords;
+  /** The run's boot: the one given, or the next one for a new run. */
+  readonly boot: number;
 }
 
 /** Reads the log in `dir` and its anchor and compares them; changes nothing. */
@@ -61,32 +60,61 @@ export async function inspectAuditLog(
 
 /**
  * Opens (or creates) the log in `dir` for appending, after checking it against its anchor: a
- * mismatch throws AUDIT_ANCHOR_MISMATCH (unless `acceptMismatch`, for `audit acknowledge-loss`)
- * before anything is changed. Cuts a torn last line away. I/O errors throw as they are.
+ * mismatch throws AUDIT_ANCHOR_MISMATCH (unless `acknowledgeLoss`, which records it) before
+ * anything is changed. Cuts a torn last line away. I/O errors throw as they are.
  */
 export async function openAuditLog(o: {
   readonly dir: string;
   readonly anchors: AuditAnchorStore;
-  readonly keys: readonly AuditVerifyKey[];
+  readonly signer: AuditSigner;
   readonly now: Date;
-  readonly acceptMismatch: boolean;
+  readonly acknowledgeLoss?: { readonly reason: string } | undefined;
+  /** The writer's last write failed: a `write-failure` recovery record. */
+  readonly hadFailure: boolean;
+  /** The writer's run, when it already started one (0: a new run, with a start record). */
+  readonly boot: number;
+  /** Told when a log without anchor or start records is taken over (written before anchors). */
+  readonly onWarning?:
+    | ((message: string, detail: Readonly<Record<string, string | number>>) => void)
+    | undefined;
 }): Promise<OpenedLog> {
   await mkdir(o.dir, { recursive: true });
-  const inspection = await inspectAuditLog(o.dir, o.anchors, o.keys, o.acceptMismatch);
+  const acknowledging = o.acknowledgeLoss !== undefined;
+  const inspection = await inspectAuditLog(o.dir, o.anchors, [o.signer], acknowledging);
   const { scan, verdict } = inspection;
-  if (!verdict.ok && !o.acceptMismatch) throw anchorMismatchError(o.dir, o.anchors.location, inspection);
+  if (!verdict.ok && !acknowledging) throw anchorMismatchError(o.dir, o.anchors.location, inspection);
+  if (verdict.ok && verdict.adopted) {
+    const message =
+      'audit log without an anchor or start records taken over as found (written before anchors)';
+    o.onWarning?.(message, { dir: o.dir, lastSeq: scan.lastSeq });
+  }
+  const { open, torn } = await openNewest(o.dir, scan, o.now);
   const last = scan.lastRecord;
   const clean = last === undefined || (last.type === 'checkpoint' && last.reason === 'close');
+  const recovery =
+    clean && torn === undefined && !o.hadFailure
+      ? undefined
+      : {
+          reason: o.hadFailure ? ('write-failure' as const) : ('unclean-shutdown' as const),
+          tornBytes: torn?.length ?? 0,
+          tornSha256: torn === undefined ? undefined : lineHash(torn),
+          file: scan.newest?.file.name ?? '',
+        };
+  const boot = o.boot > 0 ? o.boot : verdict.nextBoot;
+  const state = { lastSeq: scan.lastSeq, lastHash: scan.lastHash, recovery, verdict };
+  const due = await openingRecords(
+    { ...state, lossReason: o.acknowledgeLoss?.reason ?? '', startBoot: o.boot > 0 ? undefined : boot },
+    o.signer,
+    o.now.toISOString(),
+  );
+  return { open, inspection, due, boot };
+}
+
+/** Cuts the newest file's torn line away and opens it for appending, or starts a new file. */
+async function openNewest(dir: string, scan: LogScan, now: Date): Promise<{ open: OpenFile; torn?: Buffer }> {
   const newest = scan.newest;
-  if (newest === undefined) {
-    return {
-      open: await createAuditFile(o.dir, scan.lastSeq + 1, o.now),
-      inspection,
-      clean,
-      checkedFile: '',
-    };
-  }
-  const path = join(o.dir, newest.file.name);
+  if (newest === undefined) return { open: await createAuditFile(dir, scan.lastSeq + 1, now) };
+  const path = join(dir, newest.file.name);
   if (newest.torn !== undefined) {
     const fh = await open(path, 'r+');
     try {
@@ -101,10 +129,19 @@ export async function openAuditLog(o: {
   const continues = scan.newestLines > 0 || newest.file.startSeq === scan.lastSeq + 1;
   const file: OpenFile = continues
     ? { fh: await open(path, APPEND_DSYNC), file: newest.file, size: newest.kept }
-    : await createAuditFile(o.dir, scan.lastSeq + 1, o.now);
-  const torn =
-    newest.torn === undefined ? undefined : { bytes: newest.torn.length, sha256: lineHash(newest.torn) };
-  return { open: file, inspection, clean, torn, checkedFile: newest.file.name };
+    : await createAuditFile(dir, scan.lastSeq + 1, now);
+  return { open: file, torn: newest.torn };
+}
+
+/** Appends `text` with one O_DSYNC write (more if the system writes it in parts): durable once it returns. */
+export async function appendToFile(file: OpenFile, text: string): Promise<void> {
+  const buf = Buffer.from(text, 'utf8');
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await file.fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+  file.size += buf.length;
 }
 
 /** Creates the file whose first record will be `startSeq`, and makes its name durable. */
