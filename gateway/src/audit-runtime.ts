@@ -50,7 +50,11 @@ export async function buildAuditSink(
   try {
     file = await FileAuditSink.open({
       ...sinkOptions(a, signer, clock),
-      onError: (err) => log.error({ err: err.toLog(), dir: a.dir }, 'audit log write failed'),
+      onError: (err) =>
+        log.error(
+          { err: err.toLog(), dir: a.dir },
+          err.detail?.anchor === undefined ? 'audit log write failed' : 'audit anchor write failed',
+        ),
       onWarning: (msg, detail) => log.warn(detail, msg),
       ...(copy === undefined ? {} : { onWritten: (text: string) => copy.write(text) }),
     });

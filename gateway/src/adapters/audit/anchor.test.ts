@@ -414,6 +414,32 @@ describe('audit anchor and start records (real files)', () => {
     );
   });
 
+  it('a mismatch found only when a probe reopens the log keeps the sink unavailable, reported once', async () => {
+    await run('late-refusal', 3);
+    const blocker = join(root, 'late-blocker');
+    await writeFile(blocker, 'a regular file, so the folder under it cannot be made');
+    const errors: unknown[] = [];
+    const sink = await FileAuditSink.open({
+      ...opts('late-refusal'),
+      dir: join(blocker, 'audit'),
+      onError: (e) => errors.push(e),
+    });
+    assert.equal(sink.stats.available, false, 'an I/O error: unavailable, probing');
+    await rm(blocker);
+    // The folder can be made now, but it is empty while the anchor says the log had records.
+    await sink.probe();
+    await sink.probe();
+    const unavailable = (e: unknown) => isKeygateError(e) && e.code === 'AUDIT_UNAVAILABLE';
+    assert.throws(() => sink.assertAvailable(), unavailable);
+    await assert.rejects(sink.append(event(1)), unavailable);
+    const refusals = errors.filter(
+      (e) => isKeygateError(e) && isKeygateError(e.cause) && e.cause.code === 'AUDIT_ANCHOR_MISMATCH',
+    );
+    assert.equal(refusals.length, 1);
+    await sink.close();
+    assert.deepEqual(await listAuditFiles(join(blocker, 'audit')), [], 'nothing was written');
+  });
+
   it('verify: a noted head detects a cut-back the chain alone accepts; boots must count up; an edited start fails', async () => {
     await run('heads', 3);
     const noted = await verifyAuditDir(dirOf('heads'), keys);

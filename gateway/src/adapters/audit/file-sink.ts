@@ -339,12 +339,14 @@ export class FileAuditSink implements AuditSink {
       cause instanceof KeygateError && cause.code === 'AUDIT_UNAVAILABLE'
         ? cause
         : unavailable({ dir: this.#o.dir }, cause);
+    // A refusal is thrown to the caller at open, and reported once after.
+    const quiet = cause === this.#refused && (this.#initial || this.#lastError?.cause === cause);
     this.#available = false;
     this.#lastError = err;
     this.#hadFailure = true;
     this.#checkpointDue = false;
     await this.#closeFile();
-    if (!(this.#initial && cause === this.#refused)) this.#o.onError?.(err);
+    if (!quiet) this.#o.onError?.(err);
     return err;
   }
 }

@@ -63,6 +63,8 @@ export async function scanAuditLog(
         if (Number.isSafeInteger(boot)) lastStart = { seq, boot };
       }
       if (seq === anchorSeq && hashAtAnchor === undefined) hashAtAnchor = lineHash(line);
+      // Nothing older is needed once a start record is found at or before the anchor's record.
+      if (lastStart !== undefined && (anchorSeq === undefined || seq <= anchorSeq)) break;
     }
     // Done at the anchor's file; or, when the anchor is beyond the log (or absent), at a start record.
     const reachedAnchor =
