@@ -11,6 +11,7 @@ export {
   signAnchor,
 } from './audit-anchor.js';
 export type { AuditEvent, AuditOperation, AuditOutcome, AuditSink } from './audit-event.js';
+export type { AuditProblem, AuditProblemKind, LogPosition } from './audit-problem.js';
 export {
   type AnchorProblem,
   type AuditRecord,
@@ -33,13 +34,19 @@ export {
 } from './audit-record.js';
 export type { AuditSigner, AuditVerifyKey } from './audit-signer.js';
 export {
-  type AuditProblem,
-  type AuditProblemKind,
   type AuditVerifyReport,
   ChainVerifier,
   type ChainVerifyOptions,
-  type ExpectedHead,
-  type LossSummary,
   splitLines,
 } from './chain-verifier.js';
+export { type ExpectedHead, expectedHeadProblem, type FoundRecord } from './expected-head.js';
 export { formatRecord } from './record-format.js';
+export {
+  batchRecords,
+  type CheckpointPolicy,
+  type OpeningRecords,
+  type OpeningState,
+  openingRecords,
+  signedRecordLine,
+} from './record-lines.js';
+export { type LossSummary, RunTracker, signatureProblem } from './signed-records.js';
