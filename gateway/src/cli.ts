@@ -1,14 +1,11 @@
 #!/usr/bin/env node
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { describeConfigError } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
-import { auditVerifyKey, createAuditKeyFile } from './adapters/audit/key-file-signer.js';
-import { tailAudit } from './adapters/audit/tail.js';
-import { verifyAuditDir } from './adapters/audit/verify-dir.js';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
+import { AUDIT_USAGE, describeAuditRefusal, runAuditCommand } from './audit-command.js';
 import { loadGatewayConfig, threadPoolSize } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
 import { newId } from './core/keys/ids.js';
@@ -24,13 +21,18 @@ const USAGE = `usage:
   keygate-gateway hsm check    --config FILE
   keygate-gateway apikey create [--name NAME]
   keygate-gateway tokens keygen FILE
-  keygate-gateway audit keygen FILE
-  keygate-gateway audit verify DIR --key PUBKEY.pem [--key OLD.pem ...] [--sealed] [--pruned]
-  keygate-gateway audit tail DIR [-n N]`;
+${AUDIT_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   // pki has its own options; parseArgs below would reject them.
   if (argv[0] === 'pki') return runPkiCommand(argv.slice(1), (l) => console.log(l));
+  if (argv[0] === 'audit') {
+    return runAuditCommand(
+      argv.slice(1),
+      (l) => console.log(l),
+      (l) => console.error(l),
+    );
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -40,10 +42,6 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       description: { type: 'string' },
       id: { type: 'string' },
-      key: { type: 'string', multiple: true },
-      sealed: { type: 'boolean' },
-      pruned: { type: 'boolean' },
-      lines: { type: 'string', short: 'n' },
       help: { type: 'boolean' },
     },
   });
@@ -54,26 +52,6 @@ async function main(argv: string[]): Promise<number> {
     const { kid } = await createSigningKeyFile(arg);
     console.log(`token signing key written to ${arg} (kid ${kid}); list it in tokens.signingKeyFiles`);
     return 0;
-  }
-  if (!values.help && cmd === 'audit' && arg !== undefined) {
-    if (sub === 'keygen') {
-      const { keyId, publicKeyPem } = await createAuditKeyFile(arg);
-      console.error(`audit signing key written to ${arg} (${keyId}); set audit.signingKeyFile to it.`);
-      console.error('Public key for `audit verify --key` (save it where the auditors are):');
-      process.stdout.write(publicKeyPem);
-      return 0;
-    }
-    if (sub === 'verify')
-      return auditVerify(arg, values.key ?? [], values.sealed ?? false, values.pruned ?? false);
-    if (sub === 'tail') {
-      const n = values.lines === undefined ? 20 : Number(values.lines);
-      if (!Number.isInteger(n) || n < 1) {
-        console.error('-n must be a positive whole number');
-        return 2;
-      }
-      for (const line of await tailAudit(arg, n)) console.log(line);
-      return 0;
-    }
   }
   if (values.help || cmd === undefined || values.config === undefined) {
     console.error(USAGE);
@@ -86,7 +64,13 @@ async function main(argv: string[]): Promise<number> {
   const wanted = threadPoolSize(config);
   if (Number(process.env.UV_THREADPOOL_SIZE ?? 4) < wanted) process.env.UV_THREADPOOL_SIZE = String(wanted);
   if (cmd === 'serve') {
-    await runServe(configFile);
+    try {
+      await runServe(configFile);
+    } catch (err) {
+      if (!isKeygateError(err) || err.code !== 'AUDIT_ANCHOR_MISMATCH') throw err;
+      console.error(describeAuditRefusal(err, configFile));
+      return 1;
+    }
     return -1;
   }
   const logger = createLogger({
@@ -121,32 +105,6 @@ function apikeyCreate(name: string | undefined): number {
   if (name !== undefined) console.log(`  - name: ${name}`);
   console.log(`    apiKeyHashes: ['${hash}']`);
   return 0;
-}
-
-async function auditVerify(dir: string, keyFiles: readonly string[], sealed: boolean, pruned: boolean) {
-  if (keyFiles.length === 0) {
-    console.error('--key PUBKEY.pem is required (the audit public key; repeat for older keys)');
-    return 2;
-  }
-  const keys = [];
-  for (const f of keyFiles) keys.push(auditVerifyKey(await readFile(f, 'utf8')));
-  const r = await verifyAuditDir(dir, keys, { requireSealed: sealed, allowPrunedStart: pruned });
-  const counts = `${r.files} files, ${r.records} records (${r.events} events, ${r.checkpoints} checkpoints), last seq ${r.lastSeq}, ${r.sealed ? 'sealed' : 'not sealed'}`;
-  if (r.files === 0) {
-    console.log(`FAILED: no audit files in ${dir}`);
-    return 1;
-  }
-  if (r.ok && r.problem === undefined) {
-    console.log(`OK: ${counts}`);
-    return 0;
-  }
-  const p = r.problem;
-  console.log(
-    p === undefined
-      ? `FAILED: ${counts}`
-      : `FAILED: ${p.kind} in ${p.file} line ${p.line}: ${p.message} (${counts} before it)`,
-  );
-  return 1;
 }
 
 async function keysCommand(

@@ -62,6 +62,8 @@ describe('gateway config modes and the key-material CLI commands', () => {
       {
         dir: '/var/lib/keygate/audit',
         signingKeyFile: 'audit.pem',
+        anchorFile: '/var/lib/keygate/audit.anchor.json',
+        anchorInterval: 1000,
         stdout: false,
         checkpointEvery: 1000,
         checkpointInterval: 60_000,
@@ -78,6 +80,14 @@ describe('gateway config modes and the key-material CLI commands', () => {
     assert.match(
       problems('audit-key', `${BASE}audit: { dir: a, signingKeyFile: b, bogus: 1 }\n`),
       /audit\.bogus/,
+    );
+    // The anchor must survive the folder being erased: never inside it.
+    assert.match(
+      problems(
+        'anchor-inside',
+        `${BASE}audit: { dir: /a/audit, signingKeyFile: b, anchorFile: /a/audit/x.json }\n`,
+      ),
+      /audit\.anchorFile.*outside audit\.dir/,
     );
   });
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
 import {
   configError,
   type Frozen,
@@ -59,21 +60,42 @@ const duration = (min: number, max: number) =>
   });
 
 /** The durable, hash-chained audit log (docs/audit.md). */
-const auditSchema = z.strictObject({
-  dir: z.string().min(1),
-  signingKeyFile: z.string().min(1),
-  /** Also write every event as a JSON line to stdout, for log shippers. */
-  stdout: z.boolean().default(false),
-  checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
-  checkpointInterval: duration(1000, 3_600_000).default(60_000),
-  maxFileBytes: z
-    .number()
-    .int()
-    .min(64 * 1024)
-    .max(16 * 1024 ** 3)
-    .default(64 * 1024 * 1024),
-  maxFileAge: duration(60_000, 30 * 86_400_000).default(86_400_000),
-});
+const auditSchema = z
+  .strictObject({
+    dir: z.string().min(1),
+    signingKeyFile: z.string().min(1),
+    /** The audit anchor (docs/audit.md "The anchor"); outside `dir`. Default `<dir>.anchor.json`. */
+    anchorFile: z.string().min(1).optional(),
+    /** The anchor is rewritten in the background at most this often (and after every checkpoint). */
+    anchorInterval: duration(100, 60_000).default(1000),
+    /** Also copy every record line to stdout, for log shippers. */
+    stdout: z.boolean().default(false),
+    checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
+    checkpointInterval: duration(1000, 3_600_000).default(60_000),
+    maxFileBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(16 * 1024 ** 3)
+      .default(64 * 1024 * 1024),
+    maxFileAge: duration(60_000, 30 * 86_400_000).default(86_400_000),
+  })
+  .superRefine((a, ctx) => {
+    const dir = resolve(a.dir);
+    if (a.anchorFile !== undefined && (resolve(a.anchorFile) + sep).startsWith(dir + sep)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['anchorFile'],
+        message: `a file outside audit.dir (${a.dir}): the anchor must survive the folder being erased`,
+      });
+    }
+  })
+  .transform((a) => ({ ...a, anchorFile: a.anchorFile ?? defaultAnchorFile(a.dir) }));
+
+/** `<dir>.anchor.json`: beside the audit folder, not in it. */
+function defaultAnchorFile(dir: string): string {
+  return `${dir.replace(/\/+$/, '')}.anchor.json`;
+}
 
 /** `{ratePerSecond, burst}` of a token bucket. */
 const rate = (ratePerSecond: number, burst: number) =>

@@ -1,24 +1,18 @@
 import type { Writable } from 'node:stream';
-import { configError } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
 import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
 import { CertAllowlistAuthenticator, RoleAccessPolicy } from './adapters/allowlist/cert-allowlist.js';
-import { lockAuditDir } from './adapters/audit/dir-lock.js';
-import { FileAuditSink } from './adapters/audit/file-sink.js';
-import { KeyFileAuditSigner } from './adapters/audit/key-file-signer.js';
-import { StreamAuditSink } from './adapters/audit/stream-sink.js';
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
-import { LogAuditSink } from './adapters/log-audit/log-audit-sink.js';
 import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
 import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
 import { SoftHsm } from './adapters/soft/soft-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
+import { buildAuditSink } from './audit-runtime.js';
 import { type GatewayConfig, loadGatewayConfig, readMasterKey, readTlsFiles, resolvePin } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
-import { FanOutAuditSink } from './core/audit/fan-out-sink.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
 import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
@@ -135,80 +129,13 @@ export async function buildAccess(config: GatewayConfig, clock: Clock = systemCl
   };
 }
 
-/**
- * The audit sink of the config: the hash-chained file log (plus stdout when `audit.stdout`), or,
- * without an `audit` section, the interim log-line sink (not durable; a warning says so).
- */
-export async function buildAuditSink(
-  config: GatewayConfig,
-  configFile: string,
-  logger: Logger,
-  stream: Writable = process.stdout,
-  clock: Clock = systemClock,
-): Promise<AuditSink> {
-  const a = config.audit;
-  if (a === undefined) {
-    logger.warn(
-      'no audit section in the config: audit records go to the log only (not durable, not tamper-evident)',
-    );
-    return new LogAuditSink(logger.child({ component: 'audit' }));
-  }
-  const log = logger.child({ component: 'audit' });
-  const signer = await KeyFileAuditSigner.fromFile(a.signingKeyFile);
-  // One writer per folder: a second gateway on the same folder would fork the chain.
-  const lock = await lockAuditDir(a.dir);
-  if (!lock.held && 'busyPid' in lock) {
-    throw configError(configFile, [
-      {
-        path: 'audit.dir',
-        expected: `a folder no other running gateway writes (${a.dir} is held by pid ${lock.busyPid})`,
-      },
-    ]);
-  }
-  if (!lock.held) log.warn({ dir: a.dir, reason: lock.reason }, 'audit folder not lockable');
-  const file = await FileAuditSink.open({
-    dir: a.dir,
-    signer,
-    clock,
-    checkpointEvery: a.checkpointEvery,
-    checkpointIntervalMs: a.checkpointInterval,
-    maxFileBytes: a.maxFileBytes,
-    maxFileAgeMs: a.maxFileAge,
-    onError: (err) => log.error({ err: err.toLog(), dir: a.dir }, 'audit log write failed'),
-  });
-  const stats = file.stats;
-  if (stats.available)
-    log.info({ dir: a.dir, lastSeq: stats.lastSeq, keyId: signer.keyId }, 'audit log open');
-  else
-    log.error(
-      { dir: a.dir },
-      'audit log unavailable: key operations answer 503 AUDIT_UNAVAILABLE until it opens',
-    );
-  const sink: AuditSink = a.stdout
-    ? new FanOutAuditSink(file, [new StreamAuditSink(stream)], (err) =>
-        log.warn({ err: asKeygateError(err).toLog() }, 'audit stream sink failed'),
-      )
-    : file;
-  return {
-    assertAvailable: () => sink.assertAvailable(),
-    append: (event) => sink.append(event),
-    async close() {
-      try {
-        await sink.close();
-      } finally {
-        if (lock.held) await lock.release();
-      }
-    },
-  };
-}
-
 export interface StartOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Log destination (stdout when absent); tests capture lines here. */
   readonly logDestination?: DestinationStream;
   /** Audit sink; when absent, built from the config's `audit` section (see buildAuditSink). */
   readonly audit?: AuditSink;
-  /** Where `audit.stdout` writes its event lines (process.stdout when absent). */
+  /** Where `audit.stdout` copies the audit record lines (process.stdout when absent). */
   readonly auditStream?: Writable;
 }
 

@@ -106,8 +106,12 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
   assert.ok(store && !store.readOnly, 'store folder is writable');
   assert.ok(audit && !audit.readOnly, 'audit folder is writable');
   assert.equal(audit.subPathExpr, 'audit/$(POD_NAME)', 'one audit folder per pod (one writer per folder)');
+  // The anchor is rewritten (temp file + rename) beside the log: a writable folder of the same pod.
+  const anchor = mountOf(posix.dirname(cfg.audit?.anchorFile ?? '/nonexistent/x'));
+  assert.ok(anchor && !anchor.readOnly, 'the audit anchor folder is writable');
+  assert.equal(anchor.subPathExpr, 'audit/$(POD_NAME)', 'one anchor per audit folder');
   const writable = ms.filter((m) => !m.readOnly).map((m) => m.mountPath);
-  assert.deepEqual(writable.sort(), [posix.dirname(cfg.store.file), cfg.audit?.dir ?? '', '/tmp'].sort());
+  assert.deepEqual(writable.sort(), [store.mountPath, audit.mountPath, '/tmp'].sort());
   for (const [name, v] of vols) {
     if (v.secret !== undefined) assert.equal(at(v, 'secret.defaultMode'), 0o440, `${name} secret mode 0440`);
   }

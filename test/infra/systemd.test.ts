@@ -66,6 +66,12 @@ describe('infra/systemd', () => {
       `${audit} is writable`,
     );
     assert.ok(!rw.some((p) => inside('/etc/keygate', p)), 'configuration and secrets stay read-only');
+    // The audit anchor is rewritten (temp file + rename) beside the log: its folder must be writable.
+    const anchorFolder = posix.dirname(cfg.audit?.anchorFile ?? '/nonexistent/x');
+    assert.ok(
+      rw.some((p) => inside(anchorFolder, p)),
+      `${anchorFolder} (audit.anchorFile's folder) is writable`,
+    );
   });
 
   it('sizes the libuv pool for the HSM sessions', () => {
@@ -80,7 +86,8 @@ describe('infra/systemd', () => {
       .filter((l) => /^d\s/.test(l))
       .map((l) => l.trim().split(/\s+/));
     const dir = (p: string) => lines.find((l) => l[1] === p);
-    for (const p of [posix.dirname(cfg.store.file), cfg.audit?.dir ?? '']) {
+    const anchorFolder = posix.dirname(cfg.audit?.anchorFile ?? '');
+    for (const p of [posix.dirname(cfg.store.file), cfg.audit?.dir ?? '', anchorFolder]) {
       const l = dir(p);
       assert.ok(l, `tmpfiles.d creates ${p}`);
       assert.equal(l[3], 'keygate');

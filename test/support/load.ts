@@ -12,6 +12,9 @@ export function grpcCodeName(err: unknown): string {
   return typeof code === 'number' ? (CODE_NAMES.get(code) ?? `CODE_${code}`) : 'ERROR';
 }
 
+/** Failures that say "not now" rather than "never". */
+const TRANSIENT = new Set(['UNAVAILABLE', 'DEADLINE_EXCEEDED']);
+
 /** One KMS call of a load run. */
 export interface CallOutcome {
   /** ms since the epoch when it was answered. */
@@ -108,23 +111,37 @@ export class KmsLoad {
 
   /**
    * Decrypts every ciphertext of the run again (those made since the last call; the load may go
-   * on meanwhile): totals of those that fail, and of those that give a wrong plaintext.
+   * on meanwhile): totals of those that cannot be decrypted, and of those that give a wrong
+   * plaintext. A transient failure (UNAVAILABLE, DEADLINE_EXCEEDED: the system is still
+   * recovering) is tried again for up to `patienceMs` before the ciphertext counts as lost.
    */
-  async verifyAll(): Promise<{ undecryptable: number; wrong: number }> {
-    const todo = this.made.slice(this.#verified);
+  async verifyAll(patienceMs = 30_000): Promise<{ undecryptable: number; wrong: number }> {
+    let todo = this.made.slice(this.#verified);
     this.#verified += todo.length;
     const v = this.#verdict;
-    let next = 0;
-    const worker = async () => {
-      for (let m = todo[next++]; m !== undefined; m = todo[next++]) {
-        try {
-          if (!(await this.#client.decrypt(m.ct, m.keyId)).plaintext.equals(m.pt)) v.wrong++;
-        } catch {
-          v.undecryptable++;
+    const giveUpAt = Date.now() + patienceMs;
+    for (;;) {
+      const retry: Sealed[] = [];
+      let next = 0;
+      const worker = async () => {
+        for (let m = todo[next++]; m !== undefined; m = todo[next++]) {
+          try {
+            if (!(await this.#client.decrypt(m.ct, m.keyId)).plaintext.equals(m.pt)) v.wrong++;
+          } catch (err) {
+            if (TRANSIENT.has(grpcCodeName(err))) retry.push(m);
+            else v.undecryptable++;
+          }
         }
+      };
+      await Promise.all(Array.from({ length: 8 }, worker));
+      if (retry.length === 0) break;
+      if (Date.now() >= giveUpAt) {
+        v.undecryptable += retry.length;
+        break;
       }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
+      todo = retry;
+      await new Promise((r) => setTimeout(r, 500));
+    }
     return { ...v };
   }
 

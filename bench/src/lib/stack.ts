@@ -88,7 +88,9 @@ export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
   // Diagnostics only: BENCH_GATEWAY_AUDIT=log replaces the durable audit log by audit lines in the
   // log, to see what durability costs.
   const auditDir = join(BENCH_HOME, 'audit', v.name);
+  // A fresh log each run: its anchor (beside the folder) goes too, or the gateway refuses the empty log.
   rmSync(auditDir, { recursive: true, force: true });
+  rmSync(`${auditDir}.anchor.json`, { force: true });
   (cfg.audit as Record<string, unknown>).dir = auditDir;
   if (process.env.BENCH_GATEWAY_AUDIT === 'log') delete cfg.audit;
   if (v.clientCaFile !== undefined) {

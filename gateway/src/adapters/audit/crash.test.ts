@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { AuditEvent } from '../../core/audit/audit-event.js';
 import { systemClock } from '../../core/clock.js';
+import { FileAuditAnchorStore } from './anchor-file.js';
 import { listAuditFiles } from './audit-files.js';
 import { FileAuditSink } from './file-sink.js';
 import { auditVerifyKey, KeyFileAuditSigner } from './key-file-signer.js';
@@ -33,6 +34,8 @@ async function runChild(dir: string, keyPem: string): Promise<void> {
     dir,
     signer: KeyFileAuditSigner.fromPem(keyPem),
     clock: systemClock,
+    anchors: new FileAuditAnchorStore(`${dir}.anchor.json`),
+    anchorIntervalMs: 100,
     checkpointEvery: 50,
     maxFileBytes: 16 * 1024,
   });
@@ -94,10 +97,12 @@ if (CHILD_DIR !== undefined && CHILD_KEY !== undefined) {
         assert.deepEqual(lost, [], 'acknowledged appends missing from disk');
 
         // Reopening cuts a torn line away, records the recovery, and the chain verifies end to end.
+        // The anchor, written in the background until the kill, is never ahead of the log.
         const sink = await FileAuditSink.open({
           dir,
           signer: KeyFileAuditSigner.fromPem(keyPem),
           clock: systemClock,
+          anchors: new FileAuditAnchorStore(`${dir}.anchor.json`),
         });
         await sink.append(event(-1));
         await sink.close();
@@ -111,6 +116,7 @@ if (CHILD_DIR !== undefined && CHILD_KEY !== undefined) {
         );
       } finally {
         await rm(dir, { recursive: true, force: true });
+        await rm(`${dir}.anchor.json`, { force: true });
       }
     });
   });

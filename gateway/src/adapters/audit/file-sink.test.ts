@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { isKeygateError } from '@keygate/shared/errors';
 import type { AuditEvent } from '../../core/audit/audit-event.js';
 import type { Clock } from '../../core/clock.js';
+import { FileAuditAnchorStore } from './anchor-file.js';
 import { listAuditFiles } from './audit-files.js';
 import { FileAuditSink, type FileAuditSinkOptions } from './file-sink.js';
 import { auditVerifyKey, KeyFileAuditSigner } from './key-file-signer.js';
@@ -58,6 +59,7 @@ describe('file audit sink', () => {
     dir: join(root, dir),
     signer,
     clock,
+    anchors: new FileAuditAnchorStore(join(root, `${dir}.anchor.json`)),
     checkpointEvery: 10,
     ...more,
   });
@@ -175,7 +177,8 @@ describe('file audit sink', () => {
     const size = (await readFile(join(cut, name))).length;
     await truncate(join(cut, name), size - 7);
     await expectProblem(cut, 'torn', original.length);
-    // Cut at a record boundary: only a sealed log can tell.
+    // Cut at a record boundary: the chain alone accepts it; a sealed log (or the anchor, or a
+    // noted head: see anchor.test.ts) tells.
     const short = await mutate((l) => l.slice(0, -3));
     assert.equal((await verifyAuditDir(short, keys)).ok, true);
     assert.equal((await verifyAuditDir(short, keys)).sealed, false);
@@ -187,10 +190,11 @@ describe('file audit sink', () => {
       'bad-checkpoint',
       last,
     );
+    // Another key: the first signed record, the start record, fails.
     const otherKey = auditVerifyKey(generateKeyPairSync('ed25519').publicKey);
     const r = await verifyAuditDir(good, [otherKey]);
-    assert.equal(r.problem?.kind, 'bad-checkpoint');
-    assert.equal(r.problem?.line, 11);
+    assert.equal(r.problem?.kind, 'bad-start');
+    assert.equal(r.problem?.line, 1);
   });
 
   it('verify finds a removed or edited file in a rotated log', async () => {
@@ -220,22 +224,27 @@ describe('file audit sink', () => {
 
   it('recovers from a torn last line with a recovery record', async () => {
     const dir = join(root, 'torn');
-    const sink = await FileAuditSink.open(opts('torn'));
-    for (let i = 0; i < 5; i++) await sink.append(event(i));
-    await sink.close();
+    // A run that never closes (a crash): its anchor is the one written at open (no interval write).
+    const crashed = await FileAuditSink.open(
+      opts('torn', { anchorIntervalMs: 60_000, checkpointIntervalMs: 3_600_000 }),
+    );
+    for (let i = 0; i < 5; i++) await crashed.append(event(i));
     const name = (await readdir(dir))[0] ?? '';
-    // Simulate a crash mid-write: no close checkpoint, half a record at the end.
-    const kept = (await lines(dir, name)).slice(0, -1);
-    await writeFile(join(dir, name), `${kept.join('\n')}\n{"seq":6,"prev":"ab`);
+    // Half a record at the end, as a crash mid-write leaves it.
+    await writeFile(join(dir, name), `${(await lines(dir, name)).join('\n')}\n{"seq":7,"prev":"ab`);
     assert.equal((await verifyAuditDir(dir, keys)).problem?.kind, 'torn');
     const reopened = await FileAuditSink.open(opts('torn'));
     await reopened.append(event(5));
     await reopened.close();
     const recs = (await lines(dir, name)).map((x) => JSON.parse(x));
+    assert.deepEqual(
+      recs.map((r) => r.type),
+      ['start', 'event', 'event', 'event', 'event', 'event', 'recovery', 'start', 'event', 'checkpoint'],
+    );
     const recovery = recs.find((r) => r.type === 'recovery');
     assert.equal(recovery?.tornBytes, 19);
     assert.equal(recovery?.reason, 'unclean-shutdown');
-    assert.equal(recovery?.seq, 6);
+    assert.equal(recovery?.seq, 7);
     const report = await verifyAuditDir(dir, keys);
     assert.equal(report.ok, true, JSON.stringify(report.problem));
   });
@@ -306,7 +315,7 @@ describe('file audit sink', () => {
     const recs = (await lines(join(root, 'interval'), file?.name ?? '')).map((x) => JSON.parse(x));
     assert.deepEqual(
       recs.map((r) => r.reason ?? r.type),
-      ['event', 'interval', 'close'],
+      ['start', 'event', 'interval', 'close'],
     );
   });
 });

@@ -1,46 +1,17 @@
-import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { KeygateError } from '@keygate/shared/errors';
+import { type ErrorDetail, isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
+import { GENESIS_PREV, type LossRecord, lineHash } from '../../core/audit/audit-record.js';
+import { batchRecords, signedRecordLine } from '../../core/audit/record-lines.js';
+import { AnchorWriteError, AnchorWriter } from './anchor-writer.js';
 import {
-  type AuditRecord,
-  type CheckpointRecord,
-  checkpointSigningInput,
-  eventLine,
-  GENESIS_PREV,
-  lineHash,
-  recordLine,
-} from '../../core/audit/audit-record.js';
-import type { AuditSigner } from '../../core/audit/audit-signer.js';
-import { splitLines } from '../../core/audit/chain-verifier.js';
-import type { Clock } from '../../core/clock.js';
-import { type AuditFile, auditFileName, listAuditFiles } from './audit-files.js';
+  type FileAuditSinkOptions,
+  type FileAuditSinkStats,
+  type OptionalSinkOption,
+  SINK_DEFAULTS,
+} from './file-sink-options.js';
+import { appendToFile, createAuditFile, type OpenedLog, type OpenFile, openAuditLog } from './log-opener.js';
 
-/** Append, and every write durable before it returns (O_DSYNC: data plus the metadata to read it). */
-const APPEND_DSYNC = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC;
-
-export interface FileAuditSinkOptions {
-  readonly dir: string;
-  readonly signer: AuditSigner;
-  readonly clock: Clock;
-  /** A signed checkpoint after this many events (default 1000). */
-  readonly checkpointEvery?: number;
-  /** …or after this long with unsigned events (default 60 s). */
-  readonly checkpointIntervalMs?: number;
-  /** Rotate before a write once the file holds this many bytes (default 64 MiB). */
-  readonly maxFileBytes?: number;
-  /** Rotate before a write once the file is this old (default 24 h). */
-  readonly maxFileAgeMs?: number;
-  /** Most events in one write (default 1024). */
-  readonly maxBatch?: number;
-  /** While unavailable, try to reopen this often (default 5 s). */
-  readonly probeIntervalMs?: number;
-  /** Told about every write, sync or open failure (for logs; the cause, never a record). */
-  readonly onError?: (err: KeygateError) => void;
-  /** Test hook: runs before every durable write; throw to simulate a failing disk. */
-  readonly beforeSync?: () => void | Promise<void>;
-}
+export type { FileAuditSinkOptions, FileAuditSinkStats } from './file-sink-options.js';
 
 interface Pending {
   readonly event: AuditEvent;
@@ -48,33 +19,23 @@ interface Pending {
   readonly reject: (err: KeygateError) => void;
 }
 
-interface OpenFile {
-  readonly fh: FileHandle;
-  readonly file: AuditFile;
-  size: number;
-}
-
-/** Counters for metrics and tests. */
-export interface FileAuditSinkStats {
-  /** Durable writes (each one O_DSYNC write of a batch). */
-  readonly syncs: number;
-  readonly events: number;
-  readonly lastSeq: number;
-  readonly available: boolean;
-}
-
 /**
- * The durable audit log: hash-chained JSON lines in rotating files, group commit with O_DSYNC writes,
- * signed checkpoints. `append` resolves only after its record is on disk; any write or sync
- * failure rejects the batch with AUDIT_UNAVAILABLE and makes the sink unavailable until a probe
- * (a later append, or the probe timer) reopens the log. See docs/audit.md.
+ * The durable audit log: hash-chained JSON lines in rotating files, group commit with O_DSYNC
+ * writes, signed checkpoints, a signed start record per run and an anchor outside the folder.
+ * `append` resolves only after its record is on disk (never waiting for the anchor); a write or
+ * sync failure rejects the batch with AUDIT_UNAVAILABLE and makes the sink unavailable until a
+ * probe (a later append, or the probe timer) reopens the log. See docs/audit.md.
  */
 export class FileAuditSink implements AuditSink {
-  readonly #o: Required<Omit<FileAuditSinkOptions, 'onError' | 'beforeSync'>> &
-    Pick<FileAuditSinkOptions, 'onError' | 'beforeSync'>;
+  readonly #o: Required<Omit<FileAuditSinkOptions, OptionalSinkOption>> &
+    Pick<FileAuditSinkOptions, OptionalSinkOption>;
+  readonly #anchor: AnchorWriter;
   #open: OpenFile | undefined;
   #lastSeq = 0;
   #lastHash = GENESIS_PREV;
+  #boot = 0;
+  #refused: KeygateError | undefined;
+  #loss: LossRecord | undefined;
   #unsigned = 0;
   #lastCheckpointAt = 0;
   #available = false;
@@ -90,50 +51,49 @@ export class FileAuditSink implements AuditSink {
   #timers: NodeJS.Timeout[] = [];
   #syncs = 0;
   #events = 0;
+  /** During the first open: a refusal is thrown to the caller, not reported to onError. */
+  #initial = true;
 
   private constructor(opts: FileAuditSinkOptions) {
-    this.#o = {
-      checkpointEvery: 1000,
-      checkpointIntervalMs: 60_000,
-      maxFileBytes: 64 * 1024 * 1024,
-      maxFileAgeMs: 24 * 3_600_000,
-      maxBatch: 1024,
-      probeIntervalMs: 5_000,
-      ...opts,
-    };
+    this.#o = { ...SINK_DEFAULTS, ...opts };
+    this.#anchor = new AnchorWriter({
+      store: opts.anchors,
+      signer: opts.signer,
+      clock: opts.clock,
+      intervalMs: this.#o.anchorIntervalMs,
+      onError: (err) => this.#o.onError?.(err),
+    });
   }
 
   /**
-   * Opens (or creates) the log in `dir`, resuming the chain from the newest file's last complete
-   * record. Never throws for I/O: a sink that cannot open starts unavailable and keeps probing.
+   * Opens (or creates) the log in `dir`, checks it against its anchor, and resumes the chain with
+   * a start record. Throws AUDIT_ANCHOR_MISMATCH when the log is behind or differs from its
+   * anchor; never throws for I/O: a sink that cannot open starts unavailable and keeps probing.
    */
   static async open(opts: FileAuditSinkOptions): Promise<FileAuditSink> {
     const sink = new FileAuditSink(opts);
     sink.#probeDue = true;
     await sink.#kick();
+    sink.#initial = false;
+    if (sink.#refused !== undefined) {
+      sink.#closing = true;
+      await sink.#closeFile();
+      throw sink.#refused;
+    }
     sink.#startTimers();
     return sink;
   }
 
   /** Throws AUDIT_UNAVAILABLE when records cannot be written now (fail closed). */
   assertAvailable(): void {
-    if (this.#closing)
-      throw new KeygateError('AUDIT_UNAVAILABLE', { detail: { dir: this.#o.dir, reason: 'closed' } });
-    if (!this.#available) {
-      throw new KeygateError('AUDIT_UNAVAILABLE', {
-        cause: this.#lastError,
-        detail: { dir: this.#o.dir, reason: 'write or open failed' },
-      });
-    }
+    if (this.#closing) throw unavailable({ dir: this.#o.dir, reason: 'closed' });
+    if (!this.#available)
+      throw unavailable({ dir: this.#o.dir, reason: 'write, open or anchor failed' }, this.#lastError);
   }
 
   /** Resolves once the record is durable (its O_DSYNC write returned); rejects with AUDIT_UNAVAILABLE. */
   append(event: AuditEvent): Promise<void> {
-    if (this.#closing) {
-      return Promise.reject(
-        new KeygateError('AUDIT_UNAVAILABLE', { detail: { dir: this.#o.dir, reason: 'closed' } }),
-      );
-    }
+    if (this.#closing) return Promise.reject(unavailable({ dir: this.#o.dir, reason: 'closed' }));
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ event, resolve, reject });
       void this.#kick();
@@ -147,22 +107,35 @@ export class FileAuditSink implements AuditSink {
     await this.#kick();
   }
 
-  /** Writes pending records and a signed close checkpoint, then closes the file. */
+  /** Writes pending records and a signed close checkpoint, anchors it, then closes the file. */
   async close(): Promise<void> {
     if (this.#closing) return this.#done;
     this.#closing = true;
     for (const t of this.#timers) clearInterval(t);
+    this.#anchor.stop();
     await this.#kick();
     if (this.#closeError !== undefined) throw this.#closeError;
   }
 
   get stats(): FileAuditSinkStats {
-    return { syncs: this.#syncs, events: this.#events, lastSeq: this.#lastSeq, available: this.#available };
+    return {
+      syncs: this.#syncs,
+      events: this.#events,
+      lastSeq: this.#lastSeq,
+      boot: this.#boot,
+      anchorWrites: this.#anchor.writes,
+      available: this.#available,
+    };
+  }
+
+  /** The loss record this sink wrote (with `acknowledgeLoss`), if any. */
+  get acknowledged(): LossRecord | undefined {
+    return this.#loss;
   }
 
   #startTimers(): void {
     const probe = setInterval(() => {
-      if (!this.#available && !this.#closing) void this.probe();
+      if (!this.#available && !this.#closing && this.#refused === undefined) void this.probe();
     }, this.#o.probeIntervalMs);
     const checkpoint = setInterval(
       () => {
@@ -177,6 +150,7 @@ export class FileAuditSink implements AuditSink {
     probe.unref();
     checkpoint.unref();
     this.#timers.push(probe, checkpoint);
+    this.#anchor.start();
   }
 
   /** Starts the single writer loop unless it runs; resolves when it has nothing left to do. */
@@ -202,17 +176,27 @@ export class FileAuditSink implements AuditSink {
           await this.#closeFile();
           return;
         }
+        let written = false;
         try {
           await this.#ensureOpen();
+          await this.#anchor.settle();
           await this.#writeBatch(batch, closeNow);
+          written = true;
           this.#available = true;
           for (const p of batch) p.resolve();
         } catch (cause) {
-          const err = await this.#fail(cause);
+          const err =
+            cause instanceof AnchorWriteError ? this.#anchorFailed(cause.cause) : await this.#fail(cause);
           for (const p of batch) p.reject(err);
           if (closeNow) this.#closeError = err;
         }
         if (closeNow) {
+          // The close checkpoint is durable: anchor it, so the next open finds the whole run.
+          if (written) {
+            await this.#anchor.flush().catch((cause: unknown) => {
+              this.#closeError = this.#anchorFailed(cause);
+            });
+          }
           await this.#closeFile();
           this.#available = false;
           return;
@@ -226,73 +210,43 @@ export class FileAuditSink implements AuditSink {
   /** Appends the batch's event records, plus a checkpoint when one is due, in one durable write. */
   async #writeBatch(batch: readonly Pending[], closing: boolean): Promise<void> {
     await this.#rotateIfDue();
-    let seq = this.#lastSeq;
-    let hash = this.#lastHash;
-    const lines: string[] = [];
-    for (const p of batch) {
-      const line = eventLine(++seq, hash, p.event);
-      hash = lineHash(line);
-      lines.push(line);
-    }
-    const unsigned = this.#unsigned + batch.length;
-    let reason: CheckpointRecord['reason'] | undefined;
-    if (closing) reason = 'close';
-    else if (unsigned >= this.#o.checkpointEvery || (this.#checkpointDue && unsigned > 0))
-      reason = 'interval';
-    if (reason !== undefined) {
-      const line = await this.#checkpointLine(++seq, hash, reason, unsigned);
-      hash = lineHash(line);
-      lines.push(line);
-    }
-    if (lines.length > 0) await this.#writeDurably(`${lines.join('\n')}\n`);
-    this.#lastSeq = seq;
-    this.#lastHash = hash;
-    this.#events += batch.length;
-    if (reason !== undefined) {
-      this.#unsigned = 0;
-      this.#lastCheckpointAt = this.#o.clock.now().getTime();
-    } else {
-      this.#unsigned = unsigned;
-    }
-    this.#checkpointDue = false;
-  }
-
-  async #checkpointLine(
-    seq: number,
-    prev: string,
-    reason: CheckpointRecord['reason'],
-    count: number,
-  ): Promise<string> {
-    const unsigned = {
-      seq,
-      prev,
-      type: 'checkpoint' as const,
-      time: this.#o.clock.now().toISOString(),
-      reason,
-      count,
-      keyId: this.#o.signer.keyId,
-    };
-    const sig = Buffer.from(await this.#o.signer.sign(checkpointSigningInput(unsigned))).toString(
-      'base64url',
+    const from = { lastSeq: this.#lastSeq, lastHash: this.#lastHash, unsigned: this.#unsigned };
+    const policy = { closing, every: this.#o.checkpointEvery, due: this.#checkpointDue };
+    const time = this.#o.clock.now().toISOString();
+    const out = await batchRecords(
+      batch.map((p) => p.event),
+      from,
+      policy,
+      this.#o.signer,
+      time,
     );
-    return recordLine({ ...unsigned, sig });
+    if (out.lines.length > 0) await this.#writeDurably(out.lines, out.seq, out.hash);
+    this.#events += batch.length;
+    this.#unsigned = out.checkpoint === undefined ? from.unsigned + batch.length : 0;
+    if (out.checkpoint !== undefined) this.#lastCheckpointAt = this.#o.clock.now().getTime();
+    if (out.checkpoint === 'interval') this.#anchor.soon();
+    this.#checkpointDue = false;
   }
 
   /**
    * One write on a file opened with O_DSYNC: it returns once the data (and the size change) is on
-   * stable storage, like write + fdatasync, but in one system call and one thread-pool hop.
+   * stable storage, like write + fdatasync, but in one system call and one thread-pool hop. Then
+   * the chain's head moves to (`seq`, `hash`): noted for the anchor and copied to the stream.
    */
-  async #writeDurably(text: string): Promise<void> {
+  async #writeDurably(lines: readonly string[], seq: number, hash: string): Promise<void> {
     const open = this.#requireOpen();
-    const buf = Buffer.from(text, 'utf8');
+    const text = `${lines.join('\n')}\n`;
     await this.#o.beforeSync?.();
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await open.fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
-    }
-    open.size += buf.length;
+    await appendToFile(open, text);
     this.#syncs++;
+    this.#lastSeq = seq;
+    this.#lastHash = hash;
+    if (this.#boot > 0) this.#anchor.note({ seq, hash, boot: this.#boot });
+    try {
+      this.#o.onWritten?.(text);
+    } catch {
+      // The copy never fails a request: the durable log holds the records.
+    }
   }
 
   async #rotateIfDue(): Promise<void> {
@@ -300,14 +254,25 @@ export class FileAuditSink implements AuditSink {
     if (open.size === 0) return;
     const age = this.#o.clock.now().getTime() - open.file.startedAt;
     if (open.size < this.#o.maxFileBytes && age < this.#o.maxFileAgeMs) return;
-    const line = await this.#checkpointLine(this.#lastSeq + 1, this.#lastHash, 'rotate', this.#unsigned);
-    await this.#writeDurably(`${line}\n`);
-    this.#lastSeq++;
-    this.#lastHash = lineHash(line);
+    const seq = this.#lastSeq + 1;
+    const time = this.#o.clock.now().toISOString();
+    const keyId = this.#o.signer.keyId;
+    const rotate = {
+      seq,
+      prev: this.#lastHash,
+      type: 'checkpoint',
+      time,
+      reason: 'rotate',
+      count: this.#unsigned,
+      keyId,
+    } as const;
+    const line = await signedRecordLine(rotate, this.#o.signer);
+    await this.#writeDurably([line], seq, lineHash(line));
+    this.#anchor.soon();
     this.#unsigned = 0;
     this.#lastCheckpointAt = this.#o.clock.now().getTime();
     await this.#closeFile();
-    await this.#createFile();
+    this.#open = await createAuditFile(this.#o.dir, this.#lastSeq + 1, this.#o.clock.now());
   }
 
   #requireOpen(): OpenFile {
@@ -315,92 +280,43 @@ export class FileAuditSink implements AuditSink {
     return this.#open;
   }
 
-  /** Opens the newest file, cutting a torn last line and resuming the chain; or starts a new log. */
+  /**
+   * Opens the log (see openAuditLog) and writes what is due before any event: a recovery record
+   * after a crash or a failed write, a loss record when acknowledging one, and, once per run, the
+   * start record. The anchor of the new head is then owed before anything else is written.
+   */
   async #ensureOpen(): Promise<void> {
     if (this.#open !== undefined) return;
-    await mkdir(this.#o.dir, { recursive: true });
-    const files = await listAuditFiles(this.#o.dir);
-    const newest = files.at(-1);
-    if (newest === undefined) {
-      this.#lastSeq = 0;
-      this.#lastHash = GENESIS_PREV;
-      this.#lastCheckpointAt = this.#o.clock.now().getTime();
-      await this.#createFile();
-      this.#hadFailure = false;
-      return;
-    }
-    const path = join(this.#o.dir, newest.name);
-    const bytes = await readFile(path);
-    const { complete, torn } = splitLines(bytes);
-    let last = complete.at(-1);
-    if (last === undefined) {
-      // A file created by a rotation that crashed before its first write: resume from the previous file.
-      const previous = files.at(-2);
-      if (previous !== undefined)
-        last = splitLines(await readFile(join(this.#o.dir, previous.name))).complete.at(-1);
-    }
-    let lastRecord: AuditRecord | undefined;
-    if (last !== undefined) {
-      lastRecord = parseRecord(last);
-      this.#lastSeq = lastRecord.seq;
-      this.#lastHash = lineHash(last);
-    } else {
-      this.#lastSeq = 0;
-      this.#lastHash = GENESIS_PREV;
-    }
-    const fh = await open(path, 'r+');
+    if (this.#refused !== undefined) throw this.#refused;
+    const now = this.#o.clock.now();
+    let opened: OpenedLog;
     try {
-      if (torn !== undefined) {
-        await fh.truncate(bytes.length - torn.length);
-        await fh.datasync();
-      }
+      opened = await openAuditLog({
+        dir: this.#o.dir,
+        anchors: this.#o.anchors,
+        signer: this.#o.signer,
+        now,
+        acknowledgeLoss: this.#o.acknowledgeLoss,
+        hadFailure: this.#hadFailure,
+        boot: this.#boot,
+        onWarning: this.#o.onWarning,
+      });
     } catch (err) {
-      await fh.close();
+      if (isKeygateError(err) && err.code === 'AUDIT_ANCHOR_MISMATCH') this.#refused = err;
       throw err;
     }
-    await fh.close();
-    if (complete.length === 0 && newest.startSeq !== this.#lastSeq + 1) {
-      await this.#createFile();
-    } else {
-      this.#open = {
-        fh: await open(path, APPEND_DSYNC),
-        file: newest,
-        size: bytes.length - (torn?.length ?? 0),
-      };
-    }
-    this.#lastCheckpointAt = this.#o.clock.now().getTime();
-    const clean =
-      lastRecord === undefined || (lastRecord.type === 'checkpoint' && lastRecord.reason === 'close');
-    if (!clean || torn !== undefined || this.#hadFailure) {
-      const line = recordLine({
-        seq: this.#lastSeq + 1,
-        prev: this.#lastHash,
-        type: 'recovery',
-        time: this.#o.clock.now().toISOString(),
-        reason: this.#hadFailure ? 'write-failure' : 'unclean-shutdown',
-        tornBytes: torn?.length ?? 0,
-        tornSha256: torn === undefined ? undefined : lineHash(torn),
-        file: newest.name,
-      });
-      await this.#writeDurably(`${line}\n`);
-      this.#lastSeq++;
-      this.#lastHash = lineHash(line);
-    }
+    this.#open = opened.open;
+    const { scan } = opened.inspection;
+    this.#lastSeq = scan.lastSeq;
+    this.#lastHash = scan.lastHash;
+    this.#lastCheckpointAt = now.getTime();
+    const due = opened.due;
+    if (due.lines.length > 0) await this.#writeDurably(due.lines, due.seq, due.hash);
+    this.#boot = opened.boot;
+    this.#loss ??= due.loss;
     this.#hadFailure = false;
-  }
-
-  async #createFile(): Promise<void> {
-    const now = this.#o.clock.now();
-    const name = auditFileName(this.#lastSeq + 1, now);
-    const fh = await open(join(this.#o.dir, name), APPEND_DSYNC);
-    this.#open = { fh, file: { name, startSeq: this.#lastSeq + 1, startedAt: now.getTime() }, size: 0 };
-    // Make the new directory entry durable too, so a synced record is never in a file that vanishes.
-    const dirHandle = await open(this.#o.dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
+    this.#anchor.note({ seq: this.#lastSeq, hash: this.#lastHash, boot: this.#boot });
+    this.#anchor.owe();
   }
 
   async #closeFile(): Promise<void> {
@@ -409,32 +325,35 @@ export class FileAuditSink implements AuditSink {
     await open?.fh.close().catch(() => undefined);
   }
 
+  #anchorFailed(cause: unknown): KeygateError {
+    const reason = 'the audit anchor cannot be written';
+    const err = unavailable({ dir: this.#o.dir, anchor: this.#o.anchors.location, reason }, cause);
+    this.#available = false;
+    this.#lastError = err;
+    this.#o.onError?.(err);
+    return err;
+  }
+
   async #fail(cause: unknown): Promise<KeygateError> {
     const err =
       cause instanceof KeygateError && cause.code === 'AUDIT_UNAVAILABLE'
         ? cause
-        : new KeygateError('AUDIT_UNAVAILABLE', {
-            cause,
-            detail: { dir: this.#o.dir, vendorCode: (cause as NodeJS.ErrnoException)?.code ?? 'error' },
-          });
+        : unavailable({ dir: this.#o.dir }, cause);
+    // A refusal is thrown to the caller at open, and reported once after.
+    const quiet = cause === this.#refused && (this.#initial || this.#lastError?.cause === cause);
     this.#available = false;
     this.#lastError = err;
     this.#hadFailure = true;
     this.#checkpointDue = false;
     await this.#closeFile();
-    this.#o.onError?.(err);
+    if (!quiet) this.#o.onError?.(err);
     return err;
   }
 }
 
-function parseRecord(line: Uint8Array): AuditRecord {
-  try {
-    const rec = JSON.parse(Buffer.from(line).toString('utf8')) as AuditRecord;
-    if (Number.isSafeInteger(rec.seq) && typeof rec.type === 'string') return rec;
-  } catch {
-    // fall through
-  }
-  throw new KeygateError('AUDIT_UNAVAILABLE', {
-    detail: { reason: 'the last audit record is unreadable; run `keygate-gateway audit verify`' },
-  });
+/** AUDIT_UNAVAILABLE with `detail`, and the cause's errno as vendorCode when there is a cause. */
+function unavailable(detail: ErrorDetail, cause?: unknown): KeygateError {
+  if (cause === undefined) return new KeygateError('AUDIT_UNAVAILABLE', { detail });
+  const vendorCode = (cause as NodeJS.ErrnoException)?.code ?? 'error';
+  return new KeygateError('AUDIT_UNAVAILABLE', { cause, detail: { ...detail, vendorCode } });
 }

@@ -1,6 +1,10 @@
+export { FileAuditAnchorStore } from './anchor-file.js';
+export { AnchorWriteError, AnchorWriter } from './anchor-writer.js';
 export { type AuditFile, auditFileName, listAuditFiles, parseAuditFileName } from './audit-files.js';
 export { FileAuditSink, type FileAuditSinkOptions, type FileAuditSinkStats } from './file-sink.js';
 export { auditVerifyKey, createAuditKeyFile, KeyFileAuditSigner } from './key-file-signer.js';
-export { StreamAuditSink } from './stream-sink.js';
+export { inspectAuditLog, openAuditLog } from './log-opener.js';
+export { scanAuditLog } from './log-scan.js';
+export { AuditStreamCopy } from './stream-copy.js';
 export { tailAudit } from './tail.js';
-export { verifyAuditDir } from './verify-dir.js';
+export { verifyAuditCopy, verifyAuditDir } from './verify-dir.js';

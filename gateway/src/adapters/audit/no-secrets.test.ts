@@ -7,9 +7,7 @@ import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { APIKEY_GRANT_TYPE } from '@keygate/shared/api';
 import { sha256, shortHash, systemRandom } from '@keygate/shared/crypto';
-import { isKeygateError } from '@keygate/shared/errors';
-import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
-import { FanOutAuditSink } from '../../core/audit/fan-out-sink.js';
+import type { AuditEvent } from '../../core/audit/audit-event.js';
 import { generateApiKey } from '../../core/auth/api-key.js';
 import { identitiesSchema } from '../../core/auth/identities.js';
 import { IdentityDirectory } from '../../core/auth/identity-directory.js';
@@ -18,9 +16,10 @@ import { TokenIssuer } from '../../core/auth/token-issuer.js';
 import { systemClock } from '../../core/clock.js';
 import { JwtTokens } from '../jwt/jwt-tokens.js';
 import { generateSigningKeyPem, loadSigningKeys } from '../jwt/signing-keys.js';
+import { FileAuditAnchorStore } from './anchor-file.js';
 import { FileAuditSink } from './file-sink.js';
 import { auditVerifyKey, KeyFileAuditSigner } from './key-file-signer.js';
-import { StreamAuditSink } from './stream-sink.js';
+import { AuditStreamCopy } from './stream-copy.js';
 import { verifyAuditDir } from './verify-dir.js';
 
 describe('audit records carry no secrets', () => {
@@ -63,20 +62,20 @@ describe('audit records carry no secrets', () => {
       const keyPem = generateKeyPairSync('ed25519')
         .privateKey.export({ format: 'pem', type: 'pkcs8' })
         .toString();
-      const file = await FileAuditSink.open({
-        dir,
-        signer: KeyFileAuditSigner.fromPem(keyPem),
-        clock: systemClock,
-      });
       const stream = new PassThrough();
       let shipped = '';
       stream.on('data', (c: Buffer) => {
         shipped += c.toString('utf8');
       });
-      const secondaryErrors: unknown[] = [];
-      const sink: AuditSink = new FanOutAuditSink(file, [new StreamAuditSink(stream)], (e) =>
-        secondaryErrors.push(e),
-      );
+      const copyErrors: unknown[] = [];
+      const copy = new AuditStreamCopy(stream, { onError: (e) => copyErrors.push(e) });
+      const sink = await FileAuditSink.open({
+        dir,
+        signer: KeyFileAuditSigner.fromPem(keyPem),
+        clock: systemClock,
+        anchors: new FileAuditAnchorStore(`${dir}.anchor.json`),
+        onWritten: (text) => copy.write(text),
+      });
       sink.assertAvailable();
       const base: AuditEvent = {
         time: new Date().toISOString(),
@@ -103,11 +102,13 @@ describe('audit records carry no secrets', () => {
       } as AuditEvent;
       await sink.append(careless);
       await sink.close();
-      assert.deepEqual(secondaryErrors, []);
+      assert.deepEqual(copyErrors, []);
 
       let logged = '';
       for (const name of await readdir(dir)) logged += await readFile(join(dir, name), 'utf8');
-      assert.equal(shipped.split('\n').length - 1, 3);
+      // The stream carries the log itself: start, 3 events, close checkpoint, byte for byte.
+      assert.equal(shipped, logged);
+      assert.equal(shipped.split('\n').length - 1, 5);
       assert.match(logged, /"wrappedDekHash":"[0-9a-f]{16}"/);
       const secrets = [
         apiKey,
@@ -129,36 +130,55 @@ describe('audit records carry no secrets', () => {
       assert.equal((await verifyAuditDir(dir, [auditVerifyKey(keyPem)], { requireSealed: true })).ok, true);
     } finally {
       await rm(dir, { recursive: true, force: true });
+      await rm(`${dir}.anchor.json`, { force: true });
     }
   });
 
-  it("fan-out: availability is the primary's; a failed secondary does not fail the append", async () => {
-    const failing: AuditSink = {
-      assertAvailable: () => {},
-      append: async () => {
-        throw new Error('shipper down');
-      },
-      close: async () => {},
-    };
-    let appended = 0;
-    const primary: AuditSink = {
-      assertAvailable: () => {},
-      append: async () => {
-        appended++;
-      },
-      close: async () => {},
-    };
-    const errors: unknown[] = [];
-    const fan = new FanOutAuditSink(primary, [failing], (e) => errors.push(e));
-    await fan.append({ time: 't', requestId: 'r', operation: 'wrap', outcome: 'success', latencyMs: 1 });
-    assert.equal(appended, 1);
-    assert.equal(errors.length, 1);
-    const stream = new PassThrough();
-    const s = new StreamAuditSink(stream);
-    stream.destroy();
-    assert.throws(
-      () => s.assertAvailable(),
-      (e: unknown) => isKeygateError(e) && e.code === 'AUDIT_UNAVAILABLE',
-    );
+  it('a failed or stalled stream never fails an append: the copy reports once and drops lines', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'keygate-copy-'));
+    try {
+      const keyPem = generateKeyPairSync('ed25519')
+        .privateKey.export({ format: 'pem', type: 'pkcs8' })
+        .toString();
+      const errors: string[] = [];
+      // A stream nobody reads, with a tiny limit: stalled after the first write.
+      const stalled = new PassThrough({ highWaterMark: 16 });
+      const stalledCopy = new AuditStreamCopy(stalled, {
+        onError: (e) => errors.push(`stalled:${String(e.detail?.reason)}`),
+        maxBufferedBytes: 100,
+      });
+      const broken = new PassThrough();
+      const brokenCopy = new AuditStreamCopy(broken, { onError: (e) => errors.push(`broken:${e.code}`) });
+      broken.destroy(new Error('shipper down'));
+      const sink = await FileAuditSink.open({
+        dir,
+        signer: KeyFileAuditSigner.fromPem(keyPem),
+        clock: systemClock,
+        anchors: new FileAuditAnchorStore(`${dir}.anchor.json`),
+        onWritten: (text) => {
+          stalledCopy.write(text);
+          brokenCopy.write(text);
+        },
+      });
+      const event: AuditEvent = {
+        time: 't',
+        requestId: 'r',
+        operation: 'wrap',
+        outcome: 'success',
+        latencyMs: 1,
+      };
+      for (let i = 0; i < 5; i++) await sink.append({ ...event, requestId: `r${i}` });
+      await sink.close();
+      assert.equal((await verifyAuditDir(dir, [auditVerifyKey(keyPem)], { requireSealed: true })).events, 5);
+      assert.ok(stalledCopy.dropped >= 4, `dropped ${stalledCopy.dropped}`);
+      assert.equal(errors.filter((e) => e.startsWith('stalled:')).length, 1);
+      assert.deepEqual(
+        errors.filter((e) => e.startsWith('broken:')),
+        ['broken:AUDIT_UNAVAILABLE'],
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await rm(`${dir}.anchor.json`, { force: true });
+    }
   });
 });

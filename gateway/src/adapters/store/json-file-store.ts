@@ -1,8 +1,8 @@
-import { open, readFile, rename, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
 import { KeygateError } from '@keygate/shared/errors';
 import type { KeyLookup, KeyRecord, KeyStore } from '../../core/keys/key-store.js';
 import { assertNameFree } from '../../core/keys/memory-key-store.js';
+import { replaceFileDurably } from '../durable-file.js';
 import { withFileLock } from './file-lock.js';
 
 interface StoreFile {
@@ -167,22 +167,8 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   private async write(data: StoreFile): Promise<void> {
-    const tmp = `${this.file}.${process.pid}.${Date.now()}.tmp`;
     try {
-      const fh = await open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(`${JSON.stringify(data, null, 1)}\n`);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.file);
-      const dir = await open(dirname(this.file), 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
+      await replaceFileDurably(this.file, `${JSON.stringify(data, null, 1)}\n`);
     } catch (err) {
       throw new KeygateError('STORE_UNAVAILABLE', { cause: err, detail: { file: this.file } });
     }

@@ -39,7 +39,61 @@ export interface RecoveryRecord extends Chained {
   readonly file: string;
 }
 
-export type AuditRecord = EventRecord | CheckpointRecord | RecoveryRecord;
+/**
+ * Written on every open of the log by a gateway process (after a recovery or loss record when
+ * one is due): a signed statement that run number `boot` of this log's writer started here.
+ */
+export interface StartRecord extends Chained {
+  readonly type: 'start';
+  readonly time: string;
+  /** 1 for a new log, then the previous run's boot + 1. */
+  readonly boot: number;
+  readonly keyId: string;
+  /** base64url signature over startSigningInput(). */
+  readonly sig: string;
+}
+
+/** Why the log did not match its anchor (see core/audit/anchor-check.ts). */
+export type AnchorProblem =
+  | 'erased'
+  | 'cut-back'
+  | 'replaced'
+  | 'boot-mismatch'
+  | 'anchor-missing'
+  | 'anchor-invalid';
+
+/**
+ * Written by `keygate-gateway audit acknowledge-loss`: a signed statement that the log was found
+ * behind (or different from) its anchor and that an operator accepted it. The chain goes on from
+ * the last record actually present, so seq numbers after it follow on from there.
+ */
+export interface LossRecord extends Chained {
+  readonly type: 'loss';
+  readonly time: string;
+  readonly problem: AnchorProblem;
+  /** What the anchor said (absent when there was no readable anchor). */
+  readonly anchorSeq?: number | undefined;
+  readonly anchorHash?: string | undefined;
+  readonly anchorBoot?: number | undefined;
+  /** The last record found in the log before this one (0 and the genesis value when none). */
+  readonly foundSeq: number;
+  readonly foundHash: string;
+  /** The operator's words (`--reason`). */
+  readonly reason: string;
+  readonly keyId: string;
+  /** base64url signature over lossSigningInput(). */
+  readonly sig: string;
+}
+
+/** Records the gateway signs. */
+export type SignedRecord = CheckpointRecord | StartRecord | LossRecord;
+
+/** A signed record before its signature (distributes over the union). */
+export type UnsignedRecord<T extends SignedRecord = SignedRecord> = T extends unknown
+  ? Omit<T, 'sig'>
+  : never;
+
+export type AuditRecord = EventRecord | CheckpointRecord | RecoveryRecord | StartRecord | LossRecord;
 
 /** AuditEvent fields copied into a record, in this order. Anything else a caller passes is dropped. */
 const EVENT_FIELDS = [
@@ -79,8 +133,8 @@ export function eventLine(seq: number, prev: string, event: AuditEvent): string 
   return JSON.stringify({ seq, prev, type: 'event', ...pickEventFields(event) });
 }
 
-/** The JSON line (without newline) of a checkpoint or recovery record. */
-export function recordLine(record: CheckpointRecord | RecoveryRecord): string {
+/** The JSON line (without newline) of any record but an event. */
+export function recordLine(record: Exclude<AuditRecord, EventRecord>): string {
   return JSON.stringify(record);
 }
 
@@ -95,4 +149,38 @@ export function checkpointSigningInput(c: Omit<CheckpointRecord, 'sig'>): Buffer
     `keygate-audit-checkpoint/v1\n${c.seq}\n${c.prev}\n${c.time}\n${c.reason}\n${c.count}\n${c.keyId}`,
     'utf8',
   );
+}
+
+/** The bytes a start record's signature covers. */
+export function startSigningInput(s: Omit<StartRecord, 'sig'>): Buffer {
+  return Buffer.from(`keygate-audit-start/v1\n${s.seq}\n${s.prev}\n${s.time}\n${s.boot}\n${s.keyId}`, 'utf8');
+}
+
+/** The bytes a loss record's signature covers (absent anchor fields as `-`, the reason as JSON). */
+export function lossSigningInput(l: Omit<LossRecord, 'sig'>): Buffer {
+  const opt = (v: string | number | undefined) => (v === undefined ? '-' : String(v));
+  return Buffer.from(
+    [
+      'keygate-audit-loss/v1',
+      l.seq,
+      l.prev,
+      l.time,
+      l.problem,
+      opt(l.anchorSeq),
+      opt(l.anchorHash),
+      opt(l.anchorBoot),
+      l.foundSeq,
+      l.foundHash,
+      JSON.stringify(l.reason),
+      l.keyId,
+    ].join('\n'),
+    'utf8',
+  );
+}
+
+/** The signing input of any signed record, chosen by its type. */
+export function signingInput(r: UnsignedRecord): Buffer {
+  if (r.type === 'checkpoint') return checkpointSigningInput(r);
+  if (r.type === 'start') return startSigningInput(r);
+  return lossSigningInput(r);
 }

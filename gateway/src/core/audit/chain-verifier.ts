@@ -1,28 +1,12 @@
-import {
-  type AuditRecord,
-  type CheckpointRecord,
-  checkpointSigningInput,
-  GENESIS_PREV,
-  lineHash,
-} from './audit-record.js';
+import type { AuditProblem } from './audit-problem.js';
+import { type AuditRecord, GENESIS_PREV, lineHash } from './audit-record.js';
 import type { AuditVerifyKey } from './audit-signer.js';
+import { type ExpectedHead, expectedHeadProblem, type FoundRecord } from './expected-head.js';
+import { type LossSummary, RunTracker, signatureProblem } from './signed-records.js';
 
-export type AuditProblemKind =
-  | 'edited'
-  | 'removed'
-  | 'reordered'
-  | 'torn'
-  | 'truncated'
-  | 'malformed'
-  | 'bad-checkpoint';
-
-/** The first thing wrong with an audit log, and where. Lines are 1-based within `file`. */
-export interface AuditProblem {
-  readonly kind: AuditProblemKind;
-  readonly file: string;
-  readonly line: number;
-  readonly message: string;
-}
+export type { AuditProblem, AuditProblemKind } from './audit-problem.js';
+export type { ExpectedHead } from './expected-head.js';
+export type { LossSummary } from './signed-records.js';
 
 export interface AuditVerifyReport {
   readonly ok: boolean;
@@ -31,26 +15,38 @@ export interface AuditVerifyReport {
   readonly records: number;
   readonly events: number;
   readonly checkpoints: number;
-  /** seq of the last good record (0 when none). */
+  readonly starts: number;
+  readonly losses: readonly LossSummary[];
+  /** seq and line hash of the last good record (0 and the genesis value when none): the head to note. */
   readonly lastSeq: number;
-  /** The log ends with a close checkpoint: nothing can have been cut off its end. */
+  readonly lastHash: string;
+  /** boot of the last start record (0 when none). */
+  readonly lastBoot: number;
+  /**
+   * The log ends with a close checkpoint: its last run ended cleanly. It says nothing about records
+   * cut off since: a log cut back to an earlier clean shutdown is sealed too (check it against a
+   * noted head, the anchor or the stream copy: `expect`).
+   */
   readonly sealed: boolean;
 }
 
 export interface ChainVerifyOptions {
-  /** Fail with `truncated` unless the last record is a close checkpoint (use on a stopped gateway). */
+  /** Fail with `truncated` unless the last record is a close checkpoint (the last run ended cleanly). */
   readonly requireSealed?: boolean;
   /** Accept a first file that does not start at seq 1 (older files removed by retention). */
   readonly allowPrunedStart?: boolean;
+  /** Fail with `cut-back` or `replaced` unless record `seq` is in the log with this hash. */
+  readonly expect?: ExpectedHead | undefined;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
-const TYPES = new Set(['event', 'checkpoint', 'recovery']);
+const TYPES = new Set(['event', 'checkpoint', 'recovery', 'start', 'loss']);
 
 /**
  * Checks a hash-chained audit log file by file, in order, and stops at the first problem:
  * an edited line (the next record's `prev` does not match its hash), a removed or reordered
- * record (seq gap or order), a torn last line, or a checkpoint whose signature does not verify.
+ * record (seq gap or order), a torn last line, a checkpoint, start or loss record whose signature
+ * does not verify, or start records whose boots do not count up by one (except after a loss).
  */
 export class ChainVerifier {
   readonly #keys: ReadonlyMap<string, AuditVerifyKey>;
@@ -63,15 +59,18 @@ export class ChainVerifier {
   #records = 0;
   #events = 0;
   #checkpoints = 0;
+  readonly #runs: RunTracker;
   #lastSeq = 0;
   #lastFile = '';
   #lastLine = 0;
   #sealed = false;
+  #atExpected: FoundRecord | undefined;
 
   constructor(keys: readonly AuditVerifyKey[], opts: ChainVerifyOptions = {}) {
     this.#keys = new Map(keys.map((k) => [k.keyId, k]));
     this.#opts = opts;
     this.#expectedSeq = opts.allowPrunedStart === true ? undefined : 1;
+    this.#runs = new RunTracker(opts.allowPrunedStart === true);
   }
 
   /** Feeds the next file's bytes. Returns the first problem found so far (then stop feeding). */
@@ -108,14 +107,31 @@ export class ChainVerifier {
 
   /** The verdict after every file was fed. */
   finish(): AuditVerifyReport {
+    const at = { file: this.#lastFile, line: this.#lastLine };
+    if (this.#problem === undefined && this.#records === 0) {
+      this.#fail({
+        kind: 'empty',
+        ...at,
+        message: `no audit records (${this.#files} files, all empty or none): the log was erased, or was never written`,
+      });
+    }
     if (this.#problem === undefined && this.#opts.requireSealed === true && !this.#sealed) {
       this.#fail({
         kind: 'truncated',
-        file: this.#lastFile,
-        line: this.#lastLine,
+        ...at,
         message:
-          'the log does not end with a close checkpoint: records may have been cut off its end (or the gateway is still running or crashed)',
+          'the log does not end with a close checkpoint: its last run did not end cleanly (the gateway is running or crashed), or records were cut off its end',
       });
+    }
+    const expect = this.#opts.expect;
+    if (this.#problem === undefined && expect !== undefined) {
+      const losses = this.#runs.losses.length;
+      const problem = expectedHeadProblem(expect, this.#atExpected, {
+        lastSeq: this.#lastSeq,
+        end: at,
+        losses,
+      });
+      if (problem !== undefined) this.#fail(problem);
     }
     return {
       ok: this.#problem === undefined,
@@ -124,7 +140,11 @@ export class ChainVerifier {
       records: this.#records,
       events: this.#events,
       checkpoints: this.#checkpoints,
+      starts: this.#runs.starts,
+      losses: this.#runs.losses,
       lastSeq: this.#lastSeq,
+      lastHash: this.#prevHash,
+      lastBoot: this.#runs.lastBoot ?? 0,
       sealed: this.#sealed,
     };
   }
@@ -187,11 +207,11 @@ export class ChainVerifier {
         message: `record seq ${rec.seq - 1} was changed: its hash no longer matches the prev of seq ${rec.seq} (${file}:${line})`,
       };
     }
-    if (rec.type === 'checkpoint') {
-      const problem = this.#checkCheckpoint(rec, at);
+    if (rec.type === 'checkpoint' || rec.type === 'start' || rec.type === 'loss') {
+      const problem = signatureProblem(rec, this.#keys, at) ?? this.#runs.take(rec, at);
       if (problem !== undefined) return problem;
-      this.#checkpoints++;
     }
+    if (rec.type === 'checkpoint') this.#checkpoints++;
     if (rec.type === 'event') this.#events++;
     this.#records++;
     this.#sealed = rec.type === 'checkpoint' && rec.reason === 'close';
@@ -201,30 +221,10 @@ export class ChainVerifier {
     this.#lastSeq = rec.seq;
     this.#lastFile = file;
     this.#lastLine = line;
+    if (rec.seq === this.#opts.expect?.seq) {
+      this.#atExpected = { hash: this.#prevHash, boot: this.#runs.lastBoot, ...at };
+    }
     return undefined;
-  }
-
-  #checkCheckpoint(rec: CheckpointRecord, at: { file: string; line: number }): AuditProblem | undefined {
-    const key = this.#keys.get(rec.keyId);
-    if (key === undefined) {
-      return {
-        kind: 'bad-checkpoint',
-        ...at,
-        message: `checkpoint seq ${rec.seq} is signed by unknown key ${String(rec.keyId)}`,
-      };
-    }
-    const { sig, ...unsigned } = rec;
-    let ok = false;
-    try {
-      ok =
-        typeof sig === 'string' &&
-        key.verify(checkpointSigningInput(unsigned), Buffer.from(sig, 'base64url'));
-    } catch {
-      ok = false;
-    }
-    return ok
-      ? undefined
-      : { kind: 'bad-checkpoint', ...at, message: `checkpoint seq ${rec.seq} has a bad signature` };
   }
 }
 

@@ -4,6 +4,14 @@ import type { AuditRecord } from './audit-record.js';
 export function formatRecord(r: AuditRecord): string {
   const head = `#${r.seq} ${r.time}`;
   if (r.type === 'checkpoint') return `${head} checkpoint (${r.reason}, ${r.count} events, key ${r.keyId})`;
+  if (r.type === 'start') return `${head} start (boot ${r.boot}, key ${r.keyId})`;
+  if (r.type === 'loss') {
+    const anchor =
+      r.anchorSeq === undefined
+        ? 'no valid anchor'
+        : `the anchor said seq ${r.anchorSeq} (boot ${r.anchorBoot})`;
+    return `${head} LOSS acknowledged (${r.problem}: ${anchor}, found seq ${r.foundSeq}; reason: ${JSON.stringify(r.reason)}; key ${r.keyId})`;
+  }
   if (r.type === 'recovery') {
     return `${head} recovery (${r.reason}${r.tornBytes > 0 ? `, ${r.tornBytes} torn bytes cut from ${r.file}` : ''})`;
   }
