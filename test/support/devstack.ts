@@ -231,12 +231,15 @@ export function writeShimConfig(
     /** KEYGATE.DEK_MAX_USES and CACHE_SIZE; the shim's defaults when absent. */
     dekMaxUses?: number;
     cacheSize?: number;
+    /** More KEYGATE keys, written as they are. */
+    extraKeygate?: Readonly<Record<string, string | number>>;
   },
 ): void {
   const [first, ...rest] = o.gatewayUrls;
   const limits = [
     o.dekMaxUses === undefined ? '' : `  DEK_MAX_USES: ${o.dekMaxUses}\n`,
     o.cacheSize === undefined ? '' : `  CACHE_SIZE: ${o.cacheSize}\n`,
+    ...Object.entries(o.extraKeygate ?? {}).map(([k, v]) => `  ${k}: ${v}\n`),
   ].join('');
   writeFileSync(
     file,

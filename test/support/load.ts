@@ -110,6 +110,27 @@ export class KmsLoad {
   }
 
   /**
+   * Waits (up to `timeoutMs`) until the last `streak` calls answered after `sinceMs` all
+   * succeeded: the load has recovered from a fault. False when it did not in time.
+   */
+  async waitRecovered(sinceMs: number, timeoutMs = 30_000, streak = 10): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const tail = this.outcomes.slice(-streak);
+      const first = tail[0];
+      if (
+        tail.length === streak &&
+        first !== undefined &&
+        first.at >= sinceMs &&
+        tail.every((o) => o.failure === undefined)
+      )
+        return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /**
    * Decrypts every ciphertext of the run again (those made since the last call; the load may go
    * on meanwhile): totals of those that cannot be decrypted, and of those that give a wrong
    * plaintext. A transient failure (UNAVAILABLE, DEADLINE_EXCEEDED: the system is still
