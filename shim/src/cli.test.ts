@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -112,5 +113,52 @@ KEYGATE:
     assert.equal(existsSync(socket), false);
     assert.doesNotMatch(out, new RegExp(API_KEY));
     serve = undefined;
+  });
+
+  it('exits non-zero with HEALTH_PORT_IN_USE when another process holds the health port, leaving no socket behind', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    const sock = join(dir, 'port-taken', 'kms.sock');
+    const cfg = join(dir, 'port-taken.yaml');
+    writeFileSync(
+      cfg,
+      readFileSync(config, 'utf8')
+        .replace(
+          `UNIX_SOCKET_PATH: "${socket}"`,
+          `UNIX_SOCKET_PATH: "${sock}"\n  RESTART_DELAY_IN_SECONDS: 1`,
+        )
+        .replace('HEALTHZ_PORT: "0"', `HEALTHZ_PORT: ${port}`),
+    );
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    let sawSocketBetweenAttempts = false;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    // Between attempts (RESTART_DELAY_IN_SECONDS) the socket must be gone, not served by a half-started shim.
+    const watch = setInterval(() => {
+      if (out.includes('"msg":"start failed"') && !out.includes('"msg":"cannot start"') && existsSync(sock)) {
+        sawSocketBetweenAttempts = true;
+      }
+    }, 20);
+    // Bounded: three attempts one second apart; a shim that stays up is killed at 60 s and fails.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const code = await exited;
+    clearTimeout(killer);
+    clearInterval(watch);
+    await new Promise<void>((r) => holder.close(() => r()));
+    assert.equal(code, 1, out);
+    assert.match(out, /"code":"HEALTH_PORT_IN_USE"/);
+    assert.match(out, /"msg":"cannot start"/);
+    assert.equal((out.match(/"msg":"start failed"/g) ?? []).length, 2, 'two retries, then the exit');
+    assert.equal(existsSync(sock), false, 'the socket file was left behind');
+    assert.equal(sawSocketBetweenAttempts, false, 'a socket was served between attempts');
   });
 });
