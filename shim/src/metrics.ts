@@ -23,7 +23,7 @@ export class ShimMetrics {
 
   constructor(
     core: () => KmsCore | undefined,
-    limiter: () => { inFlight: number; queued: number } | undefined = () => undefined,
+    limiter: () => { inFlight: number; queued: number; ewmaMs: number } | undefined = () => undefined,
     processMetrics = true,
   ) {
     const registry = createMetricsRegistry({ component: 'shim', processMetrics });
@@ -59,7 +59,11 @@ export class ShimMetrics {
       labelNames: ['reason'],
       registers: [registry],
     });
-    const load = (name: string, help: string, pick: (l: { inFlight: number; queued: number }) => number) =>
+    const load = (
+      name: string,
+      help: string,
+      pick: (l: { inFlight: number; queued: number; ewmaMs: number }) => number,
+    ) =>
       new Gauge({
         name: metricName(name),
         help,
@@ -75,6 +79,11 @@ export class ShimMetrics {
       (l) => l.inFlight,
     );
     load('shim_gateway_calls_queued', 'Gateway calls waiting for a free slot.', (l) => l.queued);
+    load(
+      'shim_gateway_call_estimate_seconds',
+      'Moving average of gateway call durations, from which the limiter decides what can wait.',
+      (l) => l.ewmaMs / 1000,
+    );
     const stat = (name: string, help: string, pick: (c: KmsCore) => number) =>
       new Gauge({
         name: metricName(name),

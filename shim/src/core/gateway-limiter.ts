@@ -9,14 +9,14 @@ export interface GatewayLimiterOptions {
   readonly clock: Clock;
   /** Share of the remaining time an estimate may use before the call is refused (default 0.8). */
   readonly headroom?: number;
-  /** Called when a call is refused at once (`overloaded`) or its deadline passed while queued (`expired`). */
+  /** Called when a call is refused at once (`overloaded`) or runs out of time while queued (`expired`). */
   readonly onReject?: (reason: 'overloaded' | 'expired') => void;
 }
 
 interface Waiter {
   readonly deadline: number;
   readonly start: () => void;
-  readonly expire: () => void;
+  readonly fail: (err: KeygateError) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
   done: boolean;
 }
@@ -30,8 +30,10 @@ const EWMA_WEIGHT = 0.2;
  * At most `maxInFlight` calls run; the next ones wait in FIFO order, but only those that can
  * plausibly finish in time: a call is refused at once with OVERLOADED (gRPC UNAVAILABLE) when
  * (queue position / maxInFlight + 1) × the moving average of call durations exceeds its budget.
- * A queued call whose deadline passes before it starts fails with GATEWAY_TIMEOUT, never sent.
- * A call that starts passes what is left of its deadline on (CallOptions.budgetMs).
+ * The average lags when the gateway slows down under a burst, so a queued call is watched too:
+ * once its remaining time no longer covers one call it is shed the same way, never sent. One
+ * whose deadline passed fails with GATEWAY_TIMEOUT. A call that starts passes what is left of
+ * its deadline on (CallOptions.budgetMs).
  */
 export class GatewayLimiter implements GatewayClient {
   readonly #inner: GatewayClient;
@@ -89,39 +91,54 @@ export class GatewayLimiter implements GatewayClient {
 
   /** Resolves when a slot is free for this call; rejects when it cannot or did not start in time. */
   #wait(now: number, deadline: number): Promise<void> {
-    const expected = (this.#queued / this.#o.maxInFlight + 1) * this.#ewmaMs;
+    const callMs = this.#ewmaMs;
+    const expected = (this.#queued / this.#o.maxInFlight + 1) * callMs;
     if (expected >= (deadline - now) * (this.#o.headroom ?? 0.8)) {
       this.rejected++;
       this.#o.onReject?.('overloaded');
       return Promise.reject(
         new KeygateError('OVERLOADED', {
-          detail: { queued: this.#queued, inFlight: this.#inFlight, expectedMs: Math.round(expected) },
+          detail: {
+            queued: this.#queued,
+            inFlight: this.#inFlight,
+            expectedMs: Math.round(expected),
+            budgetMs: Math.round(deadline - now),
+          },
         }),
       );
     }
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = {
-        deadline,
-        done: false,
-        timer: undefined,
-        start: () => resolve(),
-        expire: () => {
-          this.expired++;
-          this.#o.onReject?.('expired');
-          reject(new KeygateError('GATEWAY_TIMEOUT', { detail: { reason: 'deadline passed while queued' } }));
-        },
-      };
-      w.timer = setTimeout(() => this.#expire(w), Math.max(0, deadline - now));
+      const w: Waiter = { deadline, done: false, timer: undefined, start: resolve, fail: reject };
       this.#queue.push(w);
       this.#queued++;
+      this.#watch(w, now, callMs);
     });
   }
 
-  #expire(w: Waiter): void {
-    if (w.done) return;
-    w.done = true;
-    this.#queued--;
-    w.expire();
+  /** Sheds `w` once its remaining time no longer covers one call, re-checking as the estimate moves. */
+  #watch(w: Waiter, now: number, callMs: number): void {
+    w.timer = setTimeout(
+      () => {
+        if (w.done) return;
+        const t = this.#o.clock.now();
+        const need = this.#ewmaMs;
+        if (w.deadline - t > need) return this.#watch(w, t, need);
+        w.done = true;
+        this.#queued--;
+        this.expired++;
+        this.#o.onReject?.('expired');
+        w.fail(
+          new KeygateError('OVERLOADED', {
+            detail: {
+              reason: 'cannot finish in time',
+              leftMs: Math.round(w.deadline - t),
+              expectedMs: Math.round(need),
+            },
+          }),
+        );
+      },
+      Math.max(0, w.deadline - now - callMs),
+    );
   }
 
   /** Hands the freed slot to the oldest waiter that is still waiting. */
@@ -133,7 +150,9 @@ export class GatewayLimiter implements GatewayClient {
       this.#queued--;
       clearTimeout(w.timer);
       if (this.#o.clock.now() >= w.deadline) {
-        w.expire();
+        this.expired++;
+        this.#o.onReject?.('expired');
+        w.fail(new KeygateError('GATEWAY_TIMEOUT', { detail: { reason: 'deadline passed while queued' } }));
         continue;
       }
       // Counted as running now, before its continuation runs, so no later caller takes the slot.

@@ -1,7 +1,7 @@
 import { KeygateError, zeroize } from '@keygate/shared';
 import { keyIdFor } from './key-id.js';
 import type { KeyStatus } from './key-status.js';
-import type { GatewayClient } from './ports.js';
+import type { CallOptions, Clock, GatewayClient } from './ports.js';
 
 /** A DEK wrapped under the root key, with the key_id of the version that wrapped it. */
 export interface Wrapped {
@@ -11,6 +11,19 @@ export interface Wrapped {
 
 const MIN_DEK_BYTES = 16;
 const MAX_DEK_BYTES = 64;
+/** Kept from the caller's deadline for the answer's way back to it over gRPC. */
+export const REPLY_MARGIN_MS = 50;
+
+export interface KeyGatewayOptions {
+  readonly gateway: GatewayClient;
+  readonly key: KeyStatus;
+  /** The key_id prefix of this root key. */
+  readonly prefix: string;
+  readonly crkId: string;
+  readonly clock: Clock;
+  /** Drops every DEK: an answer proved the key inactive or destroyed. */
+  readonly onKeyLost: () => void;
+}
 
 /**
  * The core's calls to the gateway for one root key: the wrap aad, key_ids from the versions the
@@ -24,19 +37,25 @@ export class KeyGateway {
   readonly #prefix: string;
   readonly #aad: readonly string[];
   readonly #onKeyLost: () => void;
+  readonly #clock: Clock;
 
-  constructor(gateway: GatewayClient, key: KeyStatus, prefix: string, crkId: string, onKeyLost: () => void) {
-    this.#gateway = gateway;
-    this.#key = key;
-    this.#prefix = prefix;
+  constructor(o: KeyGatewayOptions) {
+    this.#gateway = o.gateway;
+    this.#key = o.key;
+    this.#prefix = o.prefix;
     // Binds every wrapped DEK to this use of the root key; the same on every node.
-    this.#aad = ['keygate-shim', crkId];
-    this.#onKeyLost = onKeyLost;
+    this.#aad = ['keygate-shim', o.crkId];
+    this.#onKeyLost = o.onKeyLost;
+    this.#clock = o.clock;
   }
 
-  /** Wraps `dek` (the caller keeps and zeroes it); KEY_* or gateway errors otherwise. */
-  async wrap(dek: Buffer): Promise<Wrapped> {
-    const r = await this.#call(() => this.#gateway.wrap(dek, this.#aad));
+  /**
+   * Wraps `dek` (the caller keeps and zeroes it) within `deadline` (the clock's ms, when the
+   * caller gives up); KEY_* or gateway errors otherwise.
+   */
+  async wrap(dek: Buffer, deadline?: number): Promise<Wrapped> {
+    const options = this.#options(deadline);
+    const r = await this.#call(() => this.#gateway.wrap(dek, this.#aad, options));
     if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     let keyId: string;
     try {
@@ -47,9 +66,10 @@ export class KeyGateway {
     return { wrappedDek: r.wrappedDek, keyId };
   }
 
-  /** Unwraps `wrappedDek`; the caller owns the DEK returned and zeroes it. */
-  async unwrap(wrappedDek: Buffer): Promise<Buffer> {
-    const r = await this.#call(() => this.#gateway.unwrap(wrappedDek, this.#aad));
+  /** Unwraps `wrappedDek` within `deadline`; the caller owns the DEK returned and zeroes it. */
+  async unwrap(wrappedDek: Buffer, deadline?: number): Promise<Buffer> {
+    const options = this.#options(deadline);
+    const r = await this.#call(() => this.#gateway.unwrap(wrappedDek, this.#aad, options));
     if (this.#key.refusal !== undefined) {
       zeroize(r.dek);
       throw this.#key.refusalError();
@@ -62,6 +82,12 @@ export class KeyGateway {
       );
     }
     return r.dek;
+  }
+
+  /** The budget left before `deadline`, less the way back; none without a deadline (DEADLINE_MS applies). */
+  #options(deadline: number | undefined): CallOptions | undefined {
+    if (deadline === undefined) return undefined;
+    return { budgetMs: Math.max(0, deadline - this.#clock.now() - REPLY_MARGIN_MS) };
   }
 
   async #call<T>(fn: () => Promise<T>): Promise<T> {

@@ -66,9 +66,14 @@ export class KmsCore {
     this.#prefix = keyIdPrefix(options.instanceId, options.crkId);
     this.#cache = new DekCache({ maxEntries: options.cacheSize, ttlMs: options.cacheTtlMs });
     this.#key = new KeyStatus(() => this.#canEncryptLocally(), options.events);
-    this.#gateway = new KeyGateway(options.gateway, this.#key, this.#prefix, options.crkId, () =>
-      this.#dropKeys(),
-    );
+    this.#gateway = new KeyGateway({
+      gateway: options.gateway,
+      key: this.#key,
+      prefix: this.#prefix,
+      crkId: options.crkId,
+      clock: options.clock,
+      onKeyLost: () => this.#dropKeys(),
+    });
   }
 
   /**
@@ -105,8 +110,9 @@ export class KmsCore {
   /**
    * encrypt() for the hot path: answers synchronously (no promise, no microtask) when the current
    * DEK is usable, and throws synchronously on a bad request; otherwise returns a promise.
+   * `deadline` (the clock's ms) is when the caller gives up: gateway calls fit inside it.
    */
-  encryptNow(plaintext: Uint8Array, maxBytes: number): Encrypted | Promise<Encrypted> {
+  encryptNow(plaintext: Uint8Array, maxBytes: number, deadline?: number): Encrypted | Promise<Encrypted> {
     if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     if (!this.#o.newDekPerEncrypt) {
       const cur = this.#current;
@@ -116,11 +122,11 @@ export class KmsCore {
         return { ciphertext, keyId: cur.keyId };
       }
     }
-    return this.#encryptSlow(plaintext, maxBytes);
+    return this.#encryptSlow(plaintext, maxBytes, deadline);
   }
 
-  async #encryptSlow(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
-    if (this.#o.newDekPerEncrypt) return this.#encryptFresh(plaintext, maxBytes);
+  async #encryptSlow(plaintext: Uint8Array, maxBytes: number, deadline?: number): Promise<Encrypted> {
+    if (this.#o.newDekPerEncrypt) return this.#encryptFresh(plaintext, maxBytes, deadline);
     for (let attempt = 0; attempt < 3; attempt++) {
       // The key may have been found disabled or destroyed while this call waited for a rotation.
       if (this.#key.refusal !== undefined) throw this.#key.refusalError();
@@ -132,7 +138,7 @@ export class KmsCore {
         cur.uses++;
         return { ciphertext, keyId: cur.keyId };
       }
-      await this.#rotation.run('current', () => this.#rotateCurrent(true));
+      await this.#rotation.run('current', () => this.#rotateCurrent(true, deadline));
     }
     throw new KeygateError('NOT_READY', { detail: { reason: 'no usable DEK after rotation' } });
   }
@@ -148,12 +154,13 @@ export class KmsCore {
   /**
    * decrypt() for the hot path: answers synchronously (no promise, no microtask) when the DEK is
    * cached, and throws synchronously on a bad request; only a cache miss returns a promise (and
-   * goes through the single-flight unwrap).
+   * goes through the single-flight unwrap). `deadline` as for encryptNow().
    */
   decryptNow(
     ciphertext: Uint8Array,
     requestKeyId: string | undefined,
     maxBytes: number,
+    deadline?: number,
   ): Buffer | Promise<Buffer> {
     if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     if (requestKeyId !== undefined && !isKeyIdOf(this.#prefix, requestKeyId)) {
@@ -166,12 +173,13 @@ export class KmsCore {
     const key = parsed.wrappedDek.toString('latin1');
     const hit = this.#cache.get(key, this.#o.clock.now());
     if (hit) return openShim(parsed, hit.dataKey(parsed.alg));
-    return this.#decryptMiss(parsed, key);
+    return this.#decryptMiss(parsed, key, deadline);
   }
 
-  async #decryptMiss(parsed: ShimCiphertext, key: string): Promise<Buffer> {
+  async #decryptMiss(parsed: ShimCiphertext, key: string, deadline?: number): Promise<Buffer> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const entry = await this.#unwraps.run(key, () => this.#unwrapEntry(parsed));
+      // Concurrent callers share the first one's unwrap, and so its deadline.
+      const entry = await this.#unwraps.run(key, () => this.#unwrapEntry(parsed, deadline));
       // The entry can have been evicted between the unwrap and this continuation: unwrap again.
       if (!entry.destroyed) return openShim(parsed, entry.dataKey(parsed.alg));
     }
@@ -245,10 +253,10 @@ export class KmsCore {
     });
   }
 
-  async #encryptFresh(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
+  async #encryptFresh(plaintext: Uint8Array, maxBytes: number, deadline?: number): Promise<Encrypted> {
     const dek = this.#o.random(this.#o.dekBytes);
     try {
-      const w = await this.#gateway.wrap(dek);
+      const w = await this.#gateway.wrap(dek, deadline);
       this.#key.adoptKeyId(w.keyId);
       const entry = new DekEntry(dek);
       try {
@@ -267,10 +275,10 @@ export class KmsCore {
    * Wraps a fresh DEK. It becomes the current DEK when `force`, when there is none, when the current
    * one is near its limits, or when the root key's version changed; otherwise it is zeroed.
    */
-  async #rotateCurrent(force: boolean): Promise<void> {
+  async #rotateCurrent(force: boolean, deadline?: number): Promise<void> {
     const dek = this.#o.random(this.#o.dekBytes);
     try {
-      const w = await this.#gateway.wrap(dek);
+      const w = await this.#gateway.wrap(dek, deadline);
       if (this.#key.isRetired(w.keyId)) {
         // A lagging gateway replica reports a superseded version: never go back to it.
         if (force) throw new KeygateError('GATEWAY_PROTOCOL_ERR', { detail: { reason: 'old key version' } });
@@ -305,8 +313,8 @@ export class KmsCore {
     }
   }
 
-  async #unwrapEntry(parsed: ShimCiphertext): Promise<DekEntry> {
-    const dek = await this.#gateway.unwrap(parsed.wrappedDek);
+  async #unwrapEntry(parsed: ShimCiphertext, deadline?: number): Promise<DekEntry> {
+    const dek = await this.#gateway.unwrap(parsed.wrappedDek, deadline);
     try {
       const cached = this.#cache.put(parsed.wrappedDek.toString('latin1'), dek, this.#o.clock.now());
       if (cached) return cached;

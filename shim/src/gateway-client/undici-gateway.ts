@@ -49,6 +49,13 @@ export const ANSWER_MARGIN_MS = 50;
 /** Largest DEK the client accepts back from an unwrap (the API's plaintext limit). */
 const MAX_DEK_BYTES = 4096;
 
+/** What bounds one attempt: the call's abort signal and deadline, and whether its timeout counts. */
+interface AttemptLimits {
+  readonly signal: AbortSignal;
+  readonly deadline: number;
+  readonly timeoutsCount: boolean;
+}
+
 interface Endpoint {
   readonly url: string;
   readonly breaker: CircuitBreaker;
@@ -129,13 +136,16 @@ export class UndiciGatewayClient implements GatewayClient {
   ): Promise<z.output<S>> {
     const totalMs = Math.max(1, Math.min(this.#o.deadlineMs, budgetMs ?? Number.POSITIVE_INFINITY));
     const deadline = this.#now() + totalMs;
+    // A timeout within a budget its caller cut short says nothing about the URL: the breaker
+    // must not open because callers were late (a burst would turn into an outage).
+    const timeoutsCount = totalMs >= this.#o.deadlineMs;
     const signal = AbortSignal.timeout(totalMs);
     const payload = JSON.stringify(body);
     const path = PATHS.keyAction(this.#o.crkId, action);
     let last: KeygateError = new KeygateError('GATEWAY_UNAVAILABLE', { detail: { reason: 'no attempt' } });
     let tokenRetried = false;
     for (let attempt = 0, i = 0; attempt <= this.#o.maxRetries; attempt++) {
-      const out = await this.#attemptWithToken(i, path, payload, signal, deadline, schema);
+      const out = await this.#attemptWithToken(i, path, payload, { signal, deadline, timeoutsCount }, schema);
       if (out.ok) {
         this.#o.onOutcome?.(out.url, action, 'ok');
         return out.value;
@@ -185,8 +195,7 @@ export class UndiciGatewayClient implements GatewayClient {
     i: number,
     path: string,
     payload: string,
-    signal: AbortSignal,
-    deadline: number,
+    limits: AttemptLimits,
     schema: S,
   ): Promise<
     | { ok: true; value: z.output<S>; url: string }
@@ -194,7 +203,7 @@ export class UndiciGatewayClient implements GatewayClient {
   > {
     let token: string;
     try {
-      token = await this.#tokens.get(signal);
+      token = await this.#tokens.get(limits.signal);
     } catch (err) {
       const failure = err instanceof TokenError ? err.failure : fromTransportError(err, this.#o.tokenUrl);
       return { ok: false, failure, url: this.#o.tokenUrl };
@@ -207,7 +216,7 @@ export class UndiciGatewayClient implements GatewayClient {
         url: '',
         noEndpoint: true,
       };
-    const out = await this.#attempt(ep, token, path, payload, signal, deadline, schema);
+    const out = await this.#attempt(ep, token, path, payload, limits, schema);
     return { ...out, url: ep.url };
   }
 
@@ -216,8 +225,7 @@ export class UndiciGatewayClient implements GatewayClient {
     token: string,
     path: string,
     payload: string,
-    signal: AbortSignal,
-    deadline: number,
+    { signal, deadline, timeoutsCount }: AttemptLimits,
     schema: S,
   ): Promise<{ ok: true; value: z.output<S> } | { ok: false; failure: GatewayFailure }> {
     let status: number;
@@ -245,8 +253,10 @@ export class UndiciGatewayClient implements GatewayClient {
       retryAfter = res.headers[HEADERS.retryAfter];
       json = await res.body.json().catch(() => undefined);
     } catch (err) {
-      ep.breaker.onFailure();
-      return { ok: false, failure: fromTransportError(err, ep.url) };
+      const failure = fromTransportError(err, ep.url);
+      if (failure.error.code === 'GATEWAY_TIMEOUT' && !timeoutsCount) ep.breaker.release();
+      else ep.breaker.onFailure();
+      return { ok: false, failure };
     }
     if (status >= 200 && status <= 299) {
       ep.breaker.onSuccess();
