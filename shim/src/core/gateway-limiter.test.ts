@@ -69,5 +69,10 @@ describe('GatewayLimiter', () => {
     const third = limiter.wrap(Buffer.alloc(32), AAD, { budgetMs: 500 });
     await third;
     assert.ok((probe.budgets[1] ?? 0) <= 500 && (probe.budgets[1] ?? 0) > 0, String(probe.budgets));
+    await assert.rejects(
+      limiter.wrap(Buffer.alloc(32), AAD, { budgetMs: 0 }),
+      (e: unknown) => e instanceof KeygateError && e.code === 'GATEWAY_TIMEOUT',
+    );
+    assert.equal(probe.inner.wrapCalls, 2, 'a call with no time left is not sent');
   });
 });

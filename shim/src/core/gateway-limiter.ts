@@ -75,6 +75,12 @@ export class GatewayLimiter implements GatewayClient {
   async #run<T>(options: CallOptions | undefined, call: (budgetMs: number) => Promise<T>): Promise<T> {
     const now = this.#o.clock.now();
     const deadline = now + Math.min(this.#o.deadlineMs, options?.budgetMs ?? Number.POSITIVE_INFINITY);
+    if (deadline <= now) {
+      // The caller has no time left: an answer could not reach it, so nothing is sent.
+      this.expired++;
+      this.#o.onReject?.('expired');
+      throw new KeygateError('GATEWAY_TIMEOUT', { detail: { reason: 'no time left' } });
+    }
     // A waiter is handed its slot (counted in #inFlight) by #startNext before it resumes here.
     if (this.#inFlight >= this.#o.maxInFlight) await this.#wait(now, deadline);
     else this.#inFlight++;
