@@ -161,4 +161,41 @@ KEYGATE:
     assert.equal(existsSync(sock), false, 'the socket file was left behind');
     assert.equal(sawSocketBetweenAttempts, false, 'a socket was served between attempts');
   });
+
+  it('leaves the wait between start attempts at once on SIGTERM', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    const sock = join(dir, 'sigterm-wait', 'kms.sock');
+    const cfg = join(dir, 'sigterm-wait.yaml');
+    writeFileSync(
+      cfg,
+      readFileSync(config, 'utf8')
+        .replace(
+          `UNIX_SOCKET_PATH: "${socket}"`,
+          `UNIX_SOCKET_PATH: "${sock}"\n  RESTART_DELAY_IN_SECONDS: 600`,
+        )
+        .replace('HEALTHZ_PORT: "0"', `HEALTHZ_PORT: ${port}`),
+    );
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const end = Date.now() + 30_000;
+    while (!out.includes('"msg":"start failed"') && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /"code":"HEALTH_PORT_IN_USE"/);
+    child.kill('SIGTERM');
+    // A 600 s restart delay: only leaving the wait on the signal ends the process before the kill.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const code = await exited;
+    clearTimeout(killer);
+    await new Promise<void>((r) => holder.close(() => r()));
+    assert.equal(code, 0, out);
+    assert.equal(existsSync(sock), false);
+  });
 });
