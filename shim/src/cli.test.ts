@@ -115,87 +115,85 @@ KEYGATE:
     serve = undefined;
   });
 
-  it('exits non-zero with HEALTH_PORT_IN_USE when another process holds the health port, leaving no socket behind', async () => {
+  /**
+   * `serve` with its health port held by another listener and RESTART_DELAY_IN_SECONDS `delay`.
+   * `exit()` waits for the process (SIGKILL after `killAfterMs`, which fails the test's checks).
+   */
+  async function serveWithHealthPortTaken(name: string, delay: number) {
     const holder = createServer();
     await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
     const port = (holder.address() as { port: number }).port;
-    const sock = join(dir, 'port-taken', 'kms.sock');
-    const cfg = join(dir, 'port-taken.yaml');
+    const sock = join(dir, name, 'kms.sock');
+    const cfg = join(dir, `${name}.yaml`);
     writeFileSync(
       cfg,
       readFileSync(config, 'utf8')
         .replace(
           `UNIX_SOCKET_PATH: "${socket}"`,
-          `UNIX_SOCKET_PATH: "${sock}"\n  RESTART_DELAY_IN_SECONDS: 1`,
+          `UNIX_SOCKET_PATH: "${sock}"\n  RESTART_DELAY_IN_SECONDS: ${delay}`,
         )
         .replace('HEALTHZ_PORT: "0"', `HEALTHZ_PORT: ${port}`),
     );
     const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let out = '';
+    const log = { out: '' };
     child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
+      log.out += d.toString();
     });
     child.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
+      log.out += d.toString();
     });
-    let sawSocketBetweenAttempts = false;
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    return {
+      child,
+      sock,
+      log,
+      async exit(killAfterMs: number): Promise<number | null> {
+        const killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+        const code = await exited;
+        clearTimeout(killer);
+        await new Promise<void>((r) => holder.close(() => r()));
+        return code;
+      },
+    };
+  }
+
+  it('exits non-zero with HEALTH_PORT_IN_USE when another process holds the health port, leaving no socket behind', async () => {
+    const s = await serveWithHealthPortTaken('port-taken', 1);
+    let sawSocketBetweenAttempts = false;
     // Between attempts (RESTART_DELAY_IN_SECONDS) the socket must be gone, not served by a half-started shim.
     const watch = setInterval(() => {
-      if (out.includes('"msg":"start failed"') && !out.includes('"msg":"cannot start"') && existsSync(sock)) {
+      const out = s.log.out;
+      if (
+        out.includes('"msg":"start failed"') &&
+        !out.includes('"msg":"cannot start"') &&
+        existsSync(s.sock)
+      ) {
         sawSocketBetweenAttempts = true;
       }
     }, 20);
     // Bounded: three attempts one second apart; a shim that stays up is killed at 60 s and fails.
-    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    const code = await exited;
-    clearTimeout(killer);
+    const code = await s.exit(60_000);
     clearInterval(watch);
-    await new Promise<void>((r) => holder.close(() => r()));
+    const out = s.log.out;
     assert.equal(code, 1, out);
     assert.match(out, /"code":"HEALTH_PORT_IN_USE"/);
     assert.match(out, /"msg":"cannot start"/);
     assert.equal((out.match(/"msg":"start failed"/g) ?? []).length, 2, 'two retries, then the exit');
-    assert.equal(existsSync(sock), false, 'the socket file was left behind');
+    assert.equal(existsSync(s.sock), false, 'the socket file was left behind');
     assert.equal(sawSocketBetweenAttempts, false, 'a socket was served between attempts');
   });
 
   it('leaves the wait between start attempts at once on SIGTERM', async () => {
-    const holder = createServer();
-    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
-    const port = (holder.address() as { port: number }).port;
-    const sock = join(dir, 'sigterm-wait', 'kms.sock');
-    const cfg = join(dir, 'sigterm-wait.yaml');
-    writeFileSync(
-      cfg,
-      readFileSync(config, 'utf8')
-        .replace(
-          `UNIX_SOCKET_PATH: "${socket}"`,
-          `UNIX_SOCKET_PATH: "${sock}"\n  RESTART_DELAY_IN_SECONDS: 600`,
-        )
-        .replace('HEALTHZ_PORT: "0"', `HEALTHZ_PORT: ${port}`),
-    );
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const s = await serveWithHealthPortTaken('sigterm-wait', 600);
     const end = Date.now() + 30_000;
-    while (!out.includes('"msg":"start failed"') && Date.now() < end)
+    while (!s.log.out.includes('"msg":"start failed"') && Date.now() < end)
       await new Promise((r) => setTimeout(r, 50));
-    assert.match(out, /"code":"HEALTH_PORT_IN_USE"/);
-    child.kill('SIGTERM');
+    assert.match(s.log.out, /"code":"HEALTH_PORT_IN_USE"/);
+    s.child.kill('SIGTERM');
     // A 600 s restart delay: only leaving the wait on the signal ends the process before the kill.
-    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    const code = await exited;
-    clearTimeout(killer);
-    await new Promise<void>((r) => holder.close(() => r()));
-    assert.equal(code, 0, out);
-    assert.equal(existsSync(sock), false);
+    assert.equal(await s.exit(30_000), 0, s.log.out);
+    assert.equal(existsSync(s.sock), false);
   });
 });
