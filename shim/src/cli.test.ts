@@ -159,8 +159,9 @@ KEYGATE:
     };
   }
 
-  it('exits non-zero with HEALTH_PORT_IN_USE when another process holds the health port, leaving no socket behind', async () => {
+  it('exits non-zero with HEALTH_PORT_IN_USE when another process holds the health port, leaving no socket behind', async (t) => {
     const s = await serveWithHealthPortTaken('port-taken', 1);
+    t.after(() => s.child.kill('SIGKILL'));
     let sawSocketBetweenAttempts = false;
     // Between attempts (RESTART_DELAY_IN_SECONDS) the socket must be gone, not served by a half-started shim.
     const watch = setInterval(() => {
@@ -185,8 +186,9 @@ KEYGATE:
     assert.equal(sawSocketBetweenAttempts, false, 'a socket was served between attempts');
   });
 
-  it('leaves the wait between start attempts at once on SIGTERM', async () => {
+  it('leaves the wait between start attempts at once on SIGTERM', async (t) => {
     const s = await serveWithHealthPortTaken('sigterm-wait', 600);
+    t.after(() => s.child.kill('SIGKILL'));
     const end = Date.now() + 30_000;
     while (!s.log.out.includes('"msg":"start failed"') && Date.now() < end)
       await new Promise((r) => setTimeout(r, 50));
