@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -112,5 +113,89 @@ KEYGATE:
     assert.equal(existsSync(socket), false);
     assert.doesNotMatch(out, new RegExp(API_KEY));
     serve = undefined;
+  });
+
+  /**
+   * `serve` with its health port held by another listener and RESTART_DELAY_IN_SECONDS `delay`.
+   * `exit()` waits for the process (SIGKILL after `killAfterMs`, which fails the test's checks).
+   */
+  async function serveWithHealthPortTaken(name: string, delay: number) {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    const sock = join(dir, name, 'kms.sock');
+    const cfg = join(dir, `${name}.yaml`);
+    writeFileSync(
+      cfg,
+      readFileSync(config, 'utf8')
+        .replace(
+          `UNIX_SOCKET_PATH: "${socket}"`,
+          `UNIX_SOCKET_PATH: "${sock}"\n  RESTART_DELAY_IN_SECONDS: ${delay}`,
+        )
+        .replace('HEALTHZ_PORT: "0"', `HEALTHZ_PORT: ${port}`),
+    );
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const log = { out: '' };
+    child.stdout.on('data', (d: Buffer) => {
+      log.out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      log.out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    return {
+      child,
+      sock,
+      log,
+      async exit(killAfterMs: number): Promise<number | null> {
+        const killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+        const code = await exited;
+        clearTimeout(killer);
+        await new Promise<void>((r) => holder.close(() => r()));
+        return code;
+      },
+    };
+  }
+
+  it('exits non-zero with HEALTH_PORT_IN_USE when another process holds the health port, leaving no socket behind', async (t) => {
+    const s = await serveWithHealthPortTaken('port-taken', 1);
+    t.after(() => s.child.kill('SIGKILL'));
+    let sawSocketBetweenAttempts = false;
+    // Between attempts (RESTART_DELAY_IN_SECONDS) the socket must be gone, not served by a half-started shim.
+    const watch = setInterval(() => {
+      const out = s.log.out;
+      if (
+        out.includes('"msg":"start failed"') &&
+        !out.includes('"msg":"cannot start"') &&
+        existsSync(s.sock)
+      ) {
+        sawSocketBetweenAttempts = true;
+      }
+    }, 20);
+    // Bounded: three attempts one second apart; a shim that stays up is killed at 60 s and fails.
+    const code = await s.exit(60_000);
+    clearInterval(watch);
+    const out = s.log.out;
+    assert.equal(code, 1, out);
+    assert.match(out, /"code":"HEALTH_PORT_IN_USE"/);
+    assert.match(out, /"msg":"cannot start"/);
+    assert.equal((out.match(/"msg":"start failed"/g) ?? []).length, 2, 'two retries, then the exit');
+    assert.equal(existsSync(s.sock), false, 'the socket file was left behind');
+    assert.equal(sawSocketBetweenAttempts, false, 'a socket was served between attempts');
+  });
+
+  it('leaves the wait between start attempts at once on SIGTERM', async (t) => {
+    const s = await serveWithHealthPortTaken('sigterm-wait', 600);
+    t.after(() => s.child.kill('SIGKILL'));
+    const end = Date.now() + 30_000;
+    while (!s.log.out.includes('"msg":"start failed"') && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.match(s.log.out, /"code":"HEALTH_PORT_IN_USE"/);
+    s.child.kill('SIGTERM');
+    // A 600 s restart delay: only leaving the wait on the signal ends the process before the kill.
+    assert.equal(await s.exit(30_000), 0, s.log.out);
+    assert.equal(existsSync(s.sock), false);
   });
 });

@@ -74,6 +74,7 @@ export const shimConfigSchema = z.strictObject({
       DEK_MAX_AGE_HOURS: int(1, 8760).default(168),
       SOCKET_MODE: octalMode.default(0o600),
       DEADLINE_MS: int(100, 60_000).default(2500),
+      MAX_GATEWAY_CALLS: int(1, 10_000).default(64),
       ALGORITHM: z.enum(['A256CBC-HS512', 'A256GCM']).default('A256CBC-HS512'),
       KEY_ID_REFRESH_SECONDS: int(1, 3600).default(60),
       API_KEY_FILE: text.optional(),

@@ -143,6 +143,49 @@ KEYGATE:
     assert.equal((await fresh.c.decrypt(f3.ciphertext, f3.key_id)).plaintext.toString(), 'f3');
   });
 
+  it('keeps its DEKs through a glitch that proves nothing (a bare 410 from a proxy, a missing HSM object), and drops them on a real KEY_DELETED_ERR', async () => {
+    const a = await shim({ refreshSeconds: 1 });
+    const made = await a.c.encrypt(Buffer.from('kept'));
+    const cold = await shim(); // decrypts once now, so its DEK is cached before the glitch
+    assert.equal((await cold.c.decrypt(made.ciphertext, made.key_id)).plaintext.toString(), 'kept');
+    const unwraps = kp.counts.unwrap;
+    const glitch = async (set: () => void) => {
+      const wraps = kp.counts.wrap;
+      set();
+      try {
+        // The background refresh (every second) meets the glitch at least twice.
+        await waitFor(async () => kp.counts.wrap >= wraps + 2);
+        const e = await a.c.encrypt(Buffer.from('during'));
+        assert.equal(e.key_id, made.key_id);
+        assert.equal((await a.c.decrypt(e.ciphertext, e.key_id)).plaintext.toString(), 'during');
+        assert.equal((await a.c.decrypt(made.ciphertext, made.key_id)).plaintext.toString(), 'kept');
+        assert.equal((await cold.c.decrypt(made.ciphertext, made.key_id)).plaintext.toString(), 'kept');
+        assert.notEqual((await a.c.status()).healthz, 'root key destroyed');
+      } finally {
+        kp.failStatus = undefined;
+        kp.failWith = undefined;
+      }
+    };
+    await glitch(() => {
+      kp.failStatus = 410;
+    });
+    await glitch(() => {
+      kp.failWith = 'HSM_KEY_OBJECT_MISSING';
+    });
+    assert.equal(kp.counts.unwrap, unwraps, 'no DEK was dropped, so none had to be unwrapped again');
+    // What a destroyed key really looks like: the gateway names KEY_DELETED_ERR with 410.
+    kp.failWith = 'KEY_DELETED_ERR';
+    try {
+      await waitFor(async () => (await a.c.status()).healthz === 'root key destroyed');
+      await assert.rejects(
+        a.c.decrypt(made.ciphertext, made.key_id),
+        (e: ServiceError) => e.code === GrpcStatus.FAILED_PRECONDITION,
+      );
+    } finally {
+      kp.failWith = undefined;
+    }
+  });
+
   it('changes the key_id after a root key rotation within the refresh interval; old ciphertexts still decrypt', async () => {
     const a = await shim({ refreshSeconds: 1 });
     const old = await a.c.encrypt(Buffer.from('before rotation'));

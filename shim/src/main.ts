@@ -1,6 +1,7 @@
 import { isKeygateError, type Logger, type Random, systemRandom } from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
 import type { ShimSettings } from './config.js';
+import { GatewayLimiter } from './core/gateway-limiter.js';
 import { KmsCore } from './core/kms-core.js';
 import { type Clock, type GatewayClient, systemClock } from './core/ports.js';
 import { UndiciGatewayClient, type UndiciGatewayOptions } from './gateway-client/undici-gateway.js';
@@ -56,14 +57,21 @@ export function gatewayClientOptions(settings: ShimSettings): UndiciGatewayOptio
 const UNHEALTHY_REFRESH_MS = 10_000;
 
 /**
- * Composition root: builds the gateway client, the core, the gRPC server on the UNIX socket, the
- * health and metrics server and the background refresh, and returns a handle to stop them.
+ * Composition root: builds the gateway client (behind the limiter), the core, the gRPC server on
+ * the UNIX socket, the health and metrics server and the background refresh, and returns a handle
+ * to stop them. When any part fails to start, everything already opened is closed again (the
+ * socket file removed, DEKs zeroed) before the error is thrown.
  */
 export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Promise<RunningShim> {
   const raw = settings.raw;
   const logger = deps.logger ?? createLogger({ level: settings.logLevel, name: 'keygate-shim' });
+  const clock = deps.clock ?? systemClock;
   let core: KmsCore | undefined;
-  const metrics = new ShimMetrics(() => core);
+  let limiter: GatewayLimiter | undefined;
+  const metrics = new ShimMetrics(
+    () => core,
+    () => limiter?.stats(),
+  );
   const ownGateway = deps.gateway === undefined;
   const gateway =
     deps.gateway ??
@@ -81,6 +89,12 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     });
   // Every gateway URL shows a breaker state from the start, not only after its first change.
   for (const url of settings.gatewayUrls) metrics.onBreaker(url.replace(/\/+$/, ''), 'closed');
+  limiter = new GatewayLimiter(gateway, {
+    maxInFlight: raw.KEYGATE.MAX_GATEWAY_CALLS,
+    deadlineMs: raw.KEYGATE.DEADLINE_MS,
+    clock,
+    onReject: metrics.onGatewayRejected,
+  });
   const kmsCore = new KmsCore({
     instanceId: raw.KP_CONFIG.INSTANCE_ID,
     crkId: raw.KP_CONFIG.CRK_ID,
@@ -90,8 +104,8 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     dekLimits: { maxUses: raw.KEYGATE.DEK_MAX_USES, maxAgeMs: raw.KEYGATE.DEK_MAX_AGE_HOURS * 3_600_000 },
     cacheSize: raw.KEYGATE.CACHE_SIZE,
     cacheTtlMs: raw.SERVER_CONFIG.CACHE_TIMEOUT_IN_HOURS * 3_600_000,
-    gateway,
-    clock: deps.clock ?? systemClock,
+    gateway: limiter,
+    clock,
     random: deps.random ?? systemRandom,
     events: {
       keyIdChanged: (from, to) => logger.info({ from: from ?? null, to }, 'key_id changed'),
@@ -100,11 +114,11 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   });
   core = kmsCore;
 
-  // One inline refresh so that a healthy gateway gives a key_id before the first Status.
-  await kmsCore.refresh();
-
   let stopped = false;
   let refreshTimer: NodeJS.Timeout | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let grpc: KmsServer | undefined;
+  let health: HealthServer | undefined;
   const refreshEveryMs = raw.KEYGATE.KEY_ID_REFRESH_SECONDS * 1000;
   const scheduleRefresh = () => {
     if (stopped) return;
@@ -117,14 +131,31 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     );
     refreshTimer.unref();
   };
-  scheduleRefresh();
-  const sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
-  sweepTimer.unref();
+  /** Closes whatever is open, in reverse order of opening; never throws. */
+  const stop = async (graceMs: number): Promise<void> => {
+    stopped = true;
+    clearTimeout(refreshTimer);
+    clearInterval(sweepTimer);
+    const quietly = async (what: string, fn: () => Promise<void> | void) => {
+      try {
+        await fn();
+      } catch (err) {
+        logger.warn({ err: String(err), what }, 'close failed');
+      }
+    };
+    await quietly('grpc', () => grpc?.close(graceMs)); // removes the socket file
+    await quietly('health', () => health?.close());
+    kmsCore.close();
+    if (ownGateway) await quietly('gateway', () => (gateway as UndiciGatewayClient).close());
+  };
 
   const socketPath = normaliseSocketPath(settings.socketPath);
-  let grpc: KmsServer;
-  let health: HealthServer | undefined;
   try {
+    // One inline refresh so that a healthy gateway gives a key_id before the first Status.
+    await kmsCore.refresh();
+    scheduleRefresh();
+    sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
+    sweepTimer.unref();
     grpc = await startKmsServer({
       core: kmsCore,
       socketPath,
@@ -145,11 +176,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
       });
     }
   } catch (err) {
-    stopped = true;
-    clearTimeout(refreshTimer);
-    clearInterval(sweepTimer);
-    kmsCore.close();
-    if (ownGateway) await (gateway as UndiciGatewayClient).close();
+    await stop(0);
     throw err;
   }
   const status = kmsCore.status();
@@ -172,21 +199,20 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     metrics,
     async close() {
       if (stopped) return;
-      stopped = true;
-      clearTimeout(refreshTimer);
-      clearInterval(sweepTimer);
-      await grpc.close(raw.KEYGATE.SHUTDOWN_GRACE_SECONDS * 1000);
-      await health?.close();
-      kmsCore.close();
-      if (ownGateway) await (gateway as UndiciGatewayClient).close();
+      await stop(raw.KEYGATE.SHUTDOWN_GRACE_SECONDS * 1000);
     },
   };
 }
 
+/** Start attempts in all (the first one and its retries) before the process gives up and exits. */
+export const MAX_START_ATTEMPTS = 3;
+
 /**
  * Runs the shim until SIGTERM or SIGINT: drains in-flight calls, removes the socket and resolves.
- * When the server fails to start for a reason other than the config or a live socket, it tries
- * again after RESTART_DELAY_IN_SECONDS. Resolves with the process exit code.
+ * A start failure other than the config or a live socket (a taken health port, say) is tried
+ * again after RESTART_DELAY_IN_SECONDS, MAX_START_ATTEMPTS times in all; then, or at once for
+ * those two, it logs a fatal line with the error code and resolves with 1, so that the process
+ * exits and its supervisor (kubelet, systemd) restarts it. Resolves with the process exit code.
  */
 export async function runShim(settings: ShimSettings, deps: ShimDeps = {}): Promise<number> {
   const logger = deps.logger ?? createLogger({ level: settings.logLevel, name: 'keygate-shim' });
@@ -201,23 +227,24 @@ export async function runShim(settings: ShimSettings, deps: ShimDeps = {}): Prom
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   try {
-    while (!signalled) {
+    for (let attempt = 1; !signalled; attempt++) {
       try {
         shim = await startShim(settings, { ...deps, logger });
         break;
       } catch (err) {
-        if (isKeygateError(err) && (err.code === 'CONFIG_INVALID' || err.code === 'SOCKET_IN_USE')) {
-          logger.fatal({ err: err.toLog() }, 'cannot start');
+        const code = isKeygateError(err) ? err.code : 'INTERNAL_ERR';
+        const log = { code, attempt, err: isKeygateError(err) ? err.toLog() : String(err) };
+        if (code === 'CONFIG_INVALID' || code === 'SOCKET_IN_USE' || attempt >= MAX_START_ATTEMPTS) {
+          logger.fatal(log, 'cannot start');
           return 1;
         }
-        logger.error(
-          { err: isKeygateError(err) ? err.toLog() : String(err), retryInMs: delayMs },
-          'start failed',
-        );
+        logger.error({ ...log, retryInMs: delayMs }, 'start failed');
+        let timer: NodeJS.Timeout | undefined;
         await new Promise<void>((r) => {
           wake = r;
-          setTimeout(r, delayMs);
+          timer = setTimeout(r, delayMs);
         });
+        clearTimeout(timer); // a signal woke it: the timer must not hold the process open
       }
     }
     if (!signalled) await new Promise<void>((r) => (wake = r));

@@ -19,8 +19,13 @@ export class ShimMetrics {
   readonly #latency: Histogram<'rpc'>;
   readonly #gateway: Counter<'url' | 'op' | 'outcome'>;
   readonly #breaker: Gauge<'url'>;
+  readonly #rejected: Counter<'reason'>;
 
-  constructor(core: () => KmsCore | undefined, processMetrics = true) {
+  constructor(
+    core: () => KmsCore | undefined,
+    limiter: () => { inFlight: number; queued: number; ewmaMs: number } | undefined = () => undefined,
+    processMetrics = true,
+  ) {
     const registry = createMetricsRegistry({ component: 'shim', processMetrics });
     this.registry = registry;
     this.#calls = new Counter({
@@ -48,6 +53,37 @@ export class ShimMetrics {
       labelNames: ['url'],
       registers: [registry],
     });
+    this.#rejected = new Counter({
+      name: metricName('shim_gateway_calls_rejected_total'),
+      help: 'Gateway calls the shim did not send: refused at once (overloaded) or out of time while queued (expired).',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    const load = (
+      name: string,
+      help: string,
+      pick: (l: { inFlight: number; queued: number; ewmaMs: number }) => number,
+    ) =>
+      new Gauge({
+        name: metricName(name),
+        help,
+        registers: [registry],
+        collect() {
+          const l = limiter();
+          this.set(l ? pick(l) : 0);
+        },
+      });
+    load(
+      'shim_gateway_calls_in_flight',
+      'Gateway calls running now (at most MAX_GATEWAY_CALLS).',
+      (l) => l.inFlight,
+    );
+    load('shim_gateway_calls_queued', 'Gateway calls waiting for a free slot.', (l) => l.queued);
+    load(
+      'shim_gateway_call_estimate_seconds',
+      'Moving average of gateway call durations, from which the limiter decides what can wait.',
+      (l) => l.ewmaMs / 1000,
+    );
     const stat = (name: string, help: string, pick: (c: KmsCore) => number) =>
       new Gauge({
         name: metricName(name),
@@ -96,6 +132,10 @@ export class ShimMetrics {
 
   onGatewayOutcome = (url: string, op: string, outcome: string): void => {
     this.#gateway.inc({ url, op, outcome });
+  };
+
+  onGatewayRejected = (reason: 'overloaded' | 'expired'): void => {
+    this.#rejected.inc({ reason });
   };
 
   onBreaker = (url: string, state: BreakerState): void => {

@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
+import { allocSecret } from './bytes.js';
 
 /** Source of randomness, injected so that tests can be deterministic. Returns `n` fresh bytes. */
 export type Random = (n: number) => Buffer;
 
-/** The operating system's CSPRNG. */
-export const systemRandom: Random = (n) => randomBytes(n);
+/** The operating system's CSPRNG, into a buffer from allocSecret (the bytes may become a key). */
+export const systemRandom: Random = (n) => randomFillSync(allocSecret(n));
 
 /**
  * A deterministic generator (SHA-256 in counter mode over a seed) for tests and golden vectors

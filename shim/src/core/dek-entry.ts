@@ -1,4 +1,4 @@
-import { deriveDataKey, zeroize } from '@keygate/shared/crypto';
+import { allocSecret, deriveDataKey, zeroize } from '@keygate/shared/crypto';
 import type { ShimAlg } from '@keygate/shared/formats';
 
 /**
@@ -10,9 +10,10 @@ export class DekEntry {
   readonly #derived = new Map<ShimAlg, Buffer>();
   #destroyed = false;
 
-  /** Takes a private copy of `dek`; the caller keeps ownership of its own buffer. */
+  /** Takes a private copy of `dek` (allocSecret: off the pool and the V8 heap); the caller keeps its own. */
   constructor(dek: Uint8Array) {
-    this.#dek = Buffer.from(dek);
+    this.#dek = allocSecret(dek.length);
+    this.#dek.set(dek);
   }
 
   get destroyed(): boolean {
@@ -28,11 +29,6 @@ export class DekEntry {
       this.#derived.set(alg, key);
     }
     return key;
-  }
-
-  /** A fresh copy of the DEK itself (for the gateway wrap); the caller zeroes it. */
-  copyDek(): Buffer {
-    return Buffer.from(this.#dek);
   }
 
   destroy(): void {

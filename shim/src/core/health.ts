@@ -27,6 +27,8 @@ function problemText(err: unknown): string | undefined {
     case 'KEY_ID_MISMATCH_ERR':
     case 'CIPHERTEXT_TOO_LARGE_ERR':
     case 'PLAINTEXT_TOO_LARGE_ERR':
+    // The shim's own limiter shed the call without sending it: says nothing about the gateway.
+    case 'OVERLOADED':
       return undefined;
     case 'GATEWAY_UNAVAILABLE':
       return 'gateway unavailable';

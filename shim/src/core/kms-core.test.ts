@@ -169,6 +169,39 @@ describe('KmsCore', () => {
     await rejectsWith(core.decrypt(c.ciphertext, c.keyId, V2), 'KEY_DELETED_ERR');
   });
 
+  it('keeps every DEK through transient faults, including a missing HSM object and a bare status', async () => {
+    const { core, gateway } = setup();
+    await core.refresh();
+    const c = await core.encrypt(Buffer.from('a'), V2);
+    const unwraps = gateway.unwrapCalls;
+    for (const code of ['GATEWAY_UNAVAILABLE', 'GATEWAY_TIMEOUT', 'GATEWAY_PROTOCOL_ERR'] as const) {
+      gateway.failWith = new KeygateError(code, { detail: { gatewayCode: 'HSM_KEY_OBJECT_MISSING' } });
+      await core.refresh();
+      assert.equal((await core.decrypt(c.ciphertext, c.keyId, V2)).toString(), 'a', code);
+      assert.equal((await core.encrypt(Buffer.from('b'), V2)).keyId, c.keyId, code);
+    }
+    assert.equal(gateway.unwrapCalls, unwraps, 'the cached DEK was never dropped');
+  });
+
+  it('stops using a disabled root key without asking the gateway, and a re-enable restores service', async () => {
+    const { core, gateway } = setup();
+    await core.refresh();
+    const c = await core.encrypt(Buffer.from('a'), V2);
+    gateway.failWith = new KeygateError('KEY_ACTION_INVALID_STATE_ERR');
+    await core.refresh();
+    assert.equal(core.status().healthz, 'root key not active');
+    const calls = gateway.wrapCalls + gateway.unwrapCalls;
+    await rejectsWith(core.encrypt(Buffer.from('b'), V2), 'KEY_ACTION_INVALID_STATE_ERR');
+    await rejectsWith(core.decrypt(c.ciphertext, c.keyId, V2), 'KEY_ACTION_INVALID_STATE_ERR');
+    assert.equal(gateway.wrapCalls + gateway.unwrapCalls, calls, 'refused without a gateway call');
+    assert.deepEqual(core.stats().cacheSize, 0, 'every cached DEK was dropped');
+    gateway.failWith = undefined;
+    await core.refresh(); // the background probe: a wrap that succeeds proves the key active again
+    assert.equal(core.status().healthz, 'ok');
+    assert.equal((await core.decrypt(c.ciphertext, c.keyId, V2)).toString(), 'a');
+    assert.equal((await core.encrypt(Buffer.from('b'), V2)).keyId, c.keyId);
+  });
+
   it('passes a deep round trip and refuses work after close', async () => {
     const { core, gateway } = setup();
     await core.roundTrip();

@@ -2,7 +2,6 @@ import {
   constantTimeEqual,
   decodeShimCiphertext,
   encodeShimHeader,
-  isKeygateError,
   KeygateError,
   openShim,
   type Random,
@@ -14,8 +13,9 @@ import {
 import { CurrentDek, type DekLimits } from './current-dek.js';
 import { DekCache } from './dek-cache.js';
 import { DekEntry } from './dek-entry.js';
-import { type HealthProblem, healthProblemOf } from './health.js';
-import { isKeyIdOf, keyIdFor, keyIdPrefix } from './key-id.js';
+import { KeyGateway } from './key-gateway.js';
+import { isKeyIdOf, keyIdPrefix } from './key-id.js';
+import { type CoreStatus, KeyStatus } from './key-status.js';
 import type { Clock, CoreEvents, GatewayClient } from './ports.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -37,58 +37,43 @@ export interface KmsCoreOptions {
   readonly events?: Partial<CoreEvents>;
 }
 
-/** What Status answers: always from memory, never waiting on the gateway. */
-export interface CoreStatus {
-  readonly healthz: string;
-  /** Empty only before the first successful wrap (healthz is then not "ok"). */
-  readonly keyId: string;
-  /**
-   * Set while the gateway is unreachable but this shim still serves every call kube-apiserver
-   * needs from its current DEK and cache; Status then stays "ok" (see status()).
-   */
-  readonly degraded?: string;
-}
+export type { CoreStatus } from './key-status.js';
 
 export interface Encrypted {
   readonly ciphertext: Buffer;
   readonly keyId: string;
 }
 
-interface Wrapped {
-  readonly wrappedDek: Buffer;
-  readonly keyId: string;
-}
-
-const MIN_DEK_BYTES = 16;
-const MAX_DEK_BYTES = 64;
-
 /**
- * The shim's envelope core: local encryption under DEKs that the gateway wraps, a DEK cache, the
- * current-DEK policy and the key_id state. Invariants: a ciphertext is sealed only with a DEK
- * whose wrap succeeded; plaintext is returned only after the AEAD tag verified.
+ * The shim's envelope core: local encryption under DEKs that the gateway wraps, a DEK cache and
+ * the current-DEK policy; the key_id, key state and health live in KeyStatus. Invariants: a
+ * ciphertext is sealed only with a DEK whose wrap succeeded; plaintext is returned only after the
+ * AEAD tag verified; once the gateway proves the root key inactive or destroyed, every DEK is
+ * zeroed and calls fail fast until a wrap succeeds again.
  */
 export class KmsCore {
   readonly #o: KmsCoreOptions;
   readonly #prefix: string;
-  readonly #aad: readonly string[];
   readonly #cache: DekCache;
   readonly #unwraps = new SingleFlight<string, DekEntry>();
   readonly #rotation = new SingleFlight<'current', void>();
-  readonly #retired = new Set<string>();
+  readonly #key: KeyStatus;
+  readonly #gateway: KeyGateway;
   #current: CurrentDek | undefined;
-  #keyId: string | undefined;
-  #problem: HealthProblem | undefined = { text: 'gateway not reached yet', transient: false };
-  #closed = false;
-  /** The last status() answer while it depends only on the fields above; cleared when they change. */
-  #status: CoreStatus | undefined;
-  gatewayCalls = 0;
 
   constructor(options: KmsCoreOptions) {
     this.#o = options;
     this.#prefix = keyIdPrefix(options.instanceId, options.crkId);
-    // Binds every wrapped DEK to this use of the root key; the same on every node.
-    this.#aad = ['keygate-shim', options.crkId];
     this.#cache = new DekCache({ maxEntries: options.cacheSize, ttlMs: options.cacheTtlMs });
+    this.#key = new KeyStatus(() => this.#canEncryptLocally(), options.events);
+    this.#gateway = new KeyGateway({
+      gateway: options.gateway,
+      key: this.#key,
+      prefix: this.#prefix,
+      crkId: options.crkId,
+      clock: options.clock,
+      onKeyLost: () => this.#dropKeys(),
+    });
   }
 
   /**
@@ -96,38 +81,14 @@ export class KmsCore {
    * reflects is unchanged (callers may cache what they build from it by identity).
    */
   status(): CoreStatus {
-    const cached = this.#status;
-    if (cached !== undefined) return cached;
-    const s = this.#computeStatus();
-    // The degraded branch depends on the clock (the current DEK's limits): never cached.
-    if (!(this.#problem?.transient && this.#keyId !== undefined && !this.#closed)) {
-      this.#status = s;
-    }
-    return s;
-  }
-
-  #computeStatus(): CoreStatus {
-    const keyId = this.#keyId ?? '';
-    if (this.#closed) return { healthz: 'shutting down', keyId };
-    if (this.#keyId === undefined)
-      return { healthz: `no key_id yet: ${this.#problem?.text ?? 'starting'}`, keyId };
-    if (this.#problem === undefined) return { healthz: 'ok', keyId };
-    // An unreachable gateway does not stop this shim from serving kube-apiserver while the current
-    // DEK is usable: Encrypt seals with it and Decrypt of cached DEKs needs no gateway. Reporting
-    // unhealthy then would make every apiserver sharing this gateway unready (out of its load
-    // balancer) for an outage keygate absorbs. Refusals and key states are never masked, and
-    // the deep /healthz check and the metrics still show the gateway problem.
-    if (this.#problem.transient && this.#canEncryptLocally()) {
-      return { healthz: 'ok', keyId, degraded: this.#problem.text };
-    }
-    return { healthz: this.#problem.text, keyId };
+    return this.#key.status();
   }
 
   #canEncryptLocally(): boolean {
     if (this.#o.newDekPerEncrypt) return false;
     const cur = this.#current;
     return (
-      cur !== undefined && cur.keyId === this.#keyId && cur.usable(this.#o.clock.now(), this.#o.dekLimits)
+      cur !== undefined && cur.keyId === this.#key.keyId && cur.usable(this.#o.clock.now(), this.#o.dekLimits)
     );
   }
 
@@ -149,9 +110,10 @@ export class KmsCore {
   /**
    * encrypt() for the hot path: answers synchronously (no promise, no microtask) when the current
    * DEK is usable, and throws synchronously on a bad request; otherwise returns a promise.
+   * `deadline` (the clock's ms) is when the caller gives up: gateway calls fit inside it.
    */
-  encryptNow(plaintext: Uint8Array, maxBytes: number): Encrypted | Promise<Encrypted> {
-    this.#assertOpen();
+  encryptNow(plaintext: Uint8Array, maxBytes: number, deadline?: number): Encrypted | Promise<Encrypted> {
+    if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     if (!this.#o.newDekPerEncrypt) {
       const cur = this.#current;
       if (cur?.usable(this.#o.clock.now(), this.#o.dekLimits)) {
@@ -160,12 +122,14 @@ export class KmsCore {
         return { ciphertext, keyId: cur.keyId };
       }
     }
-    return this.#encryptSlow(plaintext, maxBytes);
+    return this.#encryptSlow(plaintext, maxBytes, deadline);
   }
 
-  async #encryptSlow(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
-    if (this.#o.newDekPerEncrypt) return this.#encryptFresh(plaintext, maxBytes);
+  async #encryptSlow(plaintext: Uint8Array, maxBytes: number, deadline?: number): Promise<Encrypted> {
+    if (this.#o.newDekPerEncrypt) return this.#encryptFresh(plaintext, maxBytes, deadline);
     for (let attempt = 0; attempt < 3; attempt++) {
+      // The key may have been found disabled or destroyed while this call waited for a rotation.
+      if (this.#key.refusal !== undefined) throw this.#key.refusalError();
       const now = this.#o.clock.now();
       const cur = this.#current;
       // Check and seal with no await in between, so `cur` cannot be replaced and zeroed meanwhile.
@@ -174,7 +138,7 @@ export class KmsCore {
         cur.uses++;
         return { ciphertext, keyId: cur.keyId };
       }
-      await this.#rotation.run('current', () => this.#rotateCurrent(true));
+      await this.#rotation.run('current', () => this.#rotateCurrent(true, deadline));
     }
     throw new KeygateError('NOT_READY', { detail: { reason: 'no usable DEK after rotation' } });
   }
@@ -190,14 +154,15 @@ export class KmsCore {
   /**
    * decrypt() for the hot path: answers synchronously (no promise, no microtask) when the DEK is
    * cached, and throws synchronously on a bad request; only a cache miss returns a promise (and
-   * goes through the single-flight unwrap).
+   * goes through the single-flight unwrap). `deadline` as for encryptNow().
    */
   decryptNow(
     ciphertext: Uint8Array,
     requestKeyId: string | undefined,
     maxBytes: number,
+    deadline?: number,
   ): Buffer | Promise<Buffer> {
-    this.#assertOpen();
+    if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     if (requestKeyId !== undefined && !isKeyIdOf(this.#prefix, requestKeyId)) {
       throw new KeygateError('KEY_ID_MISMATCH_ERR', { detail: { reason: 'unknown key_id' } });
     }
@@ -208,12 +173,13 @@ export class KmsCore {
     const key = parsed.wrappedDek.toString('latin1');
     const hit = this.#cache.get(key, this.#o.clock.now());
     if (hit) return openShim(parsed, hit.dataKey(parsed.alg));
-    return this.#decryptMiss(parsed, key);
+    return this.#decryptMiss(parsed, key, deadline);
   }
 
-  async #decryptMiss(parsed: ShimCiphertext, key: string): Promise<Buffer> {
+  async #decryptMiss(parsed: ShimCiphertext, key: string, deadline?: number): Promise<Buffer> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const entry = await this.#unwraps.run(key, () => this.#unwrapEntry(parsed));
+      // Concurrent callers share the first one's unwrap, and so its deadline.
+      const entry = await this.#unwraps.run(key, () => this.#unwrapEntry(parsed, deadline));
       // The entry can have been evicted between the unwrap and this continuation: unwrap again.
       if (!entry.destroyed) return openShim(parsed, entry.dataKey(parsed.alg));
     }
@@ -225,7 +191,7 @@ export class KmsCore {
    * wrap of a fresh DEK tells the root key's current version. Never throws.
    */
   async refresh(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#key.refusal === 'NOT_READY') return;
     try {
       await this.#rotation.run('current', () => this.#rotateCurrent(false));
     } catch {
@@ -235,11 +201,12 @@ export class KmsCore {
 
   /** A real wrap and unwrap through the gateway plus a local seal and open (deep health check). */
   async roundTrip(): Promise<void> {
-    this.#assertOpen();
+    // Not refused on a key state: like refresh, this probe is how a re-enabled key is noticed.
+    if (this.#key.refusal === 'NOT_READY') throw this.#key.refusalError();
     const dek = this.#o.random(this.#o.dekBytes);
     try {
-      const w = await this.#wrap(dek);
-      const back = await this.#unwrap(w.wrappedDek);
+      const w = await this.#gateway.wrap(dek);
+      const back = await this.#gateway.unwrap(w.wrappedDek);
       try {
         if (!constantTimeEqual(back, dek)) throw new KeygateError('GATEWAY_PROTOCOL_ERR');
       } finally {
@@ -262,13 +229,8 @@ export class KmsCore {
 
   /** Zeroes every DEK held; later calls fail with NOT_READY. */
   close(): void {
-    this.#closed = true;
-    this.#status = undefined;
+    this.#key.close();
     this.#dropKeys();
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new KeygateError('NOT_READY', { detail: { reason: 'closed' } });
   }
 
   #seal(
@@ -291,11 +253,11 @@ export class KmsCore {
     });
   }
 
-  async #encryptFresh(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
+  async #encryptFresh(plaintext: Uint8Array, maxBytes: number, deadline?: number): Promise<Encrypted> {
     const dek = this.#o.random(this.#o.dekBytes);
     try {
-      const w = await this.#wrap(dek);
-      this.#adoptKeyId(w.keyId);
+      const w = await this.#gateway.wrap(dek, deadline);
+      this.#key.adoptKeyId(w.keyId);
       const entry = new DekEntry(dek);
       try {
         const ciphertext = this.#seal(entry, w.wrappedDek, w.keyId, plaintext, maxBytes);
@@ -313,17 +275,17 @@ export class KmsCore {
    * Wraps a fresh DEK. It becomes the current DEK when `force`, when there is none, when the current
    * one is near its limits, or when the root key's version changed; otherwise it is zeroed.
    */
-  async #rotateCurrent(force: boolean): Promise<void> {
+  async #rotateCurrent(force: boolean, deadline?: number): Promise<void> {
     const dek = this.#o.random(this.#o.dekBytes);
     try {
-      const w = await this.#wrap(dek);
-      if (this.#retired.has(w.keyId)) {
+      const w = await this.#gateway.wrap(dek, deadline);
+      if (this.#key.isRetired(w.keyId)) {
         // A lagging gateway replica reports a superseded version: never go back to it.
         if (force) throw new KeygateError('GATEWAY_PROTOCOL_ERR', { detail: { reason: 'old key version' } });
         return;
       }
       if (this.#o.newDekPerEncrypt) {
-        this.#adoptKeyId(w.keyId);
+        this.#key.adoptKeyId(w.keyId);
         return;
       }
       const now = this.#o.clock.now();
@@ -343,7 +305,7 @@ export class KmsCore {
         encodeShimHeader(this.#o.alg, w.keyId, w.wrappedDek),
       );
       this.#cache.put(w.wrappedDek.toString('latin1'), dek, now);
-      this.#adoptKeyId(w.keyId);
+      this.#key.adoptKeyId(w.keyId);
       this.#current = next;
       cur?.entry.destroy();
     } finally {
@@ -351,17 +313,8 @@ export class KmsCore {
     }
   }
 
-  #adoptKeyId(keyId: string): void {
-    if (keyId === this.#keyId || this.#retired.has(keyId)) return;
-    const from = this.#keyId;
-    if (from !== undefined) this.#retired.add(from);
-    this.#keyId = keyId;
-    this.#status = undefined;
-    this.#o.events?.keyIdChanged?.(from, keyId);
-  }
-
-  async #unwrapEntry(parsed: ShimCiphertext): Promise<DekEntry> {
-    const dek = await this.#unwrap(parsed.wrappedDek);
+  async #unwrapEntry(parsed: ShimCiphertext, deadline?: number): Promise<DekEntry> {
+    const dek = await this.#gateway.unwrap(parsed.wrappedDek, deadline);
     try {
       const cached = this.#cache.put(parsed.wrappedDek.toString('latin1'), dek, this.#o.clock.now());
       if (cached) return cached;
@@ -373,54 +326,6 @@ export class KmsCore {
     } finally {
       zeroize(dek);
     }
-  }
-
-  async #wrap(dek: Buffer): Promise<Wrapped> {
-    const r = await this.#call(() => this.#o.gateway.wrap(dek, this.#aad));
-    let keyId: string;
-    try {
-      keyId = keyIdFor(this.#prefix, r.keyVersionId);
-    } catch (cause) {
-      throw this.#noteFailure(new KeygateError('GATEWAY_PROTOCOL_ERR', { cause }));
-    }
-    return { wrappedDek: r.wrappedDek, keyId };
-  }
-
-  async #unwrap(wrappedDek: Buffer): Promise<Buffer> {
-    const r = await this.#call(() => this.#o.gateway.unwrap(wrappedDek, this.#aad));
-    if (r.dek.length < MIN_DEK_BYTES || r.dek.length > MAX_DEK_BYTES) {
-      zeroize(r.dek);
-      throw this.#noteFailure(new KeygateError('GATEWAY_PROTOCOL_ERR', { detail: { reason: 'DEK size' } }));
-    }
-    return r.dek;
-  }
-
-  async #call<T>(fn: () => Promise<T>): Promise<T> {
-    this.gatewayCalls++;
-    try {
-      const r = await fn();
-      this.#setProblem(undefined);
-      return r;
-    } catch (err) {
-      throw this.#noteFailure(err);
-    }
-  }
-
-  #noteFailure(err: unknown): unknown {
-    const problem = healthProblemOf(err);
-    if (problem !== undefined) this.#setProblem(problem);
-    // Crypto-shredding: once the root key is destroyed, no DEK under it stays usable here either.
-    if (isKeygateError(err) && err.code === 'KEY_DELETED_ERR') this.#dropKeys();
-    return err;
-  }
-
-  #setProblem(problem: HealthProblem | undefined): void {
-    // The text decides the kind (healthProblemOf), so equal texts are equal problems.
-    if (problem?.text === this.#problem?.text) return;
-    this.#problem = problem;
-    this.#status = undefined;
-    const st = this.status();
-    this.#o.events?.healthChanged?.(st.degraded ? `ok, degraded: ${st.degraded}` : st.healthz);
   }
 
   #dropKeys(): void {

@@ -15,14 +15,30 @@ export interface UnwrapResult {
   readonly keyVersionId: string;
 }
 
+/** Per-call options of a gateway call. */
+export interface CallOptions {
+  /**
+   * How long the caller will still wait, in ms (what is left of its deadline after waiting for a
+   * free slot). The client finishes within it and tells the gateway (x-keygate-timeout-ms).
+   */
+  readonly budgetMs?: number;
+}
+
 /**
  * The central key gateway (Key Protect compatible). Implementations enforce their own total
  * deadline and throw only KeygateError with gateway codes (GATEWAY_UNAVAILABLE, GATEWAY_TIMEOUT,
- * GATEWAY_REFUSED, GATEWAY_PROTOCOL_ERR, KEY_*_ERR, UNPROCESSABLE_CIPHERTEXT_ERR).
+ * GATEWAY_REFUSED, GATEWAY_PROTOCOL_ERR, KEY_*_ERR, UNPROCESSABLE_CIPHERTEXT_ERR, OVERLOADED).
+ *
+ * Key-state contract: KEY_ACTION_INVALID_STATE_ERR, KEY_NOT_FOUND_ERR and KEY_DELETED_ERR are
+ * thrown only when the gateway's answer names that code (in its Key Protect error body, with the
+ * code's HTTP status): the core drops every DEK on them. A status alone (a proxy's bare 404 or
+ * 410, a wrong URL) is GATEWAY_PROTOCOL_ERR; outages, timeouts and any 5xx (HSM_KEY_OBJECT_MISSING,
+ * the gateway's OVERLOADED) are GATEWAY_UNAVAILABLE or GATEWAY_TIMEOUT. OVERLOADED is thrown only
+ * by the shim's own limiter (it shed the call without sending it).
  */
 export interface GatewayClient {
-  wrap(dek: Uint8Array, aad: readonly string[]): Promise<WrapResult>;
-  unwrap(wrappedDek: Uint8Array, aad: readonly string[]): Promise<UnwrapResult>;
+  wrap(dek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<WrapResult>;
+  unwrap(wrappedDek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<UnwrapResult>;
 }
 
 /** Milliseconds since the epoch; injected so that expiry tests are deterministic. */

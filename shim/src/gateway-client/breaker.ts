@@ -46,6 +46,11 @@ export class CircuitBreaker {
     this.#set('closed');
   }
 
+  /** An outcome that says nothing about the URL (the caller ran out of time): frees the trial slot only. */
+  release(): void {
+    this.#trialRunning = false;
+  }
+
   onFailure(): void {
     this.#trialRunning = false;
     this.#failures++;

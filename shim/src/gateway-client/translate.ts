@@ -6,13 +6,17 @@ export interface GatewayFailure {
   readonly retryable: boolean;
   /** The token was refused: fetch a new one and try again once. */
   readonly tokenRejected?: boolean;
+  /** The gateway answered that it is busy or out of time: it is up, so its breaker does not count it. */
+  readonly busy?: boolean;
+  /** The gateway's Retry-After, in ms: no sooner than this on the same URL. */
+  readonly retryAfterMs?: number;
 }
 
-const PASS_THROUGH: ReadonlySet<ErrorCode> = new Set([
-  'UNPROCESSABLE_CIPHERTEXT_ERR',
-  'KEY_DELETED_ERR',
-  'KEY_ACTION_INVALID_STATE_ERR',
-  'KEY_NOT_FOUND_ERR',
+/** The key-state codes and the only HTTP status each may come with (Key Protect's). */
+const KEY_STATE_STATUS: ReadonlyMap<ErrorCode, number> = new Map<ErrorCode, number>([
+  ['KEY_NOT_FOUND_ERR', 404],
+  ['KEY_ACTION_INVALID_STATE_ERR', 409],
+  ['KEY_DELETED_ERR', 410],
 ]);
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_ABORTED']);
@@ -29,25 +33,55 @@ export function fromTransportError(err: unknown, url: string): GatewayFailure {
   return { error: new KeygateError('GATEWAY_UNAVAILABLE', { cause: err, detail }), retryable: true };
 }
 
-/** Translates a non-2xx answer of the key API (Key Protect error collection). */
-export function fromHttpStatus(status: number, body: unknown, url: string): GatewayFailure {
+/**
+ * Translates a non-2xx answer of the key API (Key Protect error collection). A key state (not
+ * found, not active, destroyed) is believed only when the body names its code with its status:
+ * the core drops every DEK on it, so a bare 404 or 410 from a proxy or a wrong URL must not
+ * count. Busy answers (the gateway's OVERLOADED, DEADLINE_EXCEEDED) and every 5xx are transient.
+ */
+export function fromHttpStatus(
+  status: number,
+  body: unknown,
+  url: string,
+  retryAfter?: string | string[],
+): GatewayFailure {
   const theirs = codeOfErrorCollection(body);
   const detail = { status, url, gatewayCode: theirs ?? '' };
-  if (theirs && PASS_THROUGH.has(theirs))
+  if (theirs !== undefined && KEY_STATE_STATUS.get(theirs) === status)
+    return { error: new KeygateError(theirs, { detail }), retryable: false };
+  if (theirs === 'UNPROCESSABLE_CIPHERTEXT_ERR')
     return { error: new KeygateError(theirs, { detail }), retryable: false };
   if (status === 401)
     return { error: new KeygateError('GATEWAY_REFUSED', { detail }), retryable: false, tokenRejected: true };
   if (status === 403) return { error: new KeygateError('GATEWAY_REFUSED', { detail }), retryable: false };
-  if (status === 404) return { error: new KeygateError('KEY_NOT_FOUND_ERR', { detail }), retryable: false };
-  if (status === 409)
-    return { error: new KeygateError('KEY_ACTION_INVALID_STATE_ERR', { detail }), retryable: false };
-  if (status === 410) return { error: new KeygateError('KEY_DELETED_ERR', { detail }), retryable: false };
+  if (status === 404 || status === 409 || status === 410) {
+    // Not a key state: another URL (or the same one a moment later) may answer properly.
+    return { error: new KeygateError('GATEWAY_PROTOCOL_ERR', { detail }), retryable: true };
+  }
   if (status === 422)
     return { error: new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail }), retryable: false };
+  if (theirs === 'DEADLINE_EXCEEDED') {
+    // The gateway dropped the call because our budget ran out: no time is left to try again.
+    return { error: new KeygateError('GATEWAY_TIMEOUT', { detail }), retryable: false, busy: true };
+  }
   if (status === 504) return { error: new KeygateError('GATEWAY_TIMEOUT', { detail }), retryable: true };
-  if (status === 429 || status >= 500)
-    return { error: new KeygateError('GATEWAY_UNAVAILABLE', { detail }), retryable: true };
+  if (status === 429 || status >= 500) {
+    const ms = retryAfterMs(retryAfter);
+    return {
+      error: new KeygateError('GATEWAY_UNAVAILABLE', { detail }),
+      retryable: true,
+      ...(theirs === 'OVERLOADED' ? { busy: true } : {}),
+      ...(ms === undefined ? {} : { retryAfterMs: ms }),
+    };
+  }
   return { error: new KeygateError('GATEWAY_PROTOCOL_ERR', { detail }), retryable: false };
+}
+
+/** Retry-After in delta-seconds (what the gateway sends), in ms; undefined when absent or not a number. */
+function retryAfterMs(header: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(header) ? header[0] : header;
+  if (v === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(v)) return undefined;
+  return Math.round(Number(v) * 1000);
 }
 
 /** Translates a non-2xx answer of the IAM token endpoint. */

@@ -112,6 +112,45 @@ describe('UndiciGatewayClient against the Key Protect test fake (real mTLS)', { 
     assert.equal(s.counts.wrap, 3 + 3, 'a 503 is retried MAX_RETRIES times');
   });
 
+  it('treats a bare 410 or 404 (a proxy, a wrong URL) as a protocol error, not a key state', async () => {
+    const s = await server();
+    const c = client({ maxRetries: 0 }, s);
+    s.failStatus = 410;
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_PROTOCOL_ERR');
+    s.failStatus = 404;
+    await rejectsWith(c.unwrap(Buffer.alloc(40), AAD), 'GATEWAY_PROTOCOL_ERR');
+    s.failStatus = undefined;
+    s.failWith = 'HSM_KEY_OBJECT_MISSING';
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_UNAVAILABLE');
+    s.failWith = undefined;
+  });
+
+  it('sends the time it will still wait, within its deadline and the budget it was given', async () => {
+    const s = await server();
+    const c = client({ deadlineMs: 1500 }, s);
+    await c.wrap(Buffer.alloc(32), AAD);
+    await c.wrap(Buffer.alloc(32), AAD, { budgetMs: 400 });
+    const [full, budget] = s.timeoutHeaders.map(Number);
+    assert.ok(full !== undefined && full > 0 && full <= 1500 - 50, String(s.timeoutHeaders));
+    assert.ok(budget !== undefined && budget > 0 && budget <= 400 - 50, String(s.timeoutHeaders));
+  });
+
+  it('retries a busy gateway only when its Retry-After fits in what is left of the deadline', async () => {
+    const s = await server();
+    const c = client({ deadlineMs: 1500, maxRetries: 2 }, s);
+    await c.wrap(Buffer.alloc(32), AAD);
+    s.failWith = 'OVERLOADED';
+    s.retryAfter = '5';
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_UNAVAILABLE');
+    assert.equal(s.counts.wrap, 1 + 1, 'a 5 s Retry-After does not fit in 1.5 s: no retry');
+    s.retryAfter = '0';
+    await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_UNAVAILABLE');
+    assert.equal(s.counts.wrap, 2 + 3, 'Retry-After 0: MAX_RETRIES more tries');
+    assert.equal(c.breakerStates()[s.url], 'closed', 'a busy gateway is up: its breaker stays closed');
+    s.failWith = undefined;
+    s.retryAfter = undefined;
+  });
+
   it('answers GATEWAY_TIMEOUT inside its deadline when the gateway is slow', async () => {
     const s = await server();
     const c = client({ deadlineMs: 300 }, s);

@@ -1,8 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { HEADERS, KeygateError, PATHS, type Secret, unwrapResponse, wrapResponse } from '@keygate/shared';
+import {
+  HEADERS,
+  KeygateError,
+  PATHS,
+  type Secret,
+  secretFromBase64,
+  unwrapResponse,
+  viewOf,
+  wrapResponse,
+} from '@keygate/shared';
 import { Agent, type Dispatcher, request } from 'undici';
 import type { z } from 'zod';
-import type { GatewayClient, UnwrapResult, WrapResult } from '../core/ports.js';
+import type { CallOptions, GatewayClient, UnwrapResult, WrapResult } from '../core/ports.js';
 import { type BreakerState, backoffMs, CircuitBreaker } from './breaker.js';
 import { TokenError, TokenSource, tokenUrlsFor } from './token-source.js';
 import { fromHttpStatus, fromTransportError, type GatewayFailure } from './translate.js';
@@ -33,6 +42,18 @@ export interface UndiciGatewayOptions {
   /** Observers for metrics. */
   readonly onOutcome?: (url: string, op: string, outcome: string) => void;
   readonly onBreaker?: (url: string, state: BreakerState) => void;
+}
+
+/** Kept from the budget sent to the gateway (x-keygate-timeout-ms) for the answer's way back. */
+export const ANSWER_MARGIN_MS = 50;
+/** Largest DEK the client accepts back from an unwrap (the API's plaintext limit). */
+const MAX_DEK_BYTES = 4096;
+
+/** What bounds one attempt: the call's abort signal and deadline, and whether its timeout counts. */
+interface AttemptLimits {
+  readonly signal: AbortSignal;
+  readonly deadline: number;
+  readonly timeoutsCount: boolean;
 }
 
 interface Endpoint {
@@ -84,31 +105,47 @@ export class UndiciGatewayClient implements GatewayClient {
     return this.#tokens.fetches;
   }
 
-  async wrap(dek: Uint8Array, aad: readonly string[]): Promise<WrapResult> {
-    const body = { plaintext: Buffer.from(dek).toString('base64'), aad };
-    const r = await this.#call('wrap', body, wrapResponse);
+  async wrap(dek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<WrapResult> {
+    // Base64 straight from the caller's bytes: Buffer.from(dek) would leave a copy in Node's pool.
+    // The base64 text itself (in this body and the request) is a string that cannot be zeroed.
+    const body = { plaintext: viewOf(dek).toString('base64'), aad };
+    const r = await this.#call('wrap', body, wrapResponse, options?.budgetMs);
     return { wrappedDek: Buffer.from(r.ciphertext, 'base64'), keyVersionId: r.keyVersion.id };
   }
 
-  async unwrap(wrappedDek: Uint8Array, aad: readonly string[]): Promise<UnwrapResult> {
-    const body = { ciphertext: Buffer.from(wrappedDek).toString('base64'), aad };
-    const r = await this.#call('unwrap', body, unwrapResponse);
-    return { dek: Buffer.from(r.plaintext, 'base64'), keyVersionId: r.keyVersion.id };
+  async unwrap(wrappedDek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<UnwrapResult> {
+    const body = { ciphertext: viewOf(wrappedDek).toString('base64'), aad };
+    const r = await this.#call('unwrap', body, unwrapResponse, options?.budgetMs);
+    // Decoded into a buffer of its own (allocSecret), which the caller zeroes.
+    const dek = secretFromBase64(r.plaintext, 1, MAX_DEK_BYTES);
+    if (dek === undefined) {
+      throw new KeygateError('GATEWAY_PROTOCOL_ERR', { detail: { reason: 'unwrapped DEK is not base64' } });
+    }
+    return { dek, keyVersionId: r.keyVersion.id };
   }
 
   async close(): Promise<void> {
     await Promise.all([this.#agent.close(), this.#tokenAgent.close()]);
   }
 
-  async #call<S extends z.ZodType>(action: 'wrap' | 'unwrap', body: object, schema: S): Promise<z.output<S>> {
-    const deadline = this.#now() + this.#o.deadlineMs;
-    const signal = AbortSignal.timeout(this.#o.deadlineMs);
+  async #call<S extends z.ZodType>(
+    action: 'wrap' | 'unwrap',
+    body: object,
+    schema: S,
+    budgetMs: number | undefined,
+  ): Promise<z.output<S>> {
+    const totalMs = Math.max(1, Math.min(this.#o.deadlineMs, budgetMs ?? Number.POSITIVE_INFINITY));
+    const deadline = this.#now() + totalMs;
+    // A timeout within a budget its caller cut short says nothing about the URL: the breaker
+    // must not open because callers were late (a burst would turn into an outage).
+    const timeoutsCount = totalMs >= this.#o.deadlineMs;
+    const signal = AbortSignal.timeout(totalMs);
     const payload = JSON.stringify(body);
     const path = PATHS.keyAction(this.#o.crkId, action);
     let last: KeygateError = new KeygateError('GATEWAY_UNAVAILABLE', { detail: { reason: 'no attempt' } });
     let tokenRetried = false;
     for (let attempt = 0, i = 0; attempt <= this.#o.maxRetries; attempt++) {
-      const out = await this.#attemptWithToken(i, path, payload, signal, schema);
+      const out = await this.#attemptWithToken(i, path, payload, { signal, deadline, timeoutsCount }, schema);
       if (out.ok) {
         this.#o.onOutcome?.(out.url, action, 'ok');
         return out.value;
@@ -129,12 +166,15 @@ export class UndiciGatewayClient implements GatewayClient {
       }
       if (!f.retryable) throw f.error;
       i++; // fail over to the next URL
-      const wait = backoffMs(
+      let wait = backoffMs(
         attempt,
         this.#o.backoff?.baseMs ?? 25,
         this.#o.backoff?.capMs ?? 250,
         Math.random,
       );
+      // A busy gateway's Retry-After binds the next try when that goes to the same (only) URL; a
+      // wait that does not fit in what is left of the deadline gives up now rather than at the end.
+      if (f.retryAfterMs !== undefined && this.#endpoints.length === 1) wait = Math.max(wait, f.retryAfterMs);
       if (signal.aborted || this.#now() + wait >= deadline) break;
       await new Promise((r) => setTimeout(r, wait));
     }
@@ -155,7 +195,7 @@ export class UndiciGatewayClient implements GatewayClient {
     i: number,
     path: string,
     payload: string,
-    signal: AbortSignal,
+    limits: AttemptLimits,
     schema: S,
   ): Promise<
     | { ok: true; value: z.output<S>; url: string }
@@ -163,7 +203,7 @@ export class UndiciGatewayClient implements GatewayClient {
   > {
     let token: string;
     try {
-      token = await this.#tokens.get(signal);
+      token = await this.#tokens.get(limits.signal);
     } catch (err) {
       const failure = err instanceof TokenError ? err.failure : fromTransportError(err, this.#o.tokenUrl);
       return { ok: false, failure, url: this.#o.tokenUrl };
@@ -176,7 +216,7 @@ export class UndiciGatewayClient implements GatewayClient {
         url: '',
         noEndpoint: true,
       };
-    const out = await this.#attempt(ep, token, path, payload, signal, schema);
+    const out = await this.#attempt(ep, token, path, payload, limits, schema);
     return { ...out, url: ep.url };
   }
 
@@ -185,11 +225,15 @@ export class UndiciGatewayClient implements GatewayClient {
     token: string,
     path: string,
     payload: string,
-    signal: AbortSignal,
+    { signal, deadline, timeoutsCount }: AttemptLimits,
     schema: S,
   ): Promise<{ ok: true; value: z.output<S> } | { ok: false; failure: GatewayFailure }> {
     let status: number;
     let json: unknown;
+    let retryAfter: string | string[] | undefined;
+    // What is left of the caller's deadline, less the answer's way back: the gateway drops work
+    // that would finish after it instead of spending the HSM on an answer nobody reads.
+    const timeoutMs = Math.max(1, Math.floor(deadline - this.#now() - ANSWER_MARGIN_MS));
     try {
       const res = await request(`${ep.url}${path}`, {
         method: 'POST',
@@ -200,15 +244,19 @@ export class UndiciGatewayClient implements GatewayClient {
           [HEADERS.authorization]: `Bearer ${token}`,
           [HEADERS.instance]: this.#o.instanceId,
           [HEADERS.correlationId]: randomUUID(),
+          [HEADERS.timeoutMs]: String(timeoutMs),
         },
         body: payload,
         signal,
       });
       status = res.statusCode;
+      retryAfter = res.headers[HEADERS.retryAfter];
       json = await res.body.json().catch(() => undefined);
     } catch (err) {
-      ep.breaker.onFailure();
-      return { ok: false, failure: fromTransportError(err, ep.url) };
+      const failure = fromTransportError(err, ep.url);
+      if (failure.error.code === 'GATEWAY_TIMEOUT' && !timeoutsCount) ep.breaker.release();
+      else ep.breaker.onFailure();
+      return { ok: false, failure };
     }
     if (status >= 200 && status <= 299) {
       ep.breaker.onSuccess();
@@ -219,8 +267,8 @@ export class UndiciGatewayClient implements GatewayClient {
       });
       return { ok: false, failure: { error, retryable: false } };
     }
-    const failure = fromHttpStatus(status, json, ep.url);
-    if (failure.retryable) ep.breaker.onFailure();
+    const failure = fromHttpStatus(status, json, ep.url, retryAfter);
+    if (failure.retryable && !failure.busy) ep.breaker.onFailure();
     else ep.breaker.onSuccess();
     if (failure.tokenRejected) this.#tokens.invalidate(token);
     return { ok: false, failure };

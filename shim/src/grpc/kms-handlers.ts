@@ -22,7 +22,8 @@ export type LogValues = Record<string, string | number>;
  * called only then, so the hashes are never computed on the hot path otherwise.
  */
 export interface KmsOp {
-  run(req: never): object | Promise<object>;
+  /** `deadline`: when the caller gives up (epoch ms, from its gRPC deadline), or undefined. */
+  run(req: never, deadline?: number): object | Promise<object>;
   values(req: never, res: never): LogValues;
 }
 
@@ -63,8 +64,8 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
     },
 
     v2Encrypt: {
-      run(req: V2EncryptReq) {
-        const e = core.encryptNow(req.plaintext ?? EMPTY, SHIM_LIMITS.v2MaxCiphertextBytes);
+      run(req: V2EncryptReq, deadline?: number) {
+        const e = core.encryptNow(req.plaintext ?? EMPTY, SHIM_LIMITS.v2MaxCiphertextBytes, deadline);
         return e instanceof Promise ? e.then(v2EncryptRes) : v2EncryptRes(e);
       },
       values: (req: V2EncryptReq, res: V2EncryptRes): LogValues => ({
@@ -76,11 +77,12 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
     },
 
     v2Decrypt: {
-      run(req: V2DecryptReq) {
+      run(req: V2DecryptReq, deadline?: number) {
         const p = core.decryptNow(
           req.ciphertext ?? EMPTY,
           req.key_id ?? '',
           SHIM_LIMITS.v2MaxCiphertextBytes,
+          deadline,
         );
         return p instanceof Promise ? p.then(plaintextRes) : { plaintext: p };
       },
@@ -104,9 +106,9 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
     },
 
     v1Encrypt: {
-      run(req: V1Req) {
+      run(req: V1Req, deadline?: number) {
         checkV1(req.version);
-        const e = core.encryptNow(req.plain ?? EMPTY, SHIM_LIMITS.v1MaxCiphertextBytes);
+        const e = core.encryptNow(req.plain ?? EMPTY, SHIM_LIMITS.v1MaxCiphertextBytes, deadline);
         return e instanceof Promise ? e.then(cipherRes) : { cipher: e.ciphertext };
       },
       values: (req: V1Req, res: { cipher: Buffer }): LogValues => ({
@@ -116,9 +118,9 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
     },
 
     v1Decrypt: {
-      run(req: V1Req) {
+      run(req: V1Req, deadline?: number) {
         checkV1(req.version);
-        const p = core.decryptNow(req.cipher ?? EMPTY, undefined, SHIM_LIMITS.v1MaxCiphertextBytes);
+        const p = core.decryptNow(req.cipher ?? EMPTY, undefined, SHIM_LIMITS.v1MaxCiphertextBytes, deadline);
         return p instanceof Promise ? p.then(plainRes) : { plain: p };
       },
       values: (req: V1Req): LogValues => {

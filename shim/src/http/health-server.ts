@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { KeygateError } from '@keygate/shared/errors';
 import type { Registry } from 'prom-client';
 
 export interface HealthServerOptions {
@@ -22,7 +23,10 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-/** Serves HEALTHZ_PATH (deep, cached), /livez (shallow) and /metrics on a loopback port. */
+/**
+ * Serves HEALTHZ_PATH (deep, cached), /livez (shallow) and /metrics on a loopback port. A port
+ * another process holds fails with HEALTH_PORT_IN_USE.
+ */
 export async function startHealthServer(o: HealthServerOptions): Promise<HealthServer> {
   let cached: { ok: boolean; reason: string; until: number } | undefined;
   let running: Promise<{ ok: boolean; reason: string }> | undefined;
@@ -63,7 +67,13 @@ export async function startHealthServer(o: HealthServerOptions): Promise<HealthS
     reply(404, 'not found\n');
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new KeygateError('HEALTH_PORT_IN_USE', { cause: err, detail: { host: o.host, port: o.port } })
+          : err,
+      );
+    });
     server.listen(o.port, o.host, () => resolve());
   });
   return {

@@ -46,7 +46,11 @@ export class FakeKeyProtectServer {
   failWith: ErrorCode | undefined;
   /** Answer every key action with this bare HTTP status (e.g. 503). */
   failStatus: number | undefined;
+  /** Retry-After (seconds) sent with failWith / failStatus answers. */
+  retryAfter: string | undefined;
   readonly counts = { token: 0, wrap: 0, unwrap: 0 };
+  /** The x-keygate-timeout-ms header of every key action received, in order ('' when absent). */
+  readonly timeoutHeaders: string[] = [];
 
   private constructor(options: FakeKeyProtectOptions) {
     this.#o = options;
@@ -137,6 +141,8 @@ export class FakeKeyProtectServer {
     if (decodeURIComponent(m[1] ?? '') !== this.#o.crkId) return fail(res, 'KEY_NOT_FOUND_ERR');
     const action = m[2] as 'wrap' | 'unwrap';
     this.counts[action]++;
+    this.timeoutHeaders.push(String(req.headers[HEADERS.timeoutMs] ?? ''));
+    if (this.retryAfter !== undefined) res.setHeader(HEADERS.retryAfter, this.retryAfter);
     if (this.failStatus) return send(res, this.failStatus, { error: 'simulated' });
     if (this.failWith) return fail(res, this.failWith);
     let json: { plaintext?: string; ciphertext?: string; aad?: string[] };
