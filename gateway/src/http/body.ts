@@ -1,3 +1,4 @@
+import { secretFromBase64 } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { z } from 'zod';
 import type { Ctx } from './env.js';
@@ -56,4 +57,14 @@ async function bodyText(c: Ctx): Promise<string> {
 /** Decodes standard base64 that the schema already checked. */
 export function fromBase64(text: string): Buffer {
   return Buffer.from(text, 'base64');
+}
+
+/**
+ * Decodes base64 key material (a DEK to wrap) into a buffer of its own (allocSecret: neither
+ * Node's shared pool nor V8's heap), which the caller zeroes. INVALID_FIELD_ERR when not base64.
+ */
+export function secretFromBase64Field(text: string, field: string): Buffer {
+  const out = secretFromBase64(text, 0, Number.MAX_SAFE_INTEGER);
+  if (out === undefined) throw new KeygateError('INVALID_FIELD_ERR', { detail: { field } });
+  return out;
 }

@@ -17,6 +17,13 @@ export function allocSecret(n: number): Buffer {
   return Buffer.from(new ArrayBuffer(n));
 }
 
+/** A private copy of key material `u` in a buffer from allocSecret; the caller zeroes both. */
+export function copySecret(u: Uint8Array): Buffer {
+  const out = allocSecret(u.length);
+  out.set(u);
+  return out;
+}
+
 /**
  * A Buffer over the same bytes as `u` (no copy), for encoding key material (`toString('base64')`)
  * without leaving a copy behind. `u` should itself come from allocSecret.

@@ -3,6 +3,7 @@ export { AES_256_GCM, aes256GcmDecrypt, aes256GcmEncrypt } from './aes-gcm.js';
 export {
   allocSecret,
   constantTimeEqual,
+  copySecret,
   secretFromBase64,
   viewOf,
   withZeroized,

@@ -1,4 +1,4 @@
-import { allocSecret, deriveDataKey, zeroize } from '@keygate/shared/crypto';
+import { copySecret, deriveDataKey, zeroize } from '@keygate/shared/crypto';
 import type { ShimAlg } from '@keygate/shared/formats';
 
 /**
@@ -12,8 +12,7 @@ export class DekEntry {
 
   /** Takes a private copy of `dek` (allocSecret: off the pool and the V8 heap); the caller keeps its own. */
   constructor(dek: Uint8Array) {
-    this.#dek = allocSecret(dek.length);
-    this.#dek.set(dek);
+    this.#dek = copySecret(dek);
   }
 
   get destroyed(): boolean {

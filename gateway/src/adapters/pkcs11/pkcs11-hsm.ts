@@ -1,5 +1,5 @@
 import type { Secret } from '@keygate/shared/config';
-import type { Random } from '@keygate/shared/crypto';
+import { allocSecret, copySecret, type Random } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import pkcs11js from 'pkcs11js';
@@ -144,10 +144,7 @@ export class Pkcs11Hsm implements Hsm {
   private async encryptOn(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
     if (this.lanes) {
       const iv = this.options.ivSource === 'hsm' ? undefined : this.options.random(IV_BYTES);
-      const r = await this.lanes.run(
-        { kind: 'encrypt', label, iv, aad, data: new Uint8Array(plaintext) },
-        false,
-      );
+      const r = await this.lanes.run({ kind: 'encrypt', label, iv, aad, data: copySecret(plaintext) }, false);
       const cut = r.out.length - TAG_BYTES;
       const usedIv = r.iv ?? iv;
       if (usedIv === undefined || cut < 0)
@@ -162,7 +159,7 @@ export class Pkcs11Hsm implements Hsm {
             ? this.token.lib.C_GenerateRandom(s, Buffer.alloc(IV_BYTES))
             : this.options.random(IV_BYTES);
         this.token.lib.C_EncryptInit(s, gcm(iv, aad), key);
-        const input = Buffer.from(plaintext);
+        const input = copySecret(plaintext);
         try {
           const out = await this.token.lib.C_EncryptAsync(
             s,
@@ -200,7 +197,7 @@ export class Pkcs11Hsm implements Hsm {
         const key = this.findKey(s, label);
         this.token.lib.C_DecryptInit(s, gcm(sealed.iv, aad), key);
         const input = Buffer.concat([sealed.ciphertext, sealed.tag]);
-        return this.token.lib.C_DecryptAsync(s, input, Buffer.alloc(input.length));
+        return this.token.lib.C_DecryptAsync(s, input, allocSecret(input.length));
       },
       () => this.#handles.delete(label),
       true,

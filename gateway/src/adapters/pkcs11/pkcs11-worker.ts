@@ -6,6 +6,7 @@
  * and an operation costs one message each way instead of a libuv hop per call.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { allocSecret } from '@keygate/shared/crypto';
 import pkcs11js from 'pkcs11js';
 import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
 import type {
@@ -76,8 +77,9 @@ function run(session: Handle, op: WorkerOp): WorkerResult {
 function decrypt(session: Handle, op: WorkerOp): WorkerResult {
   const iv = asBuffer(op.iv ?? new Uint8Array(0));
   withKey(session, op.label, (key) => lib.C_DecryptInit(session, gcm(iv, op.aad), key));
-  // Its own ArrayBuffer (Buffer.alloc never pools), so it can be transferred out whole.
-  const out = Buffer.alloc(op.data.length);
+  // Its own ArrayBuffer outside V8's heap (allocSecret), so it can be transferred out whole and
+  // no copy of the plaintext is left behind when the garbage collector moves things.
+  const out = allocSecret(op.data.length);
   const plain = lib.C_Decrypt(session, asBuffer(op.data), out);
   return { id: op.id, ok: true, out: plain };
 }

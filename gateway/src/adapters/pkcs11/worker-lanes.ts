@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { copySecret } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { ckrKind, ckrToKeygate } from './ckr-map.js';
@@ -172,11 +173,13 @@ export class Pkcs11WorkerLanes {
     }
     // Structured clone copies a typed array's whole ArrayBuffer, and most Buffers are views of
     // Node's 8 KiB pool: send exact-size copies. The plaintext copies are transferred, so none
-    // stays here (the worker zeroes them after use).
+    // stays here (the worker zeroes them after use); they come from copySecret, because a small
+    // `new Uint8Array` lives inside V8's heap, where moving it leaves copies nobody can zero.
     const transfer: ArrayBuffer[] = [];
     const ops = batch.map((p): WorkerOp => {
-      const data = new Uint8Array(p.op.data);
-      if (p.op.kind === 'encrypt') transfer.push(data.buffer);
+      const secret = p.op.kind === 'encrypt';
+      const data = secret ? copySecret(p.op.data) : new Uint8Array(p.op.data);
+      if (secret) transfer.push(data.buffer as ArrayBuffer);
       return {
         id: p.op.id,
         kind: p.op.kind,

@@ -1,6 +1,6 @@
 import { type WrapResponse, wrapRequest } from '@keygate/shared/api';
 import { shortHash, zeroize } from '@keygate/shared/crypto';
-import { fromBase64, parseJsonBody } from '../body.js';
+import { parseJsonBody, secretFromBase64Field } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { Ctx } from '../env.js';
 import { runOperation } from '../operation.js';
@@ -13,7 +13,8 @@ export async function handleWrap(c: Ctx, deps: AppDeps, keyId: string): Promise<
     { operation: 'wrap', role: 'wrap', keyId },
     async ({ instance }) => {
       const req = await parseJsonBody(c, wrapRequest);
-      const plaintext = req.plaintext === undefined ? undefined : fromBase64(req.plaintext);
+      const plaintext =
+        req.plaintext === undefined ? undefined : secretFromBase64Field(req.plaintext, 'plaintext');
       try {
         const r = await deps.keys.wrap({ instance, keyId, plaintext, aad: req.aad ?? [] });
         const value: WrapResponse = {
