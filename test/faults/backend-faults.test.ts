@@ -64,6 +64,53 @@ describe('faults: the HSM, a crash and the audit log', {
     assert.ok(!Number.isNaN(report.recoveryMs), 'never recovered');
   });
 
+  it('the root key is disabled for 3 s and enabled again: the shims stop using it within their refresh, and serve again', async () => {
+    const keys = (action: 'disable' | 'enable') =>
+      run(
+        process.execPath,
+        [
+          GATEWAY_CLI,
+          'keys',
+          action,
+          '--config',
+          stack.prepared.gatewayConfig,
+          '--instance',
+          stack.prepared.instanceId,
+          '--id',
+          stack.prepared.crkId,
+        ],
+        { env: { ...process.env, ...stack.prepared.env } },
+      );
+    const since = Date.now();
+    await keys('disable');
+    await sleep(3000);
+    await keys('enable');
+    const until = Date.now();
+    const firstRefusal = Math.min(
+      ...stack.shims.map(
+        (s) =>
+          s.load.outcomes.find((o) => o.at >= since && o.failure === 'FAILED_PRECONDITION')?.at ??
+          Number.POSITIVE_INFINITY,
+      ),
+    );
+    const report = await stack.verdict(
+      'key-disabled',
+      'keygate-gateway keys disable, enable after 3 s',
+      since,
+      until,
+      {
+        msFromDisableCommandToFirstRefusal: firstRefusal - since,
+        cachedShimFailures: stack.shim('cached').load.failures(since),
+      },
+    );
+    // Both shims stopped (also the one serving from its cache), and only with the key-state code.
+    for (const s of stack.shims)
+      assert.ok((s.load.failures(since).FAILED_PRECONDITION ?? 0) > 0, `${s.name} kept using a disabled key`);
+    for (const code of Object.keys(report.failures))
+      assert.ok(['FAILED_PRECONDITION', 'UNAVAILABLE'].includes(code), code);
+    assert.ok(!Number.isNaN(report.recoveryMs), 'never recovered after the enable');
+  });
+
   it('the gateway is SIGKILLed mid-load and restarted: it starts (the audit anchor is behind, not ahead), nothing is lost', async () => {
     const since = Date.now();
     await stack.gateway.service.kill();
