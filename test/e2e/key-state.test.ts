@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GrpcStatus } from '@keygate/shared';
 import { KmsClient } from '@keygate/shim';
-import { type DevStack, GATEWAY_CLI, startDevStack } from '../support/devstack.js';
+import { type DevStack, rootKeyAction, startDevStack } from '../support/devstack.js';
 import { readAuditRecords } from '../support/e2e-helpers.js';
 import { findSoftHsmModule } from '../support/softhsm.js';
 
@@ -25,22 +24,7 @@ describe('e2e: the shim follows the root key state (disable, enable, destroy)', 
   let stack: DevStack;
   let client: KmsClient;
 
-  const keys = (action: 'disable' | 'enable' | 'destroy') =>
-    execFileSync(
-      process.execPath,
-      [
-        GATEWAY_CLI,
-        'keys',
-        action,
-        '--config',
-        stack.prepared.gatewayConfig,
-        '--instance',
-        stack.prepared.instanceId,
-        '--id',
-        stack.prepared.crkId,
-      ],
-      { env: { ...process.env, ...stack.prepared.env }, stdio: 'ignore' },
-    );
+  const keys = (action: 'disable' | 'enable' | 'destroy') => rootKeyAction(stack.prepared, action);
   const keyOps = () =>
     readAuditRecords(stack.prepared.auditDir).filter(
       (r) => r.operation === 'wrap' || r.operation === 'unwrap',

@@ -4,7 +4,7 @@ import { cpSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { GATEWAY_CLI, startGatewayProcess } from '../support/devstack.js';
+import { GATEWAY_CLI, rootKeyAction, startGatewayProcess } from '../support/devstack.js';
 import { gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
 import { FaultStack } from '../support/fault-stack.js';
 import { findSoftHsmModule } from '../support/softhsm.js';
@@ -65,26 +65,10 @@ describe('faults: the HSM, a crash and the audit log', {
   });
 
   it('the root key is disabled for 3 s and enabled again: the shims stop using it within their refresh, and serve again', async () => {
-    const keys = (action: 'disable' | 'enable') =>
-      run(
-        process.execPath,
-        [
-          GATEWAY_CLI,
-          'keys',
-          action,
-          '--config',
-          stack.prepared.gatewayConfig,
-          '--instance',
-          stack.prepared.instanceId,
-          '--id',
-          stack.prepared.crkId,
-        ],
-        { env: { ...process.env, ...stack.prepared.env } },
-      );
     const since = Date.now();
-    await keys('disable');
+    rootKeyAction(stack.prepared, 'disable');
     await sleep(3000);
-    await keys('enable');
+    rootKeyAction(stack.prepared, 'enable');
     const until = Date.now();
     const firstRefusal = Math.min(
       ...stack.shims.map(

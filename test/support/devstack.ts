@@ -209,16 +209,24 @@ log:
   };
 }
 
-/** Writes the shim's kmsplugin-config.yaml (IBM Cloud Private format plus keygate's section). */
-/** Rotates the stack's root key with `keygate-gateway keys rotate`, as an operator would. */
-export function rotateRootKey(p: PreparedStack): void {
+/**
+ * Changes the stack's root key with `keygate-gateway keys <action>`, as an operator would (on the
+ * store and the HSM directly; the running gateway sees it within a second).
+ */
+export function rootKeyAction(p: PreparedStack, action: 'rotate' | 'disable' | 'enable' | 'destroy'): void {
   execFileSync(
     process.execPath,
-    [GATEWAY_CLI, 'keys', 'rotate', '--config', p.gatewayConfig, '--instance', p.instanceId, '--id', p.crkId],
+    [GATEWAY_CLI, 'keys', action, '--config', p.gatewayConfig, '--instance', p.instanceId, '--id', p.crkId],
     { env: { ...process.env, ...p.env }, stdio: 'ignore' },
   );
 }
 
+/** Rotates the stack's root key with `keygate-gateway keys rotate`. */
+export function rotateRootKey(p: PreparedStack): void {
+  rootKeyAction(p, 'rotate');
+}
+
+/** Writes the shim's kmsplugin-config.yaml (IBM Cloud Private format plus keygate's section). */
 export function writeShimConfig(
   p: PreparedStack,
   file: string,
