@@ -51,8 +51,13 @@ describe('Admission', () => {
     const r2 = a.acquire(undefined) as Release;
     assert.equal(typeof r1, 'function');
     const order: number[] = [];
-    const q1 = (a.acquire(undefined) as Promise<Release>).then((r) => (order.push(1), r));
-    const q2 = (a.acquire(undefined) as Promise<Release>).then((r) => (order.push(2), r));
+    const queued = (n: number) =>
+      (a.acquire(undefined) as Promise<Release>).then((r) => {
+        order.push(n);
+        return r;
+      });
+    const q1 = queued(1);
+    const q2 = queued(2);
     assert.equal(
       codeOf(() => a.acquire(undefined)),
       'OVERLOADED',
