@@ -1,7 +1,7 @@
 import { type ErrorDetail, isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
 import { GENESIS_PREV, type LossRecord, lineHash } from '../../core/audit/audit-record.js';
-import { batchRecords, signedRecordLine } from '../../core/audit/record-lines.js';
+import { batchRecords, rotateCheckpointLine } from '../../core/audit/record-lines.js';
 import { AnchorWriteError, AnchorWriter } from './anchor-writer.js';
 import {
   type FileAuditSinkOptions,
@@ -254,20 +254,9 @@ export class FileAuditSink implements AuditSink {
     if (open.size === 0) return;
     const age = this.#o.clock.now().getTime() - open.file.startedAt;
     if (open.size < this.#o.maxFileBytes && age < this.#o.maxFileAgeMs) return;
-    const seq = this.#lastSeq + 1;
-    const time = this.#o.clock.now().toISOString();
-    const keyId = this.#o.signer.keyId;
-    const rotate = {
-      seq,
-      prev: this.#lastHash,
-      type: 'checkpoint',
-      time,
-      reason: 'rotate',
-      count: this.#unsigned,
-      keyId,
-    } as const;
-    const line = await signedRecordLine(rotate, this.#o.signer);
-    await this.#writeDurably([line], seq, lineHash(line));
+    const from = { lastSeq: this.#lastSeq, lastHash: this.#lastHash, unsigned: this.#unsigned };
+    const line = await rotateCheckpointLine(from, this.#o.signer, this.#o.clock.now().toISOString());
+    await this.#writeDurably([line], from.lastSeq + 1, lineHash(line));
     this.#anchor.soon();
     this.#unsigned = 0;
     this.#lastCheckpointAt = this.#o.clock.now().getTime();

@@ -144,3 +144,21 @@ export async function batchRecords(
   }
   return { lines, seq, hash, checkpoint: reason };
 }
+
+/** The signed `rotate` checkpoint that ends a file: the record after `from`, covering its unsigned events. */
+export function rotateCheckpointLine(
+  from: { readonly lastSeq: number; readonly lastHash: string; readonly unsigned: number },
+  signer: AuditSigner,
+  time: string,
+): Promise<string> {
+  const rotate = {
+    seq: from.lastSeq + 1,
+    prev: from.lastHash,
+    type: 'checkpoint',
+    time,
+    reason: 'rotate',
+    count: from.unsigned,
+    keyId: signer.keyId,
+  } as const;
+  return signedRecordLine(rotate, signer);
+}
