@@ -11,6 +11,7 @@ import {
   type GatewayFixture,
   INSTANCE,
 } from './testing/gateway-fixture.js';
+import { waitFor } from './testing/load.js';
 import { captureLines } from './testing/softhsm.js';
 
 /**
@@ -47,14 +48,6 @@ describe('gateway: readiness tells the truth about the key store', () => {
       instance: INSTANCE,
       body: {},
     });
-  const until = async (what: () => Promise<boolean>, label: string): Promise<void> => {
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (await what()) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.fail(`timed out waiting for ${label}`);
-  };
 
   for (const [label, content] of [
     ['empty', ''],
@@ -76,7 +69,7 @@ describe('gateway: readiness tells the truth about the key store', () => {
       assert.equal(errorCode(w), 'STORE_UNAVAILABLE');
       // The operator puts a good file back: readiness follows without a restart.
       writeFileSync(storeFile(name), '{"format":1,"generation":1,"keys":[]}\n');
-      await until(async () => (await get(gw, '/readyz')).status === 200, 'ready after the fix');
+      await waitFor(async () => (await get(gw, '/readyz')).status === 200, 'ready after the fix');
       assert.equal(errorCode(await wrap(gw)), 'KEY_NOT_FOUND_ERR');
     });
   }
@@ -100,7 +93,7 @@ describe('gateway: readiness tells the truth about the key store', () => {
     const gw = await start('store-vanishes', true);
     assert.equal((await get(gw, '/readyz')).status, 200);
     rmSync(storeFile('store-vanishes'));
-    await until(async () => (await wrap(gw)).status === 503, 'a 503 after the store vanished');
+    await waitFor(async () => (await wrap(gw)).status === 503, 'a 503 after the store vanished');
     assert.equal(errorCode(await wrap(gw)), 'STORE_UNAVAILABLE');
     assert.equal((await get(gw, '/readyz')).status, 503);
   });

@@ -8,8 +8,7 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { type RunningGateway, startGateway } from '@keygate/gateway';
 import { prepareStack, REPO_ROOT } from '../support/devstack.js';
-import { findSecret, type SplitSecret } from '../support/memory-scan.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
+import { findSecret, memoryScanSkip, type SplitSecret } from '../support/memory-scan.js';
 
 const run = promisify(execFile);
 
@@ -23,12 +22,7 @@ const run = promisify(execFile);
  * looks for the raw bytes.)
  */
 describe('e2e: no DEK left in gateway memory after its requests', {
-  skip:
-    findSoftHsmModule() === undefined
-      ? 'SoftHSM2 not installed'
-      : process.platform !== 'linux'
-        ? 'needs /proc/self/mem'
-        : false,
+  skip: memoryScanSkip(),
 }, () => {
   const home = mkdtempSync(join(tmpdir(), 'kg-e2e-gwmem-'));
   let gw: RunningGateway | undefined;

@@ -7,9 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { Secret, SHIM_LIMITS, ShimAlg, systemRandom } from '@keygate/shared';
 import { KmsCore, UndiciGatewayClient } from '@keygate/shim';
 import { type PreparedStack, prepareStack, startGatewayProcess } from '../support/devstack.js';
-import { findSecret, type SplitSecret } from '../support/memory-scan.js';
+import { findSecret, memoryScanSkip, type SplitSecret } from '../support/memory-scan.js';
 import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 const V2 = SHIM_LIMITS.v2MaxCiphertextBytes;
 
@@ -22,12 +21,7 @@ const V2 = SHIM_LIMITS.v2MaxCiphertextBytes;
  * scan while the core still holds it shows that the scan finds it.
  */
 describe('e2e: no DEK left in shim memory after close', {
-  skip:
-    findSoftHsmModule() === undefined
-      ? 'SoftHSM2 not installed'
-      : process.platform !== 'linux'
-        ? 'needs /proc/self/mem'
-        : false,
+  skip: memoryScanSkip(),
 }, () => {
   const home = mkdtempSync(join(tmpdir(), 'kg-e2e-mem-'));
   let p: PreparedStack;

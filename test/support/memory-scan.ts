@@ -1,4 +1,11 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { findSoftHsmModule } from './softhsm.js';
+
+/** Why a memory-scan suite (a real gateway on SoftHSM2, /proc/self/mem) cannot run here, or false. */
+export function memoryScanSkip(): string | false {
+  if (findSoftHsmModule() === undefined) return 'SoftHSM2 not installed';
+  return process.platform === 'linux' ? false : 'needs /proc/self/mem';
+}
 
 /**
  * A 32-byte secret that this process never holds in one piece: the first half `a` as is, the

@@ -16,6 +16,7 @@ import {
   startSigningInput,
 } from '../../core/audit/audit-record.js';
 import type { Clock } from '../../core/clock.js';
+import { waitFor } from '../../testing/load.js';
 import { FileAuditAnchorStore } from './anchor-file.js';
 import { listAuditFiles } from './audit-files.js';
 import { FileAuditSink, type FileAuditSinkOptions } from './file-sink.js';
@@ -380,7 +381,10 @@ describe('audit anchor and start records (real files)', () => {
     store.mode = 'fail';
     store.release();
     for (let i = 50; i < 100; i++) await sink.append(event(i));
-    await waitFor(() => errors.some((r) => r.includes('anchor write failed')));
+    await waitFor(
+      () => errors.some((r) => r.includes('anchor write failed')),
+      'the anchor write failure reported',
+    );
     sink.assertAvailable();
     store.mode = 'ok';
     await sink.close();
@@ -520,12 +524,4 @@ function controlledAnchors(inner: AuditAnchorStore) {
     },
   };
   return c;
-}
-
-async function waitFor(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
