@@ -17,6 +17,7 @@ import {
   writeShimConfig,
 } from '../support/devstack.js';
 import { gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
+import { kpSession } from '../support/kp-http.js';
 import type { Service } from '../support/processes.js';
 import { findSoftHsmModule } from '../support/softhsm.js';
 
@@ -143,6 +144,44 @@ describe('e2e: gateway + shims as processes', {
     assert.equal(await seed(c), now);
     await decryptAll(c);
     assert.equal(counts.wrong + counts.undecryptable, 0);
+  });
+
+  it("the dev stack's ops-admin identity runs the key lifecycle over the API; the cluster identity may not", async () => {
+    const i = stack.info;
+    const as = (certFile: string, keyFile: string, apiKeyFile: string) =>
+      kpSession({
+        url: i.gatewayUrl,
+        caFile: i.caFile,
+        certFile,
+        keyFile,
+        apiKeyFile,
+        instance: i.instanceId,
+      });
+    const admin = await as(i.adminCertFile, i.adminKeyFile, i.adminApiKeyFile);
+    const cluster = await as(i.clientCertFile, i.clientKeyFile, i.apiKeyFile);
+    try {
+      const create = {
+        metadata: { collectionType: 'application/vnd.ibm.kms.key+json', collectionTotal: 1 },
+        resources: [{ type: 'application/vnd.ibm.kms.key+json', name: 'ops-admin-try' }],
+      };
+      assert.equal((await cluster.call('POST', '/api/v2/keys', create)).status, 403);
+      const made = await admin.call('POST', '/api/v2/keys', create);
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const id = String((made.body?.resources as { id: string }[] | undefined)?.[0]?.id);
+      assert.equal((await cluster.call('POST', `/api/v2/keys/${id}/actions/rotate`)).status, 403);
+      for (const action of ['rotate', 'disable', 'enable']) {
+        const r = await admin.call('POST', `/api/v2/keys/${id}/actions/${action}`);
+        assert.ok(r.status === 204 || r.status === 200, `${action}: ${r.status}`);
+      }
+      const key = await admin.call('GET', `/api/v2/keys/${id}`);
+      assert.equal((key.body?.resources as { versions: unknown[] }[] | undefined)?.[0]?.versions.length, 2);
+      const gone = await admin.call('DELETE', `/api/v2/keys/${id}`);
+      assert.ok(gone.status === 204 || gone.status === 200, `delete: ${gone.status}`);
+      assert.equal((await admin.call('POST', `/api/v2/keys/${id}/actions/rotate`)).status, 410);
+    } finally {
+      admin.close();
+      cluster.close();
+    }
   });
 
   it('gateway killed with SIGKILL: cached decrypts and NEW_DEK=false encrypts go on; restarted, the shim recovers', async () => {

@@ -11,20 +11,25 @@ export interface PkiFiles {
   readonly clientKeyFile: string;
   /** The client certificate's identity (SAN URI). */
   readonly clientIdentity: string;
+  /** The operator's client certificate (identity `spiffe://keygate/cluster/<admin>`). */
+  readonly adminCertFile: string;
+  readonly adminKeyFile: string;
+  readonly adminIdentity: string;
 }
 
 const GATEWAY_CLI = resolve(new URL('../../../gateway/dist/cli.js', import.meta.url).pathname);
 
 /**
  * Makes (or reuses, when the files exist) a CA, a server certificate for localhost/127.0.0.1 and
- * a client certificate whose SAN URI names `cluster`, under `dir` — with `keygate-gateway pki`,
- * exactly as an operator would (docs/deploy.md).
+ * client certificates whose SAN URIs name `cluster` and the operator `admin`, under `dir` — with
+ * `keygate-gateway pki`, exactly as an operator would (docs/deploy.md).
  */
-export function ensurePki(dir: string, cluster = 'dev'): PkiFiles {
+export function ensurePki(dir: string, cluster = 'dev', admin = 'ops-admin'): PkiFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const caDir = join(dir, 'ca');
   const serverDir = join(dir, 'gateway');
   const clientDir = join(dir, 'clients', cluster);
+  const adminDir = join(dir, 'clients', admin);
   const pki = (...args: string[]) =>
     execFileSync(process.execPath, [GATEWAY_CLI, 'pki', ...args], { stdio: 'pipe' });
   if (!existsSync(join(caDir, 'ca.pem'))) pki('ca', '--out', caDir, '--cn', 'keygate dev CA');
@@ -45,6 +50,8 @@ export function ensurePki(dir: string, cluster = 'dev'): PkiFiles {
   }
   if (!existsSync(join(clientDir, 'client.pem')))
     pki('client', '--ca', caDir, '--out', clientDir, '--cluster', cluster);
+  if (!existsSync(join(adminDir, 'client.pem')))
+    pki('client', '--ca', caDir, '--out', adminDir, '--cluster', admin);
   return {
     caFile: join(caDir, 'ca.pem'),
     serverCertFile: join(serverDir, 'server.pem'),
@@ -52,5 +59,8 @@ export function ensurePki(dir: string, cluster = 'dev'): PkiFiles {
     clientCertFile: join(clientDir, 'client.pem'),
     clientKeyFile: join(clientDir, 'client-key.pem'),
     clientIdentity: `spiffe://keygate/cluster/${cluster}`,
+    adminCertFile: join(adminDir, 'client.pem'),
+    adminKeyFile: join(adminDir, 'client-key.pem'),
+    adminIdentity: `spiffe://keygate/cluster/${admin}`,
   };
 }

@@ -22,6 +22,10 @@ export interface StackInfo {
   readonly clientCertFile: string;
   readonly clientKeyFile: string;
   readonly apiKeyFile: string;
+  /** The operator identity `ops-admin` (keys:admin and keys:read on the dev instance). */
+  readonly adminApiKeyFile: string;
+  readonly adminCertFile: string;
+  readonly adminKeyFile: string;
   readonly instanceId: string;
   readonly crkId: string;
   readonly encryptionConfig: string;
@@ -62,6 +66,7 @@ export interface PreparedStack {
   readonly softhsmConf?: string;
   readonly gatewayConfig: string;
   readonly apiKeyFile: string;
+  readonly adminApiKeyFile: string;
   readonly auditDir: string;
   readonly auditPublicKeyFile: string;
   readonly instanceId: string;
@@ -127,17 +132,22 @@ export async function prepareStack(opts: DevStackOptions): Promise<PreparedStack
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-  const apiKeyFile = join(secrets, 'api-key');
-  const apiKeyHashFile = join(secrets, 'api-key.hash');
-  if (!existsSync(apiKeyFile) || !existsSync(apiKeyHashFile)) {
-    // Prints the key once, then the `apiKeyHashes: ['sha256:…']` line for the config.
-    const [key, hashLine] = gatewayCli('apikey', 'create').split('\n');
-    const hash = /sha256:[0-9a-f]{64}/.exec(hashLine ?? '')?.[0];
-    if (!key || !hash) throw new Error('keygate-gateway apikey create printed no key and hash');
-    writeFileSync(apiKeyFile, `${key}\n`, { mode: 0o600 });
-    writeFileSync(apiKeyHashFile, `${hash}\n`);
-  }
-  const apiKeyHash = readFileSync(apiKeyHashFile, 'utf8').trim();
+  const apiKey = (name: string) => {
+    const keyFile = join(secrets, name);
+    const hashFile = join(secrets, `${name}.hash`);
+    if (!existsSync(keyFile) || !existsSync(hashFile)) {
+      // Prints the key once, then the identity lines with `apiKeyHashes: ['sha256:…']`.
+      const out = gatewayCli('apikey', 'create', '--name', name);
+      const key = /^kg_\S+$/m.exec(out)?.[0];
+      const hash = /sha256:[0-9a-f]{64}/.exec(out)?.[0];
+      if (!key || !hash) throw new Error('keygate-gateway apikey create printed no key and hash');
+      writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
+      writeFileSync(hashFile, `${hash}\n`);
+    }
+    return { keyFile, hash: readFileSync(hashFile, 'utf8').trim() };
+  };
+  const { keyFile: apiKeyFile, hash: apiKeyHash } = apiKey('api-key');
+  const { keyFile: adminApiKeyFile, hash: adminApiKeyHash } = apiKey('admin-api-key');
   const tokenKey = join(secrets, 'token-signing-key.pem');
   if (!existsSync(tokenKey)) gatewayCli('tokens', 'keygen', tokenKey);
   const auditKey = join(secrets, 'audit-signing-key.pem');
@@ -165,6 +175,12 @@ identities:
     certIdentities: ['${pki.clientIdentity}']
     roles:
       ${instanceId}: [wrap, unwrap, rewrap, keys:read]
+  # The operator: creates, rotates, disables and destroys keys through the API (docs/api.md).
+  - name: ops-admin
+    apiKeyHashes: ['${adminApiKeyHash}']
+    certIdentities: ['${pki.adminIdentity}']
+    roles:
+      ${instanceId}: [keys:read, keys:admin]
 tokens:
   issuer: keygate-dev
   audience: keygate-gateway
@@ -201,6 +217,7 @@ log:
     softhsmConf,
     gatewayConfig,
     apiKeyFile,
+    adminApiKeyFile,
     auditDir,
     auditPublicKeyFile,
     instanceId,
@@ -391,6 +408,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       clientCertFile: p.pki.clientCertFile,
       clientKeyFile: p.pki.clientKeyFile,
       apiKeyFile: p.apiKeyFile,
+      adminApiKeyFile: p.adminApiKeyFile,
+      adminCertFile: p.pki.adminCertFile,
+      adminKeyFile: p.pki.adminKeyFile,
       instanceId: p.instanceId,
       crkId: p.crkId,
       encryptionConfig,

@@ -6,14 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
+import type { KpIdentity } from './kp-http.js';
 
-interface Settings {
-  readonly url: string;
-  readonly caFile: string;
-  readonly certFile: string;
-  readonly keyFile: string;
-  readonly apiKeyFile: string;
-  readonly instance: string;
+interface Settings extends KpIdentity {
   readonly crkId: string;
   /** The DEK's halves, hex: a, and b as b XOR mask. */
   readonly a: string;
