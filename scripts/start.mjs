@@ -13,6 +13,17 @@ if (unknown.length > 0) {
 }
 // Read here, the one place the dev stack takes settings from the environment.
 const home = resolve(process.env.KEYGATE_HOME ?? `${root}.keygate/dev`);
+const portFrom = (name, fallback) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  if (!/^\d+$/.test(v) || Number(v) > 65535) {
+    console.error(`keygate: ${name}=${v} is not a port number (0 = any free port)`);
+    process.exit(2);
+  }
+  return Number(v);
+};
+const gatewayPort = portFrom('KEYGATE_GATEWAY_PORT', 28443);
+const healthzPort = portFrom('KEYGATE_HEALTHZ_PORT', 20358);
 const { startDevStack } = await import('../test/dist/support/devstack.js');
 
 const colour = { gateway: '\x1b[36m', shim: '\x1b[35m' };
@@ -35,8 +46,10 @@ try {
   stack = await startDevStack({
     home,
     reset: args.includes('--reset'),
-    echo: (line) =>
-      echo(line.includes('"svc":"shim"') || line.includes('keygate shim') ? 'shim' : 'gateway')(line),
+    gatewayPort,
+    healthzPort,
+    // Each line arrives with the program that printed it: label by that, never by what it says.
+    echo: (line, program) => echo(program)(line),
   });
 } catch (err) {
   console.error(`keygate: the stack did not start: ${err instanceof Error ? err.message : String(err)}`);
@@ -48,6 +61,9 @@ console.log(
 );
 console.log(
   `  HSM: ${i.hsm === 'softhsm2' ? 'SoftHSM2 (PKCS#11)' : 'software backend (development only: no HSM)'}`,
+);
+console.log(
+  `  operator ops-admin (keys:admin): certificate ${i.adminCertFile} · key ${i.adminKeyFile} · API key file ${i.adminApiKeyFile}`,
 );
 console.log(`  details: ${home}/stack.json · try: npm run demo · stop: Ctrl-C\n`);
 
