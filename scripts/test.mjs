@@ -3,6 +3,7 @@
 // stage that fails, so the last lines always say which stage broke (or the test summary).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { preflight } from './preflight.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const bin = (name) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname;
@@ -21,6 +22,14 @@ const stages = [
     ],
   ],
 ];
+
+console.log('== system tools');
+const stop = preflight();
+if (stop) {
+  console.error(stop);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
 
 for (const [label, cmd, args] of stages) {
   console.log(`\n== ${label}`);

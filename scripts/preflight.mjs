@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// `npm test`'s first step: the system tools the test suites need. A missing Debian package is
+// installed when it can be (root, apt-get on PATH), saying so first; otherwise the run stops here
+// with one line naming what is missing and the command that installs it — never 35 failed tests.
+// Run alone: node scripts/preflight.mjs (exit 0 = ready, 1 = stopped).
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+/** What the suites run, the package that brings it, and who needs it. */
+const DEBIAN_TOOLS = [
+  { command: 'softhsm2-util', pkg: 'softhsm2', why: 'the PKCS#11 tests run on SoftHSM2 tokens' },
+];
+/** Go builds the IBM Key Protect client test (test/compat/keyprotect-go); not a Debian package here. */
+const GO_MIN = [1, 22];
+
+/** The command's path on PATH, or undefined. */
+function which(command, env) {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, command), constants.X_OK);
+      return join(dir, command);
+    } catch {}
+  }
+  return undefined;
+}
+
+/** The Go version on PATH as [major, minor], or undefined when there is none. */
+function goVersion(env) {
+  const go = which('go', env);
+  if (!go) return undefined;
+  const r = spawnSync(go, ['version'], { env, encoding: 'utf8' });
+  const m = /go(\d+)\.(\d+)/.exec(r.stdout ?? '');
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+/**
+ * Checks (and where it can, installs) what the tests need. Returns undefined when ready, else the
+ * one line that says what is missing and how to get it.
+ */
+export function preflight(env = process.env, say = (l) => console.log(l)) {
+  const missing = DEBIAN_TOOLS.filter((t) => !which(t.command, env));
+  if (missing.length > 0) {
+    const pkgs = [...new Set(missing.map((t) => t.pkg)), 'opensc'];
+    const install = `apt-get install -y ${pkgs.join(' ')}`;
+    const canInstall = process.getuid?.() === 0 && which('apt-get', env);
+    if (!canInstall) {
+      return `npm test: ${missing.map((t) => `${t.command} (package ${t.pkg}: ${t.why})`).join(', ')} is not installed; install it with: sudo apt-get update && sudo ${install}`;
+    }
+    say(`npm test: installing ${pkgs.join(' ')} with apt-get (${missing.map((t) => t.why).join('; ')})`);
+    const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
+    for (const args of [
+      ['update', '-qq'],
+      ['install', '-y', '-qq', '--no-install-recommends', ...pkgs],
+    ]) {
+      const r = spawnSync('apt-get', args, { env: aptEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+      if (r.status !== 0)
+        return `npm test: \`apt-get ${args.join(' ')}\` failed; install the packages with: ${install}`;
+    }
+    const still = missing.filter((t) => !which(t.command, env));
+    if (still.length > 0)
+      return `npm test: ${still.map((t) => t.command).join(', ')} still missing after apt-get`;
+  }
+  if (env.KEYGATE_TEST_SKIP_GO !== '1') {
+    const v = goVersion(env);
+    const [major, minor] = GO_MIN;
+    if (!v || v[0] < major || (v[0] === major && v[1] < minor)) {
+      return `npm test: Go ${major}.${minor} or later is ${v ? `needed (found ${v.join('.')})` : 'not installed'}: the IBM Key Protect client test builds with it; install it from https://go.dev/doc/install, or run KEYGATE_TEST_SKIP_GO=1 npm test to skip that one test`;
+    }
+  }
+  return undefined;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const stop = preflight();
+  if (stop) {
+    console.error(stop);
+    process.exit(1);
+  }
+}
