@@ -26,6 +26,11 @@ ${AUDIT_USAGE}`;
 async function main(argv: string[]): Promise<number> {
   // pki has its own options; parseArgs below would reject them.
   if (argv[0] === 'pki') return runPkiCommand(argv.slice(1), (l) => console.log(l));
+  // Help asked for, anywhere (`keygate-gateway keys create --help`): the usage on stdout, and success.
+  if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
   if (argv[0] === 'audit') {
     return runAuditCommand(
       argv.slice(1),
@@ -42,20 +47,19 @@ async function main(argv: string[]): Promise<number> {
       name: { type: 'string' },
       description: { type: 'string' },
       id: { type: 'string' },
-      help: { type: 'boolean' },
     },
   });
   const [cmd, sub, arg] = positionals;
   // Commands that need no gateway config.
-  if (!values.help && cmd === 'apikey' && sub === 'create') return apikeyCreate(values.name);
-  if (!values.help && cmd === 'tokens' && sub === 'keygen' && arg !== undefined) {
+  if (cmd === 'apikey' && sub === 'create') return apikeyCreate(values.name);
+  if (cmd === 'tokens' && sub === 'keygen' && arg !== undefined) {
     const { kid } = await createSigningKeyFile(arg);
     console.log(`token signing key written to ${arg} (kid ${kid}); list it in tokens.signingKeyFiles`);
     return 0;
   }
-  if (values.help || cmd === undefined || values.config === undefined) {
+  if (cmd === undefined || values.config === undefined) {
     console.error(USAGE);
-    return values.help ? 0 : 2;
+    return 2;
   }
   const configFile = values.config;
   const config = loadGatewayConfig(configFile);

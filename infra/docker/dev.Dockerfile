@@ -17,6 +17,8 @@ COPY package.json package-lock.json tsconfig.json tsconfig.base.json biome.json 
 COPY shared/package.json shared/
 COPY gateway/package.json gateway/
 COPY shim/package.json shim/
+# npm ci runs the root `prepare` (scripts/prepare.mjs), which skips the build until the sources are in.
+COPY scripts/prepare.mjs scripts/
 RUN npm ci --no-audit --no-fund && test -f node_modules/pkcs11js/build/Release/pkcs11.node
 COPY shared/ shared/
 COPY gateway/ gateway/

@@ -28,6 +28,7 @@ COPY package.json package-lock.json ./
 COPY shared/package.json shared/
 COPY gateway/package.json gateway/
 COPY shim/package.json shim/
+COPY scripts/prepare.mjs scripts/
 RUN npm ci --workspace gateway --include-workspace-root=false --omit=dev --no-audit --no-fund \
  && test -f node_modules/pkcs11js/build/Release/pkcs11.node \
  && rm -rf node_modules/pkcs11js/build/Release/obj.target node_modules/pkcs11js/src
@@ -41,9 +42,10 @@ COPY --from=build /src/shared/package.json shared/
 COPY --from=build /src/shared/dist shared/dist
 COPY --from=build /src/gateway/package.json gateway/
 COPY --from=build /src/gateway/dist gateway/dist
+COPY --from=build /src/gateway/bin gateway/bin
 ENV NODE_ENV=production
 # The uid the Helm chart (runAsUser) and the file ownership docs expect.
 USER 10001:10001
 EXPOSE 8443
-ENTRYPOINT ["/nodejs/bin/node", "/app/gateway/dist/cli.js"]
+ENTRYPOINT ["/nodejs/bin/node", "/app/gateway/bin/keygate-gateway.js"]
 CMD ["serve", "--config", "/etc/keygate/config/gateway.yaml"]

@@ -38,8 +38,9 @@ COPY --from=build /src/shared/package.json shared/
 COPY --from=build /src/shared/dist shared/dist
 COPY --from=build /src/shim/package.json shim/
 COPY --from=build /src/shim/dist shim/dist
+COPY --from=build /src/shim/bin shim/bin
 COPY --from=build /src/shim/proto shim/proto
 ENV NODE_ENV=production
 USER 10001:10001
-ENTRYPOINT ["/nodejs/bin/node", "/app/shim/dist/cli.js"]
+ENTRYPOINT ["/nodejs/bin/node", "/app/shim/bin/keygate-shim.js"]
 CMD ["serve", "--config", "/etc/keygate/shim/kmsplugin-config.yaml"]

@@ -80,6 +80,11 @@ async function check(settings: ShimSettings): Promise<number> {
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = argv;
+  // Help asked for, anywhere (`keygate-shim check --help`): the usage on stdout, and success.
+  if (argv.includes('--help') || argv.includes('-h') || cmd === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
   switch (cmd) {
     case 'serve': {
       const settings = settingsOrExit(args);
@@ -135,7 +140,7 @@ async function main(argv: string[]): Promise<number> {
     }
     default:
       console.error(USAGE);
-      return cmd === undefined || cmd === '--help' || cmd === 'help' ? 0 : 2;
+      return cmd === undefined ? 0 : 2;
   }
 }
 
