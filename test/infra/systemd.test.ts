@@ -36,7 +36,7 @@ describe('infra/systemd', () => {
     assert.equal(get('User'), 'keygate');
     assert.equal(get('Group'), 'keygate');
     const exec = get('ExecStart') ?? '';
-    assert.match(exec, /cli\.js serve --config \/etc\/keygate\/gateway\.yaml$/);
+    assert.match(exec, /\/gateway\/bin\/keygate-gateway\.js serve --config \/etc\/keygate\/gateway\.yaml$/);
     assert.match(get('ExecStartPre') ?? '', /hsm check --config \/etc\/keygate\/gateway\.yaml$/);
     assert.equal(get('Restart'), 'on-failure');
     assert.equal(cfg.hsm.backend, 'pkcs11');
