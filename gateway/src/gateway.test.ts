@@ -156,6 +156,62 @@ describe('gateway over HTTPS with mutual TLS and SoftHSM2', () => {
     assert.ok(!fx.softhsm.listObjectLabels(fx.tokenLabel, fx.pin).some((l) => l.includes(keyId)));
   });
 
+  it('serves metadata and versions to keys:read, refuses bad list queries, and honours Prefer as Key Protect', async () => {
+    const minimal = await api('POST', '/api/v2/keys', {
+      client: fx.clients.admin,
+      instance: INSTANCE,
+      headers: { prefer: 'return=minimal' },
+      body: {
+        metadata: { collectionType: 'application/vnd.ibm.kms.key+json', collectionTotal: 1 },
+        resources: [{ type: 'application/vnd.ibm.kms.key+json', name: 'prefer-minimal' }],
+      },
+    });
+    assert.equal(minimal.status, 201, minimal.text);
+    const created = minimal.json<{ resources: Record<string, unknown>[] }>().resources;
+    assert.deepEqual(Object.keys(created[0] ?? {}).sort(), ['id', 'type']);
+    const keyId = String(created[0]?.id);
+    const admin = { client: fx.clients.admin, instance: INSTANCE };
+    const reader = { client: fx.clients.allowed, instance: INSTANCE };
+    const withPayload = await api('POST', `/api/v2/keys/${keyId}/actions/rotate`, {
+      ...admin,
+      body: { payload: Buffer.alloc(32).toString('base64') },
+    });
+    assert.equal(errorCode(withPayload), 'BAD_BODY_ERR');
+    assert.equal((await api('POST', `/api/v2/keys/${keyId}/actions/rotate`, admin)).status, 204);
+
+    const meta = await api('GET', `/api/v2/keys/${keyId}/metadata`, reader);
+    assert.equal(meta.status, 200, meta.text);
+    assert.equal(meta.json<KeyBody>().resources[0]?.state, 1);
+    const versions = await api('GET', `/api/v2/keys/${keyId}/versions?limit=1&totalCount=true`, reader);
+    assert.equal(versions.status, 200, versions.text);
+    assert.deepEqual(versions.json().metadata, {
+      collectionType: 'application/vnd.ibm.kms.key.version+json',
+      collectionTotal: 1,
+      totalCount: 2,
+    });
+    assert.equal(versions.json<KeyBody>().resources[0]?.id, meta.json<KeyBody>().resources[0]?.keyVersion.id);
+    for (const path of [`/api/v2/keys/${keyId}/metadata`, `/api/v2/keys/${keyId}/versions`]) {
+      const r = await api('GET', path, { client: fx.clients.stranger, instance: INSTANCE });
+      assert.equal(errorCode(r), 'FORBIDDEN_ERR', path);
+    }
+    for (const qs of ['limit=0', 'limit=5001', 'offset=-1', 'state=1,', 'search=x', 'extractable=maybe']) {
+      const r = await api('GET', `/api/v2/keys?${qs}`, reader);
+      assert.equal(r.status, 400, qs);
+      assert.equal(errorCode(r), 'INVALID_QUERY_PARAM_ERR', qs);
+    }
+
+    const del = await api('DELETE', `/api/v2/keys/${keyId}`, {
+      ...admin,
+      headers: { prefer: 'return=representation' },
+    });
+    assert.equal(del.status, 200, del.text);
+    const deleted = del.json<{ resources: { id: string; state: number; deleted: boolean }[] }>().resources[0];
+    assert.deepEqual([deleted?.id, deleted?.state, deleted?.deleted], [keyId, 5, true]);
+    const again = await api('DELETE', `/api/v2/keys/${keyId}`, admin);
+    assert.equal(again.status, 410);
+    assert.equal(errorCode(again), 'KEY_DELETED_ERR');
+  });
+
   it('answers 422 for other aad or another instance', async () => {
     const keyA = await createKey(INSTANCE, 'bound');
     const keyB = await createKey(OTHER_INSTANCE, 'bound');

@@ -13,6 +13,7 @@ import { handleDestroyKey } from './routes/destroy-key.js';
 import { handleSetKeyEnabled } from './routes/enable-disable-key.js';
 import { handleGetKey } from './routes/get-key.js';
 import { handleHealthz, handleMetrics, handleReadyz } from './routes/health.js';
+import { handleKeyVersions } from './routes/key-versions.js';
 import { handleListKeys } from './routes/list-keys.js';
 import { handleRewrap } from './routes/rewrap.js';
 import { handleRotateKey } from './routes/rotate-key.js';
@@ -73,6 +74,8 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
   app.post(PATHS.keys, (c) => handleCreateKey(c, deps));
   app.get(PATHS.keys, (c) => handleListKeys(c, deps));
   app.get(`${PATHS.keys}/:id`, (c) => handleGetKey(c, deps, c.req.param('id')));
+  app.get(`${PATHS.keys}/:id/metadata`, (c) => handleGetKey(c, deps, c.req.param('id'), 'key.metadata'));
+  app.get(`${PATHS.keys}/:id/versions`, (c) => handleKeyVersions(c, deps, c.req.param('id')));
   app.delete(`${PATHS.keys}/:id`, (c) => handleDestroyKey(c, deps, c.req.param('id')));
   app.post(`${PATHS.keys}/:id/actions/:action`, (c) =>
     keyAction(c, deps, c.req.param('id'), c.req.param('action')),

@@ -10,6 +10,8 @@ export const HEADERS = {
    * instead of spending the HSM and the audit log on an answer nobody reads.
    */
   timeoutMs: 'x-keygate-timeout-ms',
+  /** RFC 7240 preferences; Key Protect reads `return=minimal` / `return=representation`. */
+  prefer: 'prefer',
   /** On 429 and 503 answers: seconds the client should wait before trying again. */
   retryAfter: 'retry-after',
 } as const;
@@ -23,6 +25,8 @@ export const PATHS = {
   keys: '/api/v2/keys',
   keyAction: (keyId: string, action: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/actions/${action}`,
   key: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}`,
+  keyMetadata: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/metadata`,
+  keyVersions: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/versions`,
   jwks: '/.well-known/jwks.json',
   healthz: '/healthz',
   readyz: '/readyz',

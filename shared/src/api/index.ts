@@ -41,8 +41,11 @@ export {
   type KeyCollection,
   type KeyResource,
   KeyState,
+  type KeyVersionCollection,
   keyCollection,
   keyResource,
+  keyVersionCollection,
   LIFECYCLE_ACTIONS,
   type LifecycleAction,
+  rotateKeyRequest,
 } from './keys.js';

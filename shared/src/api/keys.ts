@@ -7,6 +7,7 @@ export type KeyState = (typeof KeyState)[keyof typeof KeyState];
 /** Key Protect's collection media types. */
 export const COLLECTION_TYPES = {
   key: 'application/vnd.ibm.kms.key+json',
+  keyVersion: 'application/vnd.ibm.kms.key.version+json',
   keyAction: 'application/vnd.ibm.kms.key_action+json',
   error: 'application/vnd.ibm.kms.error+json',
 } as const;
@@ -25,6 +26,11 @@ export const keyResource = z.object({
   lastUpdateDate: z.string(),
   keyVersion: z.object({ id: z.string(), creationDate: z.string() }),
   versions: z.array(z.object({ id: z.string(), creationDate: z.string() })).optional(),
+  /** Key Protect's flags: true from the moment the key is destroyed (state 5). */
+  deleted: z.boolean().optional(),
+  deletionDate: z.string().optional(),
+  /** When the current version was made by a rotation (absent before the first rotation). */
+  lastRotateDate: z.string().optional(),
 });
 export type KeyResource = z.infer<typeof keyResource>;
 
@@ -54,6 +60,24 @@ export const keyCollection = z.object({
   resources: z.array(keyResource),
 });
 export type KeyCollection = z.infer<typeof keyCollection>;
+
+/** `GET /api/v2/keys/{id}/versions`: a page of a root key's versions, newest first. */
+export const keyVersionCollection = z.object({
+  metadata: z.object({
+    collectionType: z.literal(COLLECTION_TYPES.keyVersion),
+    collectionTotal: z.number(),
+    /** With `totalCount=true`: every version, whatever the page. */
+    totalCount: z.number().optional(),
+  }),
+  resources: z.array(z.object({ id: z.string(), creationDate: z.string() })),
+});
+export type KeyVersionCollection = z.infer<typeof keyVersionCollection>;
+
+/**
+ * Body of `POST /api/v2/keys/{id}/actions/rotate`: none, `null` or `{}`. Key Protect's `payload`
+ * (new material for an imported key) is refused: keygate keys are made in the HSM.
+ */
+export const rotateKeyRequest = z.strictObject({}).nullable();
 
 /** Lifecycle actions on `POST /api/v2/keys/{id}/actions/{action}` besides wrap/unwrap/rewrap. */
 export const LIFECYCLE_ACTIONS = ['rotate', 'disable', 'enable'] as const;

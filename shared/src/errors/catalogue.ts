@@ -37,6 +37,11 @@ export const ERROR_CATALOGUE = {
     grpc: 'INVALID_ARGUMENT',
     message: 'The request body is larger than the limit.',
   },
+  INVALID_QUERY_PARAM_ERR: {
+    http: 400,
+    grpc: 'INVALID_ARGUMENT',
+    message: 'A query parameter of the request is not supported or has an invalid value.',
+  },
   UNSUPPORTED_MEDIA_TYPE_ERR: {
     http: 415,
     grpc: 'INVALID_ARGUMENT',

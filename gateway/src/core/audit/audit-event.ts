@@ -12,6 +12,8 @@ export type AuditOperation =
   | 'key.create'
   | 'key.list'
   | 'key.get'
+  | 'key.metadata'
+  | 'key.versions'
   | 'key.rotate'
   | 'key.disable'
   | 'key.enable'

@@ -107,6 +107,8 @@ describe('role policy', () => {
   it('maps operations to roles; admin implies read', () => {
     assert.equal(OPERATION_ROLES['key.destroy'], 'keys:admin');
     assert.equal(OPERATION_ROLES['key.list'], 'keys:read');
+    assert.equal(OPERATION_ROLES['key.metadata'], 'keys:read');
+    assert.equal(OPERATION_ROLES['key.versions'], 'keys:read');
     const policy = new RolePolicy();
     const p = {
       cert: { identity: 'c', thumbprint: 't' },

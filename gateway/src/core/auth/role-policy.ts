@@ -5,13 +5,15 @@ import type { AccessPolicy, Principal, Role } from './principal.js';
 /** Operations that need a role (everything audited except issuing tokens). */
 export type GuardedOperation = Exclude<AuditOperation, 'token.issue'>;
 
-/** The role each operation needs: key lifecycle needs keys:admin, get and list need keys:read. */
+/** The role each operation needs: key lifecycle needs keys:admin, get, metadata, versions and list need keys:read. */
 export const OPERATION_ROLES: Readonly<Record<GuardedOperation, Role>> = Object.freeze({
   wrap: 'wrap',
   unwrap: 'unwrap',
   rewrap: 'rewrap',
   'key.list': 'keys:read',
   'key.get': 'keys:read',
+  'key.metadata': 'keys:read',
+  'key.versions': 'keys:read',
   'key.create': 'keys:admin',
   'key.rotate': 'keys:admin',
   'key.disable': 'keys:admin',

@@ -93,13 +93,17 @@ export async function setKeyEnabled(
 
 /**
  * Destroys a key: marks it destroyed (no more wraps anywhere), then deletes every HSM object of
- * every version (crypto-shredding). Repeating it re-runs the deletion, so a half-done destroy heals.
+ * every version (crypto-shredding). Destroying a destroyed key re-runs the deletion, so a half-done
+ * destroy heals, and then answers KEY_DELETED_ERR as Key Protect does (410: already deleted).
  */
 export async function destroyKey(deps: KeyDeps, instance: string, id: string): Promise<KeyRecord> {
   const now = deps.clock.now().toISOString();
-  const record = await deps.store.update(instance, id, (cur) =>
-    cur.state === KeyState.DESTROYED ? cur : { ...cur, state: KeyState.DESTROYED, lastUpdateDate: now },
-  );
+  let already = false;
+  const record = await deps.store.update(instance, id, (cur) => {
+    already = cur.state === KeyState.DESTROYED;
+    return already ? cur : { ...cur, state: KeyState.DESTROYED, lastUpdateDate: now };
+  });
   for (const v of record.versions) await deps.hsm.destroyKey({ instance, crkId: id, versionId: v.id });
+  if (already) throw new KeygateError('KEY_DELETED_ERR', { detail: { keyId: id } });
   return record;
 }

@@ -5,7 +5,9 @@ import { seededRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { decodeWrappedDek } from '@keygate/shared/formats';
 import { FakeHsm } from './fake-hsm.js';
+import { DEFAULT_LIST_STATES } from './key-listing.js';
 import { createKeyService } from './key-service.js';
+import type { KeyRecord } from './key-store.js';
 import { MemoryKeyStore } from './memory-key-store.js';
 
 function setup() {
@@ -165,6 +167,18 @@ describe('key service (fake HSM)', () => {
     await svc.create({ instance: 'inst', name: 'crk-1' });
   });
 
+  it('destroying a destroyed key answers KEY_DELETED_ERR, after deleting objects a half-done destroy left', async () => {
+    const { svc, hsm, store } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    await svc.rotate('inst', key.id);
+    // A destroy that stopped after marking the key: both HSM objects are still there.
+    await store.update('inst', key.id, (cur) => ({ ...cur, state: KeyState.DESTROYED }));
+    assert.equal(hsm.keys.size, 2);
+    await rejectsWith(svc.destroy('inst', key.id), 'KEY_DELETED_ERR');
+    assert.equal(hsm.keys.size, 0);
+    await rejectsWith(svc.destroy('inst', key.id), 'KEY_DELETED_ERR');
+  });
+
   it('an object the HSM cannot find while the store says active is a 503 fault, reported for recovery', async () => {
     const { svc, hsm } = setup();
     const key = await svc.create({ instance: 'inst', name: 'crk-1' });
@@ -221,5 +235,76 @@ describe('key service (fake HSM)', () => {
       svc.wrap({ instance: 'inst', keyId: key.id, aad: ['é'.repeat(600)] }),
       'INVALID_FIELD_ERR',
     );
+  });
+});
+
+describe('key listing (fake HSM)', () => {
+  const all: ReadonlySet<number> = new Set([0, 1, 2, 3, 5]);
+  async function threeKeys() {
+    const t = setup();
+    const made = [];
+    for (const name of ['k-1', 'k-2', 'k-3']) made.push(await t.svc.create({ instance: 'inst', name }));
+    const [a, b, c] = made as [KeyRecord, KeyRecord, KeyRecord];
+    await t.svc.disable('inst', b.id);
+    await t.svc.destroy('inst', c.id);
+    await t.svc.create({ instance: 'other', name: 'k-1' });
+    return { ...t, a, b, c };
+  }
+  const ids = (keys: readonly KeyRecord[]) => keys.map((k) => k.id);
+
+  it('lists by id, filters by state (destroyed only when asked), and pages with limit and offset', async () => {
+    const { svc, a, b, c } = await threeKeys();
+    const sorted = [a.id, b.id, c.id].sort();
+    const live = await svc.listPage('inst', { limit: 200, offset: 0, states: DEFAULT_LIST_STATES });
+    assert.deepEqual(
+      ids(live.items),
+      sorted.filter((id) => id !== c.id),
+    );
+    assert.equal(live.total, 2);
+    const every = await svc.listPage('inst', { limit: 200, offset: 0, states: all });
+    assert.deepEqual(ids(every.items), sorted);
+    assert.deepEqual(ids((await svc.listPage('inst', { limit: 9, offset: 0, states: new Set([2]) })).items), [
+      b.id,
+    ]);
+    assert.deepEqual(ids((await svc.listPage('inst', { limit: 9, offset: 0, states: new Set([5]) })).items), [
+      c.id,
+    ]);
+    assert.deepEqual(
+      ids((await svc.listPage('inst', { limit: 9, offset: 0, states: new Set([0, 4]) })).items),
+      [],
+    );
+    const pages = [];
+    for (let offset = 0; offset < 4; offset += 2)
+      pages.push(ids((await svc.listPage('inst', { limit: 2, offset, states: all })).items));
+    assert.deepEqual(pages, [sorted.slice(0, 2), sorted.slice(2)]);
+    const past = await svc.listPage('inst', { limit: 2, offset: 7, states: all });
+    assert.deepEqual(past, { items: [], total: 3 });
+    // Only root keys exist: asking for extractable (standard) keys finds none.
+    assert.equal(
+      (await svc.listPage('inst', { limit: 9, offset: 0, states: all, extractable: true })).total,
+      0,
+    );
+    assert.equal(
+      (await svc.listPage('inst', { limit: 9, offset: 0, states: all, extractable: false })).total,
+      3,
+    );
+  });
+
+  it("pages a key's versions newest first; a destroyed key's only with allKeyStates", async () => {
+    const { svc, a, c } = await threeKeys();
+    await svc.rotate('inst', a.id);
+    const rotated = await svc.rotate('inst', a.id);
+    const newestFirst = rotated.versions.map((v) => v.id).reverse();
+    const q = { limit: 200, offset: 0, allKeyStates: false };
+    const { page } = await svc.versions('inst', a.id, q);
+    assert.deepEqual(
+      page.items.map((v) => v.id),
+      newestFirst,
+    );
+    const second = await svc.versions('inst', a.id, { ...q, limit: 1, offset: 1 });
+    assert.deepEqual(second.page, { items: [rotated.versions[1]], total: 3 });
+    await rejectsWith(svc.versions('inst', c.id, q), 'KEY_DELETED_ERR');
+    assert.equal((await svc.versions('inst', c.id, { ...q, allKeyStates: true })).page.total, 1);
+    await rejectsWith(svc.versions('inst', 'no-such-key', q), 'KEY_NOT_FOUND_ERR');
   });
 });

@@ -18,13 +18,28 @@ import {
   rotateKey,
   setKeyEnabled,
 } from './key-lifecycle.js';
-import type { KeyRecord } from './key-store.js';
+import {
+  type KeyListQuery,
+  listKeyPage,
+  listVersionPage,
+  type Page,
+  type VersionListQuery,
+} from './key-listing.js';
+import type { KeyRecord, KeyVersionRecord } from './key-store.js';
 
 /** Every key use case bound to its ports: what the HTTP routes and the CLI call. */
 export interface KeyService {
   create(input: CreateKeyInput): Promise<KeyRecord>;
   list(instance: string): Promise<readonly KeyRecord[]>;
   get(instance: string, id: string): Promise<KeyRecord>;
+  /** A page of the instance's keys (the API's list; `list` is the CLI's live keys). */
+  listPage(instance: string, query: KeyListQuery): Promise<Page<KeyRecord>>;
+  /** A page of a key's versions, newest first. */
+  versions(
+    instance: string,
+    id: string,
+    query: VersionListQuery,
+  ): Promise<{ readonly key: KeyRecord; readonly page: Page<KeyVersionRecord> }>;
   rotate(instance: string, id: string): Promise<KeyRecord>;
   disable(instance: string, id: string): Promise<KeyRecord>;
   enable(instance: string, id: string): Promise<KeyRecord>;
@@ -40,6 +55,8 @@ export function createKeyService(deps: KeyDeps): KeyService {
     create: (input) => createKey(deps, input),
     list: (instance) => listKeys(deps, instance),
     get: (instance, id) => getKey(deps, instance, id),
+    listPage: (instance, query) => listKeyPage(deps, instance, query),
+    versions: (instance, id, query) => listVersionPage(deps, instance, id, query),
     rotate: (instance, id) => rotateKey(deps, instance, id),
     disable: (instance, id) => setKeyEnabled(deps, instance, id, false),
     enable: (instance, id) => setKeyEnabled(deps, instance, id, true),

@@ -1,13 +1,17 @@
-import { createKeyRequest } from '@keygate/shared/api';
+import { createKeyRequest, HEADERS } from '@keygate/shared/api';
 import { parseJsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { Ctx } from '../env.js';
-import { keyCollection } from '../key-json.js';
+import { keyCollection, keyIdCollection } from '../key-json.js';
 import { runOperation } from '../operation.js';
+import { preferReturn } from '../prefer.js';
 
-/** POST /api/v2/keys: creates a root key (a first version in the HSM). */
+/**
+ * POST /api/v2/keys: creates a root key (a first version in the HSM). 201 with the key, or with
+ * only its id when `Prefer: return=minimal` (a root key has no material to return either way).
+ */
 export async function handleCreateKey(c: Ctx, deps: AppDeps): Promise<Response> {
-  const out = await runOperation(
+  const key = await runOperation(
     c,
     deps,
     { operation: 'key.create', role: 'keys:admin' },
@@ -15,8 +19,9 @@ export async function handleCreateKey(c: Ctx, deps: AppDeps): Promise<Response> 
       const req = await parseJsonBody(c, createKeyRequest);
       const res = req.resources[0];
       const key = await deps.keys.create({ instance, name: res?.name ?? '', description: res?.description });
-      return { value: keyCollection([key]), keyVersion: key.versions[0]?.id };
+      return { value: key, keyVersion: key.versions[0]?.id };
     },
   );
-  return c.json(out, 201);
+  const minimal = preferReturn(c.req.header(HEADERS.prefer)) === 'minimal';
+  return c.json(minimal ? keyIdCollection(key) : keyCollection([key]), 201);
 }

@@ -1,14 +1,20 @@
+import { rotateKeyRequest } from '@keygate/shared/api';
+import { parseJsonBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 import type { Ctx } from '../env.js';
 import { runOperation } from '../operation.js';
 
-/** POST /api/v2/keys/:id/actions/rotate: a new current version (204, as Key Protect). */
+/**
+ * POST /api/v2/keys/:id/actions/rotate: a new current version (204, as Key Protect, whatever
+ * `Prefer` says). A body with Key Protect's `payload` (own key material) is BAD_BODY_ERR.
+ */
 export async function handleRotateKey(c: Ctx, deps: AppDeps, keyId: string): Promise<Response> {
   await runOperation(
     c,
     deps,
     { operation: 'key.rotate', role: 'keys:admin', keyId },
     async ({ instance }) => {
+      await parseJsonBody(c, rotateKeyRequest);
       const key = await deps.keys.rotate(instance, keyId);
       return { value: undefined, keyVersion: key.versions[key.versions.length - 1]?.id };
     },
