@@ -4,15 +4,18 @@
 // with one line naming what is missing and the command that installs it — never 35 failed tests.
 // Run alone: node scripts/preflight.mjs (exit 0 = ready, 1 = stopped).
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** What the suites run, the package that brings it, and who needs it. */
 const DEBIAN_TOOLS = [
   { command: 'softhsm2-util', pkg: 'softhsm2', why: 'the PKCS#11 tests run on SoftHSM2 tokens' },
 ];
-/** Go builds the IBM Key Protect client test (test/compat/keyprotect-go); not a Debian package here. */
-const GO_MIN = [1, 22];
+/** Go builds the IBM Key Protect client test; it needs the version its go.mod names (the client's). */
+const GO_MODULE = new URL('../test/compat/keyprotect-go/go.mod', import.meta.url);
+const GO_MIN = (/^go (\d+)\.(\d+)(?:\.(\d+))?$/m.exec(readFileSync(GO_MODULE, 'utf8')) ?? [])
+  .slice(1)
+  .map((n) => Number(n ?? 0));
 
 /** The command's path on PATH, or undefined. */
 function which(command, env) {
@@ -26,14 +29,20 @@ function which(command, env) {
   return undefined;
 }
 
-/** The Go version on PATH as [major, minor], or undefined when there is none. */
+/** The Go version on PATH as [major, minor, patch], or undefined when there is none. */
 function goVersion(env) {
   const go = which('go', env);
   if (!go) return undefined;
   const r = spawnSync(go, ['version'], { env, encoding: 'utf8' });
-  const m = /go(\d+)\.(\d+)/.exec(r.stdout ?? '');
-  return m ? [Number(m[1]), Number(m[2])] : undefined;
+  const m = /go(\d+)\.(\d+)(?:\.(\d+))?/.exec(r.stdout ?? '');
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
 }
+
+/** a < b, component by component. */
+const older = (a, b) => {
+  for (let i = 0; i < b.length; i++) if ((a[i] ?? 0) !== b[i]) return (a[i] ?? 0) < b[i];
+  return false;
+};
 
 /**
  * Checks (and where it can, installs) what the tests need. Returns undefined when ready, else the
@@ -64,9 +73,8 @@ export function preflight(env = process.env, say = (l) => console.log(l)) {
   }
   if (env.KEYGATE_TEST_SKIP_GO !== '1') {
     const v = goVersion(env);
-    const [major, minor] = GO_MIN;
-    if (!v || v[0] < major || (v[0] === major && v[1] < minor)) {
-      return `npm test: Go ${major}.${minor} or later is ${v ? `needed (found ${v.join('.')})` : 'not installed'}: the IBM Key Protect client test builds with it; install it from https://go.dev/doc/install, or run KEYGATE_TEST_SKIP_GO=1 npm test to skip that one test`;
+    if (!v || older(v, GO_MIN)) {
+      return `npm test: Go ${GO_MIN.join('.')} or later is ${v ? `needed (found ${v.join('.')})` : 'not installed'}: the IBM Key Protect client test (test/compat/keyprotect-go) builds with it; install it from https://go.dev/doc/install, or run KEYGATE_TEST_SKIP_GO=1 npm test to skip that one test`;
     }
   }
   return undefined;
