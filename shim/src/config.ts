@@ -2,6 +2,10 @@ import { readFileSync } from 'node:fs';
 import {
   configError,
   type Frozen,
+  INSTANCE_ID_PATTERN,
+  INSTANCE_ID_RULE,
+  KEY_ID_PATTERN,
+  KEY_ID_RULE,
   LOG_LEVELS,
   type LogLevel,
   loadConfigFile,
@@ -20,7 +24,6 @@ const int = (min: number, max: number) =>
 const bool = z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
 const text = z.string().min(1);
 const httpsUrl = z.url({ protocol: /^https?$/ });
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'expected an id of A-Za-z0-9._- (1..128)');
 const port = z.preprocess(
   (v) => (typeof v === 'string' && /^:?\d+$/.test(v.trim()) ? Number(v.trim().replace(/^:/, '')) : v),
   z.number().int().min(0).max(65535),
@@ -43,7 +46,7 @@ export const shimConfigSchema = z.strictObject({
     API_KEY: text.optional(),
     HEALTHZ_PATH: z
       .string()
-      .regex(/^\/[A-Za-z0-9._/-]*$/, 'expected a path starting with /')
+      .regex(/^\/[A-Za-z0-9._/-]*$/, 'a path starting with /')
       .default('/healthz'),
     HEALTHZ_PORT: port.default(20358),
     NEW_DEK: bool.default(false),
@@ -51,10 +54,10 @@ export const shimConfigSchema = z.strictObject({
   }),
   KP_CONFIG: z.strictObject({
     VERSION: z.preprocess((v) => (v === 2 || v === '2' ? 'v2' : v), z.enum(['v2'])).default('v2'),
-    CRK_ID: id,
+    CRK_ID: z.string().regex(KEY_ID_PATTERN, KEY_ID_RULE),
     URL: httpsUrl,
     KP_CA_FILE: text.optional(),
-    INSTANCE_ID: id,
+    INSTANCE_ID: z.string().regex(INSTANCE_ID_PATTERN, INSTANCE_ID_RULE),
   }),
   LOGGER: z
     .strictObject({

@@ -50,6 +50,20 @@ describe('config loading', () => {
     assert.ok(!err.message.includes('hunter2'));
   });
 
+  it('says what a pattern or a record key expects, in the words of the schema', () => {
+    const ids = z.strictObject({
+      id: z.string().regex(/^[a-z]+$/, 'an id of a-z'),
+      plain: z.string().regex(/^[a-z]+$/),
+      roles: z.record(z.string().regex(/^[a-z]+$/, 'an instance of a-z'), z.number()),
+    });
+    const text = describeConfigError(
+      configErr(() => parseConfig('x.yaml', 'id: "A1"\nplain: "B2"\nroles: { C3: 1 }\n', ids)),
+    );
+    assert.match(text, /id: expected an id of a-z/);
+    assert.match(text, /plain: expected text matching \/\^\[a-z\]\+\$\//);
+    assert.match(text, /roles\.C3: expected an instance of a-z/);
+  });
+
   it('reports missing keys and YAML syntax errors', () => {
     assert.match(
       describeConfigError(configErr(() => parseConfig('x.yaml', 'mode: a\n', schema))),

@@ -71,7 +71,14 @@ function expectation(issue: z.core.$ZodIssue): string {
     case 'too_big':
       return `expected ${issue.origin === 'string' ? 'length ' : ''}<= ${String(issue.maximum)}`;
     case 'invalid_format':
+      // A regex's own message says what is expected (`an instance id: …`); zod's default does not.
+      if (issue.format === 'regex') {
+        return `expected ${issue.message.startsWith('Invalid') ? `text matching ${issue.pattern}` : issue.message}`;
+      }
       return `expected ${issue.format}`;
+    case 'invalid_key':
+      // A record's key: say what the key should be, not only that it is wrong.
+      return issue.issues[0] ? expectation(issue.issues[0]) : issue.message;
     default:
       return issue.message;
   }
