@@ -87,6 +87,29 @@ describe('keygate-gateway CLI and two gateway processes on one token and one sto
       ),
       /KEY_NOT_FOUND_ERR/,
     );
+    // Instance ids are the shared pattern's: `a:b` is one, `__proto__` is not; key ids have no `:`.
+    const env = { ...process.env, ...fx.softhsm.env };
+    const colon = await run(
+      process.execPath,
+      [CLI, 'keys', 'list', '--config', config, '--instance', 'a:b'],
+      {
+        env,
+      },
+    );
+    assert.deepEqual(JSON.parse(colon.stdout), []);
+    for (const [flag, value, rule] of [
+      ['--instance', '__proto__', /--instance: expected an instance id/],
+      ['--id', 'a:b', /--id: expected a key id/],
+    ] as const) {
+      await assert.rejects(
+        run(
+          process.execPath,
+          [CLI, 'keys', 'get', '--config', config, '--instance', INSTANCE, '--id', 'k1', flag, value],
+          { env },
+        ),
+        (e: { code?: number; stderr?: string }) => e.code === 2 && rule.test(e.stderr ?? ''),
+      );
+    }
   });
 
   it('rejects a config with an unknown key, naming file and key', async () => {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { INSTANCE_ID_RULE, isInstanceId, isKeyId, KEY_ID_RULE } from '@keygate/shared/api';
 import { describeConfigError } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
@@ -120,6 +121,10 @@ async function keysCommand(
     console.error('--instance is required');
     return 2;
   }
+  if (!isInstanceId(v.instance)) {
+    console.error(`--instance: expected ${INSTANCE_ID_RULE}`);
+    return 2;
+  }
   const instance = v.instance;
   const print = (x: unknown) => console.log(JSON.stringify(x, null, 2));
   if (sub === 'create') {
@@ -137,6 +142,10 @@ async function keysCommand(
   const id = v.id;
   if (id === undefined) {
     console.error('--id is required');
+    return 2;
+  }
+  if (!isKeyId(id)) {
+    console.error(`--id: expected ${KEY_ID_RULE}`);
     return 2;
   }
   const ops = {

@@ -74,6 +74,23 @@ describe('gateway config modes and the key-material CLI commands', () => {
     assert.equal(load('allow', `${BASE}${ACCESS}`).identities, undefined);
   });
 
+  it('checks instance ids with the shared pattern in identities and access.clients alike', () => {
+    const allow = (instances: string) =>
+      `${BASE}access:\n  clients:\n    - { identity: x, instances: ${instances} }\n`;
+    assert.deepEqual(load('allow-colon', allow(`['a:b', '*']`)).access.clients[0]?.instances, ['a:b', '*']);
+    assert.match(
+      problems('allow-proto', allow(`['__proto__']`)),
+      /access\.clients\.0\.instances\.0.*instance id/,
+    );
+    assert.match(problems('allow-empty', allow(`['']`)), /instances\.0/);
+    const roles = load('tokens-colon', `${BASE}${IDENTITIES.replace('team-a', '"a:b"')}${TOKENS}`).identities;
+    assert.deepEqual(Object.keys(roles?.[0]?.roles ?? {}), ['a:b']);
+    assert.match(
+      problems('tokens-proto', `${BASE}${IDENTITIES.replace('team-a', '_x')}${TOKENS}`),
+      /identities\.0\.roles\._x.*instance id/,
+    );
+  });
+
   it('refuses identities together with access.clients, and identities without tokens (CONFIG_INVALID)', () => {
     assert.match(problems('both', `${BASE}${IDENTITIES}${TOKENS}${ACCESS}`), /access\.clients/);
     assert.match(problems('no-tokens', `${BASE}${IDENTITIES}`), /tokens/);

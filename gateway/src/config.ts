@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
+import { INSTANCE_ID_RULE, isInstanceId } from '@keygate/shared/api';
 import {
   configError,
   type Frozen,
@@ -171,7 +172,9 @@ const baseSchema = z.strictObject({
         .array(
           z.strictObject({
             identity: z.string().min(1),
-            instances: z.array(z.string().min(1)).min(1),
+            instances: z
+              .array(z.string().refine((v) => v === '*' || isInstanceId(v), `'*' or ${INSTANCE_ID_RULE}`))
+              .min(1),
             roles: z.array(z.enum(ROLES)).min(1).default(['wrap', 'unwrap', 'rewrap']),
           }),
         )

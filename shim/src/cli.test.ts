@@ -80,6 +80,7 @@ KEYGATE:
     const r = await run(['check', '--config', config]);
     assert.equal(r.status, 0, r.stderr.toString());
     assert.match(r.stdout.toString(), /wrap and unwrap ok/);
+    assert.match(r.stdout.toString(), /^key_id keygate\/inst-1\/crk-1\/\S+$/m);
   });
 
   it('serves, round-trips through encrypt/decrypt, refuses a second server, and removes the socket on SIGTERM', async () => {
@@ -94,6 +95,15 @@ KEYGATE:
     while (!out.includes('keygate shim started') && Date.now() < end)
       await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /"msg":"keygate shim started"/);
+    // The two lines operators of the ICP plug-in check for, in keygate's JSON log format.
+    assert.match(
+      out,
+      /^\{"level":"info","ts":"[^"]+","svc":"keygate-shim".*"msg":"KMS provider server started"\}$/m,
+    );
+    assert.match(
+      out,
+      /^\{"level":"info","ts":"[^"]+","svc":"keygate-shim".*"msg":"SIGTERM handler started"\}$/m,
+    );
     const enc = await run(['encrypt', '--socket', socket], 'hello kms');
     assert.equal(enc.status, 0, enc.stderr.toString());
     const dec = await run(['decrypt', '--socket', socket], enc.stdout);

@@ -61,6 +61,7 @@ async function check(settings: ShimSettings): Promise<number> {
     random: systemRandom,
   });
   try {
+    await core.refresh(); // learns the key_id (one wrap); failures surface in the round trip below
     await core.roundTrip();
     console.log(`token ${raw.SERVER_CONFIG.TOKEN_URL}: ok`);
     console.log(`gateway ${settings.gatewayUrls.join(', ')}: wrap and unwrap ok`);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { describeConfigError, KeygateError, ShimAlg } from '@keygate/shared';
-import { loadShimSettings } from './config.js';
+import { loadShimSettings, type ShimConfigFile } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kg-cfg-'));
 let n = 0;
@@ -49,6 +49,167 @@ function problemsOf(yaml: string, env: Record<string, string> = {}): string {
   }
   assert.fail('expected CONFIG_INVALID');
 }
+
+/** The keys IBM Cloud Private documents, with values as its docs write them (VERSION 1, inline API_KEY). */
+const ICP_KEYS: Readonly<Record<string, string>> = {
+  'SERVER_CONFIG.REGION': 'us-south',
+  'SERVER_CONFIG.NUM_LEN_BYTES': '32',
+  'SERVER_CONFIG.CACHE_TIMEOUT_IN_HOURS': '1',
+  'SERVER_CONFIG.RESTART_DELAY_IN_SECONDS': '3',
+  'SERVER_CONFIG.UNIX_SOCKET_PATH': '/var/run/icp/keyprotectprovider.sock',
+  'SERVER_CONFIG.TOKEN_URL': 'https://iam.example.test/identity/token',
+  'SERVER_CONFIG.API_KEY': 'abc',
+  'SERVER_CONFIG.HEALTHZ_PATH': '/healthz',
+  'SERVER_CONFIG.HEALTHZ_PORT': '20358',
+  'SERVER_CONFIG.NEW_DEK': 'false',
+  'SERVER_CONFIG.MAX_RETRIES': '2',
+  'KP_CONFIG.VERSION': '1',
+  'KP_CONFIG.CRK_ID': 'crk-1',
+  'KP_CONFIG.URL': 'https://kp.example.test',
+  'KP_CONFIG.INSTANCE_ID': 'inst-1',
+  'LOGGER.LOG_LEVEL': 'info',
+  'LOGGER.LOG_ALL_VALUES': 'false',
+};
+
+/** An ICP-style file with `over` replacing (or, with undefined, removing) values, written as given. */
+function icpFile(over: Readonly<Record<string, string | undefined>> = {}): string {
+  const sections = new Map<string, string[]>();
+  for (const [path, value] of Object.entries({ ...ICP_KEYS, ...over })) {
+    if (value === undefined) continue;
+    const [section = '', key = ''] = path.split('.');
+    sections.set(section, [...(sections.get(section) ?? []), `  ${key}: ${value}`]);
+  }
+  return [...sections].map(([name, lines]) => `${name}:\n${lines.join('\n')}\n`).join('');
+}
+
+const settingsOf = (over: Readonly<Record<string, string | undefined>>) =>
+  loadShimSettings(write(icpFile(over)), {});
+
+describe('kmsplugin-config.yaml as IBM Cloud Private documents it', () => {
+  it("accepts KP_CONFIG.VERSION 1 (ICP's only value) and 2, plain, quoted or with a v", () => {
+    for (const v of ['1', '"1"', "'1'", '2', '"2"', 'v1', 'v2', '"v2"', 'V2']) {
+      assert.doesNotThrow(() => settingsOf({ 'KP_CONFIG.VERSION': v }), v);
+    }
+    for (const v of ['3', '"v3"', 'true', '"one"', '1.5']) {
+      assert.match(problemsOf(icpFile({ 'KP_CONFIG.VERSION': v })), /KP_CONFIG\.VERSION/, v);
+    }
+    assert.doesNotThrow(() => settingsOf({ 'KP_CONFIG.VERSION': undefined }), 'VERSION may be left out');
+  });
+
+  it('reads every integer key plain or quoted, in decimal', () => {
+    const keys = [
+      ['SERVER_CONFIG.NUM_LEN_BYTES', 32],
+      ['SERVER_CONFIG.CACHE_TIMEOUT_IN_HOURS', 32],
+      ['SERVER_CONFIG.RESTART_DELAY_IN_SECONDS', 32],
+      ['SERVER_CONFIG.HEALTHZ_PORT', 32],
+      ['SERVER_CONFIG.MAX_RETRIES', 7],
+    ] as const;
+    for (const [path, n] of keys) {
+      const [section, key] = path.split('.') as ['SERVER_CONFIG', keyof ShimConfigFile['SERVER_CONFIG']];
+      for (const form of [`${n}`, `"${n}"`, `'${n}'`, `" ${n} "`, `+${n}`, `"+${n}"`, `0${n}`, `"0${n}"`]) {
+        assert.equal(settingsOf({ [path]: form }).raw[section][key], n, `${path}: ${form}`);
+      }
+      // Not decimal whole numbers: refused, even where YAML 1.2 would read a number (0x20, 3e1, 32.0).
+      for (const bad of [
+        `${n}.5`,
+        `"${n}.5"`,
+        `${n}.0`,
+        '0x20',
+        '"0x20"',
+        '3e1',
+        '"x"',
+        '""',
+        'true',
+        '[1]',
+      ]) {
+        assert.match(
+          problemsOf(icpFile({ [path]: bad })),
+          new RegExp(path.replace('.', '\\.')),
+          `${path}: ${bad}`,
+        );
+      }
+    }
+  });
+
+  it("reads every boolean key as YAML 1.2 or YAML 1.1 (as Go plug-ins of ICP's time) spell it, plain or quoted", () => {
+    const truthy = ['true', 'True', 'TRUE', 'yes', 'Yes', 'YES', 'on', 'On', 'ON', 'y', 'Y'];
+    const falsy = ['false', 'False', 'FALSE', 'no', 'No', 'NO', 'off', 'Off', 'OFF', 'n', 'N'];
+    for (const path of ['SERVER_CONFIG.NEW_DEK', 'LOGGER.LOG_ALL_VALUES']) {
+      const [section, key] = path.split('.') as ['SERVER_CONFIG', 'NEW_DEK'];
+      for (const [words, want] of [
+        [truthy, true],
+        [falsy, false],
+      ] as const) {
+        for (const w of words) {
+          for (const form of [w, `"${w}"`, `'${w}'`]) {
+            assert.equal(settingsOf({ [path]: form }).raw[section][key], want, `${path}: ${form}`);
+          }
+        }
+      }
+      for (const bad of ['"maybe"', '1', '"0"', '""', 'tru']) {
+        assert.match(
+          problemsOf(icpFile({ [path]: bad })),
+          new RegExp(path.replace('.', '\\.')),
+          `${path}: ${bad}`,
+        );
+      }
+    }
+  });
+
+  it('reads CRK_ID, INSTANCE_ID, REGION and API_KEY as the text written, whatever YAML makes of it', () => {
+    const forms: readonly (readonly [string, string])[] = [
+      ['12345', '12345'],
+      ['0123', '0123'],
+      ['1e5', '1e5'],
+      ['12.50', '12.50'],
+      ['0x1F', '0x1F'],
+      ['1_000', '1_000'],
+      ['"0123"', '0123'],
+      ["'12.50'", '12.50'],
+      ['true', 'true'],
+      ['12345 # comment', '12345'],
+    ];
+    for (const [written, text] of forms) {
+      const s = settingsOf({
+        'KP_CONFIG.CRK_ID': written,
+        'KP_CONFIG.INSTANCE_ID': written,
+        'SERVER_CONFIG.REGION': written,
+        'SERVER_CONFIG.API_KEY': written,
+      });
+      assert.equal(s.raw.KP_CONFIG.CRK_ID, text, written);
+      assert.equal(s.raw.KP_CONFIG.INSTANCE_ID, text, written);
+      assert.equal(s.raw.SERVER_CONFIG.REGION, text, written);
+      assert.equal(s.apiKey.reveal(), text, written);
+    }
+    const uuid = '3f1c7e52-8c3a-4b1e-9d2f-0a1b2c3d4e5f';
+    assert.equal(settingsOf({ 'KP_CONFIG.CRK_ID': uuid }).raw.KP_CONFIG.CRK_ID, uuid);
+    assert.equal(settingsOf({ 'KP_CONFIG.INSTANCE_ID': 'a:b' }).raw.KP_CONFIG.INSTANCE_ID, 'a:b');
+  });
+
+  it('refuses an id that is missing, null or outside the shared id patterns, naming the key', () => {
+    assert.match(problemsOf(icpFile({ 'KP_CONFIG.CRK_ID': '~' })), /KP_CONFIG\.CRK_ID: expected string/);
+    assert.match(problemsOf(icpFile({ 'KP_CONFIG.CRK_ID': '' })), /KP_CONFIG\.CRK_ID: expected string/);
+    assert.match(problemsOf(icpFile({ 'KP_CONFIG.CRK_ID': 'a:b' })), /KP_CONFIG\.CRK_ID: expected a key id/);
+    assert.match(
+      problemsOf(icpFile({ 'KP_CONFIG.INSTANCE_ID': '_x' })),
+      /KP_CONFIG\.INSTANCE_ID: expected an instance id/,
+    );
+    assert.match(
+      problemsOf(icpFile({ 'KP_CONFIG.INSTANCE_ID': undefined })),
+      /KP_CONFIG\.INSTANCE_ID: is required/,
+    );
+  });
+
+  it('takes an empty REGION as none, and an empty API_KEY as no inline key', () => {
+    assert.equal(settingsOf({ 'SERVER_CONFIG.REGION': '' }).raw.SERVER_CONFIG.REGION, '');
+    const file = write(`${icpFile({ 'SERVER_CONFIG.API_KEY': '' })}KEYGATE:\n  API_KEY_ENV: KG_KEY\n`);
+    assert.equal(loadShimSettings(file, { KG_KEY: 'from-env' }).apiKey.reveal(), 'from-env');
+    assert.match(
+      problemsOf(icpFile({ 'SERVER_CONFIG.API_KEY': '' })),
+      /SERVER_CONFIG\.API_KEY: exactly one of/,
+    );
+  });
+});
 
 describe('kmsplugin-config.yaml', () => {
   it('accepts an IBM Cloud Private file with string values, and applies defaults', () => {

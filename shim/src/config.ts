@@ -2,6 +2,10 @@ import { readFileSync } from 'node:fs';
 import {
   configError,
   type Frozen,
+  INSTANCE_ID_PATTERN,
+  INSTANCE_ID_RULE,
+  KEY_ID_PATTERN,
+  KEY_ID_RULE,
   LOG_LEVELS,
   type LogLevel,
   loadConfigFile,
@@ -11,50 +15,87 @@ import {
 } from '@keygate/shared';
 import { z } from 'zod';
 
-/** ICP writes numbers and booleans as YAML strings ("32", "false"); accept both forms. */
-const int = (min: number, max: number) =>
-  z.preprocess(
-    (v) => (typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v),
-    z.number().int().min(min).max(max),
-  );
-const bool = z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+/** A whole number written in decimal, optionally signed and padded (`32`, `"+32"`, `' 032 '`). */
+const DECIMAL = /^\s*[+-]?\d+\s*$/;
+const decimal = (v: unknown) => (typeof v === 'string' && DECIMAL.test(v) ? Number(v) : v);
+/** ICP's files write numbers plain or quoted ("32"); both are read as decimal text. */
+const int = (min: number, max: number) => z.preprocess(decimal, z.number().int().min(min).max(max));
+/** YAML 1.2 and YAML 1.1 spellings (what Go's yaml.v2, and so ICP-era plug-ins, read), any case. */
+const TRUE_WORDS = new Set(['true', 'yes', 'on', 'y']);
+const FALSE_WORDS = new Set(['false', 'no', 'off', 'n']);
+const bool = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  const w = v.trim().toLowerCase();
+  return TRUE_WORDS.has(w) ? true : FALSE_WORDS.has(w) ? false : v;
+}, z.boolean());
 const text = z.string().min(1);
 const httpsUrl = z.url({ protocol: /^https?$/ });
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'expected an id of A-Za-z0-9._- (1..128)');
+/** A port as a number, or as ICP's listen address `":8081"`. */
 const port = z.preprocess(
-  (v) => (typeof v === 'string' && /^:?\d+$/.test(v.trim()) ? Number(v.trim().replace(/^:/, '')) : v),
+  (v) => (typeof v === 'string' ? decimal(v.trim().replace(/^:/, '')) : v),
   z.number().int().min(0).max(65535),
 );
 const octalMode = z.preprocess(
   (v) => (typeof v === 'string' && /^0?[0-7]{3}$/.test(v) ? Number.parseInt(v, 8) : v),
   z.number().int().min(0).max(0o777),
 );
+/**
+ * KP_CONFIG.VERSION: ICP's only value is 1 ("Do not change this value"); 2 was keygate's. Either is
+ * accepted, plain, quoted or as v1/v2; keygate speaks Key Protect API v2 whatever it says.
+ */
+const kpVersion = z.preprocess(
+  (v) =>
+    typeof v === 'string' ? v.trim().toLowerCase().replace(/^v/, '') : typeof v === 'number' ? String(v) : v,
+  z.enum(['1', '2']),
+);
+
+/**
+ * The ICP keys whose values are read as the text written: ids stay ids whatever YAML would make
+ * of them (`CRK_ID: 0123` is "0123", not 123), and numbers, booleans and VERSION are read from
+ * their text by the schema below, the same whether they are written plain or quoted.
+ */
+export const ICP_KEYS_AS_WRITTEN: readonly string[] = Object.entries({
+  SERVER_CONFIG: [
+    'REGION',
+    'API_KEY',
+    'NUM_LEN_BYTES',
+    'CACHE_TIMEOUT_IN_HOURS',
+    'RESTART_DELAY_IN_SECONDS',
+    'HEALTHZ_PORT',
+    'NEW_DEK',
+    'MAX_RETRIES',
+  ],
+  KP_CONFIG: ['VERSION', 'CRK_ID', 'INSTANCE_ID'],
+  LOGGER: ['LOG_ALL_VALUES'],
+}).flatMap(([section, keys]) => keys.map((k) => `${section}.${k}`));
 
 /** The kmsplugin-config.yaml schema: IBM Cloud Private's three sections plus keygate's own. */
 export const shimConfigSchema = z.strictObject({
   SERVER_CONFIG: z.strictObject({
-    REGION: z.string().default(''),
+    // Not used: an ICP file may leave it empty (`REGION:`), which YAML reads as null.
+    REGION: z.preprocess((v) => (v === null ? '' : v), z.string()).default(''),
     NUM_LEN_BYTES: int(16, 64).default(32),
     CACHE_TIMEOUT_IN_HOURS: int(0, 8760).default(24),
     RESTART_DELAY_IN_SECONDS: int(0, 3600).default(5),
     UNIX_SOCKET_PATH: text.default('/var/run/keygate/kms.sock'),
     TOKEN_URL: httpsUrl,
     TOKEN_URL_CA_FILE: text.optional(),
-    API_KEY: text.optional(),
+    // `API_KEY:` left empty (null) when the key moved to KEYGATE.API_KEY_FILE or _ENV: no inline key.
+    API_KEY: z.preprocess((v) => (v === null ? undefined : v), text.optional()),
     HEALTHZ_PATH: z
       .string()
-      .regex(/^\/[A-Za-z0-9._/-]*$/, 'expected a path starting with /')
+      .regex(/^\/[A-Za-z0-9._/-]*$/, 'a path starting with /')
       .default('/healthz'),
     HEALTHZ_PORT: port.default(20358),
     NEW_DEK: bool.default(false),
     MAX_RETRIES: int(0, 10).default(3),
   }),
   KP_CONFIG: z.strictObject({
-    VERSION: z.preprocess((v) => (v === 2 || v === '2' ? 'v2' : v), z.enum(['v2'])).default('v2'),
-    CRK_ID: id,
+    VERSION: kpVersion.default('1'),
+    CRK_ID: z.string().regex(KEY_ID_PATTERN, KEY_ID_RULE),
     URL: httpsUrl,
     KP_CA_FILE: text.optional(),
-    INSTANCE_ID: id,
+    INSTANCE_ID: z.string().regex(INSTANCE_ID_PATTERN, INSTANCE_ID_RULE),
   }),
   LOGGER: z
     .strictObject({
@@ -109,7 +150,7 @@ export function loadShimSettings(
   file: string,
   env: Readonly<Record<string, string | undefined>> = process.env,
 ): ShimSettings {
-  const raw = loadConfigFile(file, shimConfigSchema);
+  const raw = loadConfigFile(file, shimConfigSchema, { asWritten: ICP_KEYS_AS_WRITTEN });
   const s = raw.SERVER_CONFIG;
   const k = raw.KEYGATE;
   const sources = [

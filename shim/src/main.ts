@@ -165,6 +165,8 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
       runtime: RUNTIME,
       onCall: metrics.onCall,
     });
+    // The line ICP operators look for: the gRPC server listens (kube-apiserver can connect).
+    logger.info({ socket: socketPath, services: ['v2', 'v1beta1'] }, 'KMS provider server started');
     if (!deps.noHealthServer) {
       health = await startHealthServer({
         host: deps.healthHost ?? '127.0.0.1',
@@ -226,6 +228,8 @@ export async function runShim(settings: ShimSettings, deps: ShimDeps = {}): Prom
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+  // The other line ICP operators look for: a SIGTERM now drains and exits cleanly.
+  logger.info({ signals: ['SIGTERM', 'SIGINT'] }, 'SIGTERM handler started');
   try {
     for (let attempt = 1; !signalled; attempt++) {
       try {

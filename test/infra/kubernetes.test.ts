@@ -130,6 +130,10 @@ describe('infra/kubernetes', () => {
     assert.deepEqual(p[0], v2[0], 'the same keygate entry as encryption-config.yaml');
     assert.equal(at(p[1], 'kms.apiVersion'), 'v1');
     assert.notEqual(at(p[1], 'kms.name'), at(p[0], 'kms.name'));
+    // ICP's entry exactly as IBM documents it: the name is in every value it stored.
+    assert.equal(at(p[1], 'kms.name'), 'KmsPlugin');
+    assert.equal(at(p[1], 'kms.endpoint'), 'unix:///var/run/icp/keyprotectprovider.sock');
+    assert.equal(at(p[1], 'kms.cachesize'), 100);
     assert.deepEqual(p.at(-1), { identity: {} });
   });
 

@@ -1,4 +1,4 @@
-import { HEADERS, ID_PATTERN } from '@keygate/shared/api';
+import { HEADERS, isInstanceId, isKeyId } from '@keygate/shared/api';
 import { asKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditOperation, AuditOutcome } from '../core/audit/audit-event.js';
 import type { PeerCertificate, Principal, Role } from '../core/auth/principal.js';
@@ -66,10 +66,9 @@ export async function runOperation<T>(
   let result: OperationResult<T>;
   try {
     const header = c.req.header(HEADERS.instance);
-    if (header === undefined || !ID_PATTERN.test(header))
-      throw new KeygateError('INSTANCE_HEADER_MISSING_ERR');
+    if (!isInstanceId(header)) throw new KeygateError('INSTANCE_HEADER_MISSING_ERR');
     instance = header;
-    if (spec.keyId !== undefined && !ID_PATTERN.test(spec.keyId)) throw new KeygateError('KEY_NOT_FOUND_ERR');
+    if (spec.keyId !== undefined && !isKeyId(spec.keyId)) throw new KeygateError('KEY_NOT_FOUND_ERR');
     cert = peerCertificate(c);
     principal = await deps.authenticator.authenticate({
       cert,

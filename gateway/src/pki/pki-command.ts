@@ -23,6 +23,10 @@ export const PKI_USAGE = `usage:
   keygate-gateway pki show   FILE...                                        (subject, SANs, expiry, days left)
 Private keys are written with mode 0600; existing files are never overwritten.`;
 
+/**
+ * A cluster name is a SPIFFE path segment (`spiffe://keygate/cluster/NAME`), not an instance id:
+ * SPIFFE allows only letters, digits and `._-` there, so no `:` (INSTANCE_ID_PATTERN allows it).
+ */
 const CLUSTER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DNS_NAME =
   /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;

@@ -16,9 +16,6 @@ export const HEADERS = {
   retryAfter: 'retry-after',
 } as const;
 
-/** Instance ids and key ids: what the gateway accepts in a header or a path. */
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
 /** API paths of the gateway. */
 export const PATHS = {
   token: '/identity/token',

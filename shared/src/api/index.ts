@@ -4,7 +4,7 @@ export {
   errorCollection,
   errorCollectionFor,
 } from './errors-body.js';
-export { HEADERS, ID_PATTERN, PATHS } from './headers.js';
+export { HEADERS, PATHS } from './headers.js';
 export {
   APIKEY_GRANT_TYPE,
   type IamError,
@@ -14,6 +14,14 @@ export {
   tokenRequest,
   tokenResponse,
 } from './iam.js';
+export {
+  INSTANCE_ID_PATTERN,
+  INSTANCE_ID_RULE,
+  isInstanceId,
+  isKeyId,
+  KEY_ID_PATTERN,
+  KEY_ID_RULE,
+} from './ids.js';
 export {
   aadList,
   base64String,

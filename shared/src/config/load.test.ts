@@ -50,6 +50,67 @@ describe('config loading', () => {
     assert.ok(!err.message.includes('hunter2'));
   });
 
+  it('says what a pattern or a record key expects, in the words of the schema', () => {
+    const ids = z.strictObject({
+      id: z.string().regex(/^[a-z]+$/, 'an id of a-z'),
+      plain: z.string().regex(/^[a-z]+$/),
+      roles: z.record(z.string().regex(/^[a-z]+$/, 'an instance of a-z'), z.number()),
+    });
+    const text = describeConfigError(
+      configErr(() => parseConfig('x.yaml', 'id: "A1"\nplain: "B2"\nroles: { C3: 1 }\n', ids)),
+    );
+    assert.match(text, /id: expected an id of a-z/);
+    assert.match(text, /plain: expected text matching \/\^\[a-z\]\+\$\//);
+    assert.match(text, /roles\.C3: expected an instance of a-z/);
+  });
+
+  it('keeps mapping keys, and the values it is told to, as the text written', () => {
+    const loose = z.record(z.string(), z.unknown());
+    const text = [
+      'ids:',
+      '  a: 0123',
+      '  b: 1e5',
+      '  c: 12.50',
+      '  d: true',
+      '  e: 0x1F',
+      "  f: '0123'",
+      '  g: ~',
+      '  h:',
+      '  i: 12345 # a comment is not part of it',
+      '  j: 7',
+      'roles:',
+      '  0123: [wrap]',
+      '  1e5: [wrap]',
+      '',
+    ].join('\n');
+    const paths = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'missing'].map((k) => `ids.${k}`);
+    const cfg = parseConfig('x.yaml', text, loose, { asWritten: paths }) as Record<
+      string,
+      Record<string, unknown>
+    >;
+    assert.deepEqual(
+      { ...cfg.ids },
+      {
+        a: '0123',
+        b: '1e5',
+        c: '12.50',
+        d: 'true',
+        e: '0x1F',
+        f: '0123',
+        g: null,
+        h: null,
+        i: '12345',
+        j: 7,
+      },
+    );
+    assert.deepEqual(Object.keys(cfg.roles ?? {}), ['0123', '1e5']);
+    // Without the option, values are what YAML 1.2 makes of them; keys stay as written.
+    const plain = parseConfig('x.yaml', text, loose) as Record<string, Record<string, unknown>>;
+    assert.equal(plain.ids?.a, 123);
+    assert.equal(plain.ids?.c, 12.5);
+    assert.deepEqual(Object.keys(plain.roles ?? {}), ['0123', '1e5']);
+  });
+
   it('reports missing keys and YAML syntax errors', () => {
     assert.match(
       describeConfigError(configErr(() => parseConfig('x.yaml', 'mode: a\n', schema))),

@@ -15,12 +15,15 @@ export interface AllowEntry {
  */
 export class CertAllowlistAuthenticator implements Authenticator {
   readonly #byIdentity = new Map<string, Record<string, Role[]>>();
+  /** Identities that are not listed: no roles anywhere. */
+  readonly #none: Readonly<Record<string, Role[]>> = Object.freeze(Object.create(null));
 
   constructor(entries: readonly AllowEntry[]) {
     for (const e of entries) {
-      const roles = this.#byIdentity.get(e.identity) ?? {};
+      // Null prototype: an instance named `toString` or `__proto__` is a key like any other.
+      const roles = this.#byIdentity.get(e.identity) ?? (Object.create(null) as Record<string, Role[]>);
       for (const instance of e.instances)
-        roles[instance] = [...new Set([...(roles[instance] ?? []), ...e.roles])];
+        roles[instance] = [...new Set([...ownRoles(roles, instance), ...e.roles])];
       this.#byIdentity.set(e.identity, roles);
     }
   }
@@ -29,17 +32,27 @@ export class CertAllowlistAuthenticator implements Authenticator {
     return {
       cert: input.cert,
       subject: input.cert.identity,
-      roles: this.#byIdentity.get(input.cert.identity) ?? {},
+      roles: this.#byIdentity.get(input.cert.identity) ?? this.#none,
     };
   }
 }
 
-/** Grants `role` on `instance` when the principal holds it there (wildcard instance `*` allowed). */
+/**
+ * Grants `role` on `instance` when the principal holds it there, or on the wildcard instance `*`.
+ * Reads own properties only, so any instance name is allowed or FORBIDDEN_ERR, never a crash.
+ */
 export class RoleAccessPolicy implements AccessPolicy {
   authorize(principal: Principal, instance: string, role: Role): void {
-    const held = principal.roles[instance] ?? principal.roles['*'] ?? [];
+    const held = Object.hasOwn(principal.roles, instance)
+      ? ownRoles(principal.roles, instance)
+      : ownRoles(principal.roles, '*');
     if (!held.includes(role)) {
       throw new KeygateError('FORBIDDEN_ERR', { detail: { subject: principal.subject, instance, role } });
     }
   }
+}
+
+/** The roles listed under `instance` itself (never an inherited property), or none. */
+function ownRoles(roles: Readonly<Record<string, readonly Role[]>>, instance: string): readonly Role[] {
+  return Object.hasOwn(roles, instance) ? (roles[instance] ?? []) : [];
 }

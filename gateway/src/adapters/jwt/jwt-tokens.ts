@@ -1,3 +1,4 @@
+import { INSTANCE_ID_PATTERN } from '@keygate/shared/api';
 import { type Random, systemRandom } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import { type JSONWebKeySet, type JWTHeaderParameters, jwtVerify, SignJWT } from 'jose';
@@ -28,7 +29,7 @@ const payloadSchema = z.object({
   iat: z.number().int(),
   exp: z.number().int(),
   cnf: z.object({ 'x5t#S256': z.string().regex(/^[A-Za-z0-9_-]{43}$/) }),
-  [ROLES_CLAIM]: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/), z.array(z.enum(ROLES))),
+  [ROLES_CLAIM]: z.record(z.string().regex(INSTANCE_ID_PATTERN), z.array(z.enum(ROLES))),
 });
 
 /**

@@ -1,9 +1,8 @@
+import { INSTANCE_ID_PATTERN, INSTANCE_ID_RULE } from '@keygate/shared/api';
 import { z } from 'zod';
 import { API_KEY_HASH_PATTERN } from './api-key.js';
 import { ROLES } from './principal.js';
 
-/** Instance ids: no leading `_`, so `__proto__` and friends can never be an instance. */
-const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const IDENTITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}$/;
 
 /** One service identity: who it is, how it proves it, which certificates may use it, what it may do. */
@@ -15,10 +14,7 @@ export const identitySchema = z.strictObject({
     )
     .min(1),
   certIdentities: z.array(z.string().min(1).max(1024)).min(1),
-  roles: z.record(
-    z.string().regex(INSTANCE_ID, 'an instance id of letters, digits and ._:- (max 128)'),
-    z.array(z.enum(ROLES)).min(1),
-  ),
+  roles: z.record(z.string().regex(INSTANCE_ID_PATTERN, INSTANCE_ID_RULE), z.array(z.enum(ROLES)).min(1)),
 });
 export type IdentityConfig = z.infer<typeof identitySchema>;
 
