@@ -395,7 +395,13 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       refreshSeconds: opts.keyIdRefreshSeconds ?? 60,
     });
     const shim = await startShimProcess(shimConfig, echo ? { echo: (l) => echo(l, 'shim') } : {});
-    await waitHealthy(socket);
+    try {
+      await waitHealthy(socket);
+    } catch (err) {
+      // A shim left running would keep the test runner (or npm start) alive forever.
+      await shim.service.stop();
+      throw err;
+    }
     const encryptionConfig = join(p.home, 'encryption-config.yaml');
     const encryptionConfigV1Path = join(p.home, 'encryption-config-v1.yaml');
     writeFileSync(encryptionConfig, encryptionConfigV2({ socket }));
