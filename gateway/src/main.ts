@@ -149,6 +149,9 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
+/** Token lifetimes below this make Key Protect clients (60 s renewal margin) fetch tokens constantly. */
+const SHORT_TOKEN_LIFETIME_MS = 5 * 60_000;
+
 /** Starts a gateway from a config file: the one composition root of the process. */
 export async function startGateway(configFile: string, options: StartOptions = {}): Promise<RunningGateway> {
   const config = loadGatewayConfig(configFile);
@@ -162,6 +165,12 @@ export async function startGateway(configFile: string, options: StartOptions = {
   if (access.mode === 'allowlist') {
     logger.warn(
       'no identities in the config: certificate allow-list mode (development only); /identity/token answers 404',
+    );
+  } else if ((config.tokens?.lifetime ?? Number.POSITIVE_INFINITY) < SHORT_TOKEN_LIFETIME_MS) {
+    // IBM's Key Protect clients renew 60 s before expiry: at 1m they fetch a token per call (docs/api.md).
+    logger.warn(
+      { lifetimeMs: config.tokens?.lifetime },
+      'tokens.lifetime is under 5 minutes: Key Protect clients renew 60 s before expiry, so they will ask for a token on almost every call',
     );
   }
   const audit = options.audit ?? (await buildAuditSink(config, configFile, logger, options.auditStream));

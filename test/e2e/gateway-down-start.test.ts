@@ -62,7 +62,10 @@ describe('e2e faults: gateway down at shim start; token lifetime shorter than th
     console.log(`Status while the gateway is down: healthz="${status.healthz}"`);
     await assert.rejects(c.encrypt(randomBytes(32), 'down'), (e: { code?: number }) => e.code === 14);
 
-    services.push((await startGatewayProcess(prepared, { config: gatewayConfig })).service);
+    const gateway = (await startGatewayProcess(prepared, { config: gatewayConfig })).service;
+    services.push(gateway);
+    // A 1-minute lifetime is below what Key Protect clients handle well: the operator is told at start.
+    assert.ok(gateway.lines.some((l) => /"level":"warn".*tokens\.lifetime is under 5 minutes/.test(l)));
     const keyId = await waitHealthy(socket);
     assert.match(keyId, new RegExp(prepared.crkId));
   });
