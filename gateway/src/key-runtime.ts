@@ -2,7 +2,7 @@ import { systemRandom } from '@keygate/shared/crypto';
 import type { Logger } from '@keygate/shared/log';
 import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
 import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
-import { SoftHsm } from './adapters/soft/soft-hsm.js';
+import { SoftwareHsm } from './adapters/software/software-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { type GatewayConfig, readMasterKey, resolvePin } from './config.js';
 import { type Clock, systemClock } from './core/clock.js';
@@ -50,7 +50,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),
         })
-      : new SoftHsm(
+      : new SoftwareHsm(
           config.hsm.keyFile,
           readMasterKey(config.hsm.masterKeyFile, configFile),
           systemRandom,

@@ -2,7 +2,7 @@ import type { Writable } from 'node:stream';
 import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
-import { CertAllowlistAuthenticator, RoleAccessPolicy } from './adapters/allowlist/cert-allowlist.js';
+import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlist/cert-allowlist.js';
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import { buildAuditSink } from './audit-runtime.js';
@@ -40,7 +40,7 @@ export async function buildAccess(config: GatewayConfig, clock: Clock = systemCl
     return {
       mode: 'allowlist',
       authenticator: new CertAllowlistAuthenticator(config.access.clients),
-      policy: new RoleAccessPolicy(),
+      policy: new AllowlistPolicy(),
     };
   }
   const t = config.tokens;
