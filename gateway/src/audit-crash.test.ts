@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { systemRandom } from '@keygate/shared/crypto';
 import { auditVerifyKey } from './adapters/audit/key-file-signer.js';
 import { verifyAuditDir } from './adapters/audit/verify-dir.js';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import {
   type CallResult,
   call,
@@ -18,6 +18,7 @@ import {
   INSTANCE,
 } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 import {
   CLI,
   fetchToken,
@@ -165,7 +166,7 @@ describe('audit durability: SIGKILL under load, and an unwritable audit folder',
     const keyId = (JSON.parse(created.stdout) as { id: string }).id;
 
     const log = captureLines();
-    const gw: RunningGateway = await startGateway(setup.config, { logDestination: log.stream });
+    const gw: RunningGateway = await startGatewayFromFile(setup.config, { logDestination: log.stream });
     try {
       const hsm = gw.runtime.hsm;
       let hsmCalls = 0;

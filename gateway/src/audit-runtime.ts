@@ -6,9 +6,9 @@ import { FileAuditAnchorStore } from './adapters/audit/anchor-file.js';
 import { type AuditDirLock, lockAuditDir } from './adapters/audit/dir-lock.js';
 import { FileAuditSink, type FileAuditSinkOptions } from './adapters/audit/file-sink.js';
 import { KeyFileAuditSigner } from './adapters/audit/key-file-signer.js';
+import { LogAuditSink } from './adapters/audit/log-audit-sink.js';
 import { inspectAuditLog } from './adapters/audit/log-opener.js';
 import { AuditStreamCopy } from './adapters/audit/stream-copy.js';
-import { LogAuditSink } from './adapters/log-audit/log-audit-sink.js';
 import type { GatewayConfig } from './config.js';
 import type { AnchorVerdict } from './core/audit/anchor-check.js';
 import type { AuditSink } from './core/audit/audit-event.js';
@@ -20,7 +20,7 @@ type AuditConfig = NonNullable<GatewayConfig['audit']>;
 /**
  * The audit sink of the config: the hash-chained file log checked against its anchor (plus a
  * copy of every record line on `stream` when `audit.stdout`), or, without an `audit` section,
- * the interim log-line sink (not durable; a warning says so). Throws AUDIT_ANCHOR_MISMATCH when
+ * the log-line sink (not durable; a warning says so). Throws AUDIT_ANCHOR_MISMATCH when
  * the log is behind or differs from its anchor: the gateway then refuses to start.
  */
 export async function buildAuditSink(

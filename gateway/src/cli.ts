@@ -7,11 +7,12 @@ import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { AUDIT_USAGE, describeAuditRefusal, runAuditCommand } from './audit-command.js';
-import { loadGatewayConfig, threadPoolSize } from './config.js';
+import { loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
 import { newId } from './core/keys/ids.js';
 import { toKeyResource } from './http/key-json.js';
-import { buildKeyRuntime, type KeyRuntime, runServe } from './main.js';
+import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
+import { reserveThreadPool, runServe } from './main.js';
 import { runPkiCommand } from './pki/pki-command.js';
 
 const USAGE = `usage:
@@ -64,13 +65,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const configFile = values.config;
   const config = loadGatewayConfig(configFile);
-  // The libuv pool must be able to run a PKCS#11 call per session; it starts on first use, so
-  // setting it here (before any async work) takes effect.
-  const wanted = threadPoolSize(config);
-  if (Number(process.env.UV_THREADPOOL_SIZE ?? 4) < wanted) process.env.UV_THREADPOOL_SIZE = String(wanted);
+  // Before any async work, so `keys` and `hsm check` get a pool that fits the sessions too.
+  reserveThreadPool(config);
   if (cmd === 'serve') {
     try {
-      await runServe(configFile);
+      await runServe(config, configFile);
     } catch (err) {
       if (!isKeygateError(err) || err.code !== 'AUDIT_ANCHOR_MISMATCH') throw err;
       console.error(describeAuditRefusal(err, configFile));
@@ -84,13 +83,11 @@ async function main(argv: string[]): Promise<number> {
     destination: process.stderr,
   });
   // The first `keys create` makes the store file (serve needs it, or store.createIfMissing).
-  const runtime = buildKeyRuntime(
-    config,
+  const runtime = buildKeyRuntime(config, {
     configFile,
     logger,
-    process.env,
-    config.store.createIfMissing || (cmd === 'keys' && sub === 'create'),
-  );
+    createStore: config.store.createIfMissing || (cmd === 'keys' && sub === 'create'),
+  });
   try {
     await runtime.store.open();
     if (cmd === 'keys') return await keysCommand(runtime, sub, values);

@@ -4,9 +4,10 @@ import { type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { sourceOf } from './http/connection-guard.js';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import { call, createGatewayFixture, type GatewayFixture, INSTANCE } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 
 /**
  * Issue 13 item 9 on a real gateway (mutual TLS, SoftHSM2): slow clients cannot hold sockets for
@@ -30,7 +31,7 @@ describe('gateway connections: timeouts and per-source limits', () => {
         'perSource: { connections: 40, handshakes: 8, newConnections: { ratePerSecond: 1000, burst: 1000 } }',
       ],
     });
-    gw = await startGateway(config, { logDestination: captureLines().stream });
+    gw = await startGatewayFromFile(config, { logDestination: captureLines().stream });
   });
   after(async () => {
     for (const s of sockets) s.destroy();

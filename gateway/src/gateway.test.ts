@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { systemRandom } from '@keygate/shared/crypto';
 import type { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import {
   BAD_PIN_TOKEN,
   type CallResult,
@@ -14,6 +14,7 @@ import {
   OTHER_INSTANCE,
 } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 
 interface KeyBody {
   resources: { id: string; state: number; keyVersion: { id: string } }[];
@@ -48,7 +49,7 @@ describe('gateway over HTTPS with mutual TLS and SoftHSM2', () => {
 
   before(async () => {
     fx = await createGatewayFixture();
-    gw = await startGateway(fx.writeConfig('main'), { logDestination: log.stream });
+    gw = await startGatewayFromFile(fx.writeConfig('main'), { logDestination: log.stream });
     api = (method, path, opts = {}) => call(gw.url, method, path, { ...opts, ca: fx.ca.certPem });
   });
 
@@ -326,7 +327,7 @@ describe('gateway over HTTPS with mutual TLS and SoftHSM2', () => {
 
   it('with a wrong PIN: one login attempt, /readyz not ready with the reason', async () => {
     const badLog = captureLines();
-    const bad = await startGateway(
+    const bad = await startGatewayFromFile(
       fx.writeConfig('bad', { pinEnv: 'KG_TEST_PIN', tokenLabel: BAD_PIN_TOKEN }),
       {
         logDestination: badLog.stream,

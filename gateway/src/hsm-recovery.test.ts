@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { systemRandom } from '@keygate/shared/crypto';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import {
   type CallResult,
   call,
@@ -12,6 +12,7 @@ import {
 } from './testing/gateway-fixture.js';
 import { startLoad, waitFor } from './testing/load.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 
 interface Wrapped {
   ciphertext: string;
@@ -48,7 +49,7 @@ describe('gateway over HTTPS with SoftHSM2: key objects gone for a while', { tim
   for (const workerThreads of [0, 2]) {
     it(`token folder hidden 3 s under load (${workerThreads} worker threads): 503 not 410, /readyz and /metrics tell, back without a restart`, async () => {
       const log = captureLines();
-      let gw: RunningGateway | undefined = await startGateway(
+      let gw: RunningGateway | undefined = await startGatewayFromFile(
         fx.writeConfig(`glitch-${workerThreads}`, { workerThreads }),
         { logDestination: log.stream },
       );

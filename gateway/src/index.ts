@@ -4,10 +4,5 @@ export type { Clock } from './core/clock.js';
 export type { GcmSealed, Hsm, HsmStatus, KeyObjectRef } from './core/keys/hsm.js';
 export type { KeyService } from './core/keys/key-service.js';
 export type { KeyRecord, KeyStore, KeyVersionRecord } from './core/keys/key-store.js';
-export {
-  buildKeyRuntime,
-  type KeyRuntime,
-  type RunningGateway,
-  type StartOptions,
-  startGateway,
-} from './main.js';
+export { buildKeyRuntime, type KeyRuntime, type KeyRuntimeOptions } from './key-runtime.js';
+export { type GatewayDeps, type RunningGateway, startGateway } from './main.js';

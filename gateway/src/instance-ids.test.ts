@@ -5,7 +5,7 @@ import { systemRandom } from '@keygate/shared/crypto';
 import fc from 'fast-check';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { generateApiKey } from './core/auth/api-key.js';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import {
   type CallResult,
   type ClientCert,
@@ -15,6 +15,7 @@ import {
   type GatewayFixture,
 } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 import { fetchToken } from './testing/token-mode.js';
 
 /** An instance id with a `:`, valid per docs/identity.md. */
@@ -64,7 +65,7 @@ describe('instance ids over HTTPS in token mode and allow-list mode', () => {
     await createSigningKeyFile(signingKeyFile);
     const app = generateApiKey(systemRandom);
     const admin = generateApiKey(systemRandom);
-    tokens = await startGateway(
+    tokens = await startGatewayFromFile(
       fx.writeConfig('ids-tokens', {
         access: false,
         storeFile: join(fx.softhsm.dir, 'ids-tokens-keys.json'),
@@ -89,7 +90,7 @@ tokens:
     );
     appToken = await fetchToken(tokens.url, fx.ca.certPem, fx.clients.allowed, app.apiKey);
     adminToken = await fetchToken(tokens.url, fx.ca.certPem, fx.clients.admin, admin.apiKey);
-    allowlist = await startGateway(
+    allowlist = await startGatewayFromFile(
       fx.writeConfig('ids-allowlist', {
         access: false,
         storeFile: join(fx.softhsm.dir, 'ids-allowlist-keys.json'),

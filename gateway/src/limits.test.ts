@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { systemRandom } from '@keygate/shared/crypto';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import { issueLeaf } from './pki/index.js';
 import {
   type CallResult,
@@ -14,6 +14,7 @@ import {
   INSTANCE,
 } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 import { fetchToken, readAuditRecords, requestToken, writeTokenModeConfig } from './testing/token-mode.js';
 
 /**
@@ -51,7 +52,7 @@ describe('gateway limits: overload, deadlines, refused-request floods', () => {
   ) => {
     const setup = await writeTokenModeConfig(fx, name, opts);
     const log = captureLines();
-    const gw = await startGateway(setup.config, { logDestination: log.stream });
+    const gw = await startGatewayFromFile(setup.config, { logDestination: log.stream });
     started.push(gw);
     const adminToken = await fetchToken(gw.url, fx.ca.certPem, fx.clients.admin, setup.adminApiKey);
     const created = await call(gw.url, 'POST', '/api/v2/keys', {

@@ -1,17 +1,12 @@
 import type { Writable } from 'node:stream';
-import { systemRandom } from '@keygate/shared/crypto';
 import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
-import { CertAllowlistAuthenticator, RoleAccessPolicy } from './adapters/allowlist/cert-allowlist.js';
+import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlist/cert-allowlist.js';
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
-import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
-import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
-import { SoftHsm } from './adapters/soft/soft-hsm.js';
-import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { buildAuditSink } from './audit-runtime.js';
-import { type GatewayConfig, loadGatewayConfig, readMasterKey, readTlsFiles, resolvePin } from './config.js';
+import { type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
@@ -21,7 +16,6 @@ import { TokenAuthenticator } from './core/auth/token-authenticator.js';
 import { TokenIssuer } from './core/auth/token-issuer.js';
 import { type Clock, systemClock } from './core/clock.js';
 import type { Hsm } from './core/keys/hsm.js';
-import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { createGatewayLimits } from './core/limits/gateway-limits.js';
 import { createApp } from './http/app.js';
@@ -29,64 +23,7 @@ import { ConnectionGuard } from './http/connection-guard.js';
 import type { Readiness, TokenService } from './http/deps.js';
 import { createGatewayMetrics } from './http/metrics.js';
 import { type RunningServer, startHttpsServer } from './http/server.js';
-
-/** The key side of a gateway: HSM, store and use cases (what `keys` CLI commands use too). */
-export interface KeyRuntime {
-  readonly hsm: Hsm;
-  readonly store: KeyStore;
-  readonly keys: KeyService;
-  close(): Promise<void>;
-}
-
-/** Builds the HSM adapter and the store from the config. */
-export function buildKeyRuntime(
-  config: GatewayConfig,
-  configFile: string,
-  logger: Logger,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  /** `keys create` may make the store file even when the config does not say so (a first key). */
-  createStore = config.store.createIfMissing,
-): KeyRuntime {
-  const device: Hsm =
-    config.hsm.backend === 'pkcs11'
-      ? new Pkcs11Hsm({
-          modulePath: config.hsm.module,
-          tokenLabel: config.hsm.tokenLabel,
-          pin: resolvePin(config, configFile, env),
-          sessions: config.hsm.sessions,
-          workerThreads: config.hsm.workerThreads,
-          ivSource: config.hsm.ivSource,
-          random: systemRandom,
-          logger: logger.child({ component: 'pkcs11' }),
-        })
-      : new SoftHsm(
-          config.hsm.keyFile,
-          readMasterKey(config.hsm.masterKeyFile, configFile),
-          systemRandom,
-          logger.child({ component: 'soft-hsm' }),
-        );
-  const simulated = config.hsm.simulatedLatencyMs ?? 0;
-  let hsm = device;
-  if (simulated > 0) {
-    const channels = config.hsm.backend === 'pkcs11' ? config.hsm.sessions : 4;
-    logger.warn(
-      { latencyMs: simulated, channels },
-      'hsm.simulatedLatencyMs is set: every HSM call is delayed (development and benchmarks only)',
-    );
-    hsm = new SimulatedLatencyHsm(device, simulated, channels);
-  }
-  const store = new JsonFileKeyStore(config.store.file, { createIfMissing: createStore });
-  const keys = createKeyService({ hsm, store, clock: systemClock, random: systemRandom });
-  return {
-    hsm,
-    store,
-    keys,
-    async close() {
-      await store.close();
-      await hsm.close();
-    },
-  };
-}
+import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 
 /** Who may call: token mode (`identities` + `tokens`) or the development certificate allow-list. */
 export interface AccessRuntime {
@@ -103,7 +40,7 @@ export async function buildAccess(config: GatewayConfig, clock: Clock = systemCl
     return {
       mode: 'allowlist',
       authenticator: new CertAllowlistAuthenticator(config.access.clients),
-      policy: new RoleAccessPolicy(),
+      policy: new AllowlistPolicy(),
     };
   }
   const t = config.tokens;
@@ -129,15 +66,28 @@ export async function buildAccess(config: GatewayConfig, clock: Clock = systemCl
   };
 }
 
-export interface StartOptions {
+/** What startGateway takes besides the config; each part given replaces the one it would build. */
+export interface GatewayDeps {
+  /** The file the config was read from: errors about the files it names say so. */
+  readonly configFile?: string;
+  /** Where `hsm.pin: {env: …}` is looked up (process.env when absent). */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Log destination (stdout when absent); tests capture lines here. */
   readonly logDestination?: DestinationStream;
+  /** HSM device; when absent, built from the config's `hsm` section (see buildKeyRuntime). */
+  readonly hsm?: Hsm;
+  /** Key store; when absent, the config's JSON file. */
+  readonly store?: KeyStore;
+  /** Time for tokens, key dates, limits and audit records (the system clock when absent). */
+  readonly clock?: Clock;
   /** Audit sink; when absent, built from the config's `audit` section (see buildAuditSink). */
   readonly audit?: AuditSink;
   /** Where `audit.stdout` copies the audit record lines (process.stdout when absent). */
   readonly auditStream?: Writable;
 }
+
+/** Named in config errors when startGateway is not told which file the config came from. */
+const UNNAMED_CONFIG = '(config passed to startGateway)';
 
 /** A running gateway. */
 export interface RunningGateway {
@@ -152,16 +102,30 @@ export interface RunningGateway {
 /** Token lifetimes below this make Key Protect clients (60 s renewal margin) fetch tokens constantly. */
 const SHORT_TOKEN_LIFETIME_MS = 5 * 60_000;
 
-/** Starts a gateway from a config file: the one composition root of the process. */
-export async function startGateway(configFile: string, options: StartOptions = {}): Promise<RunningGateway> {
-  const config = loadGatewayConfig(configFile);
+/**
+ * The libuv pool must run a PKCS#11 call per session at once. It starts on first use, so this
+ * takes effect only before any async work of the process; it never lowers a size already set.
+ */
+export function reserveThreadPool(config: GatewayConfig): void {
+  const wanted = threadPoolSize(config);
+  if (Number(process.env.UV_THREADPOOL_SIZE ?? 4) < wanted) process.env.UV_THREADPOOL_SIZE = String(wanted);
+}
+
+/**
+ * Starts a gateway from a validated config (see loadGatewayConfig): the one composition root of
+ * the process. Builds the adapters `deps` does not give.
+ */
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}): Promise<RunningGateway> {
+  reserveThreadPool(config);
+  const configFile = deps.configFile ?? UNNAMED_CONFIG;
+  const clock = deps.clock ?? systemClock;
   const logger = createLogger({
     level: config.log.level,
     name: 'keygate-gateway',
-    ...(options.logDestination ? { destination: options.logDestination } : {}),
+    ...(deps.logDestination ? { destination: deps.logDestination } : {}),
   });
   const tls = readTlsFiles(config, configFile);
-  const access = await buildAccess(config);
+  const access = await buildAccess(config, clock);
   if (access.mode === 'allowlist') {
     logger.warn(
       'no identities in the config: certificate allow-list mode (development only); /identity/token answers 404',
@@ -173,22 +137,29 @@ export async function startGateway(configFile: string, options: StartOptions = {
       'tokens.lifetime is under 5 minutes: Key Protect clients renew 60 s before expiry, so they will ask for a token on almost every call',
     );
   }
-  const audit = options.audit ?? (await buildAuditSink(config, configFile, logger, options.auditStream));
+  const audit = deps.audit ?? (await buildAuditSink(config, configFile, logger, deps.auditStream, clock));
   let runtime: KeyRuntime;
   try {
-    runtime = buildKeyRuntime(config, configFile, logger, options.env ?? process.env);
+    runtime = buildKeyRuntime(config, {
+      configFile,
+      logger,
+      env: deps.env,
+      hsm: deps.hsm,
+      store: deps.store,
+      clock,
+    });
   } catch (err) {
     await audit.close().catch(() => undefined);
     throw err;
   }
   await runtime.store.open();
   const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
-  const clockMs = () => systemClock.now().getTime();
+  const clockMs = () => clock.now().getTime();
   const limits = createGatewayLimits(config.limits, clockMs);
   const connections = new ConnectionGuard(config.server.perSource);
   const refusals = new RefusalSummary({
     sink: audit,
-    clock: systemClock,
+    clock,
     windowMs: config.limits.refusalSummaryWindow,
     onError: (err) => logger.error({ err: asKeygateError(err).toLog() }, 'audit summary append failed'),
   });
@@ -212,7 +183,7 @@ export async function startGateway(configFile: string, options: StartOptions = {
       connections: connections.stats,
       connectionsRefused: connections.refused,
     })),
-    clock: systemClock,
+    clock,
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logRequests: config.log.requests,
@@ -244,7 +215,7 @@ export async function startGateway(configFile: string, options: StartOptions = {
       hsm: ready.hsm,
       store: config.store.file,
       access: access.mode,
-      audit: config.audit?.dir ?? (options.audit ? 'custom' : 'log'),
+      audit: config.audit?.dir ?? (deps.audit ? 'custom' : 'log'),
     },
     'gateway listening',
   );
@@ -271,8 +242,8 @@ export async function startGateway(configFile: string, options: StartOptions = {
 }
 
 /** `keygate-gateway serve`: starts, then on SIGTERM/SIGINT drains and exits. */
-export async function runServe(configFile: string): Promise<void> {
-  const gw = await startGateway(configFile);
+export async function runServe(config: GatewayConfig, configFile: string): Promise<void> {
+  const gw = await startGateway(config, { configFile });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import {
   type CallResult,
   call,
@@ -13,6 +13,7 @@ import {
 } from './testing/gateway-fixture.js';
 import { waitFor } from './testing/load.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 
 /**
  * Issue 13 item 6: a key store that is missing, empty, truncated or unparsable makes /readyz
@@ -35,7 +36,7 @@ describe('gateway: readiness tells the truth about the key store', () => {
   const storeFile = (name: string) => join(fx.softhsm.dir, `${name}.json`);
   const start = async (name: string, createIfMissing = false): Promise<RunningGateway> => {
     const config = fx.writeConfig(name, { storeFile: storeFile(name), createIfMissing });
-    const gw = await startGateway(config, { logDestination: captureLines().stream });
+    const gw = await startGatewayFromFile(config, { logDestination: captureLines().stream });
     started.push(gw);
     return gw;
   };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { systemRandom } from '@keygate/shared/crypto';
-import { type RunningGateway, startGateway } from './main.js';
+import type { RunningGateway } from './main.js';
 import {
   type CallResult,
   type ClientCert,
@@ -17,6 +17,7 @@ import {
   OTHER_INSTANCE,
 } from './testing/gateway-fixture.js';
 import { captureLines } from './testing/softhsm.js';
+import { startGatewayFromFile } from './testing/start-gateway.js';
 import {
   CLI,
   fetchToken,
@@ -63,7 +64,7 @@ describe('token mode and the durable audit log, over HTTPS with mutual TLS and S
   before(async () => {
     fx = await createGatewayFixture();
     setup = await writeTokenModeConfig(fx, 'tokens');
-    gw = await startGateway(setup.config, { logDestination: log.stream });
+    gw = await startGatewayFromFile(setup.config, { logDestination: log.stream });
     secrets.push(setup.apiKey, setup.adminApiKey);
     appToken = await fetchToken(gw.url, fx.ca.certPem, fx.clients.allowed, setup.apiKey);
     adminToken = await fetchToken(gw.url, fx.ca.certPem, fx.clients.admin, setup.adminApiKey);

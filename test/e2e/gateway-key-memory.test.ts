@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { type RunningGateway, startGateway } from '@keygate/gateway';
+import { loadGatewayConfig, type RunningGateway, startGateway } from '@keygate/gateway';
 import { prepareStack, REPO_ROOT } from '../support/devstack.js';
 import { findSecret, memoryScanSkip, type SplitSecret } from '../support/memory-scan.js';
 
@@ -44,7 +44,10 @@ describe('e2e: no DEK left in gateway memory after its requests', {
         ),
       );
       await gw?.close();
-      gw = await startGateway(config, { env: { ...process.env, ...p.env } });
+      gw = await startGateway(loadGatewayConfig(config), {
+        configFile: config,
+        env: { ...process.env, ...p.env },
+      });
       const secret: SplitSecret = { a: randomBytes(16), bMasked: randomBytes(16), mask: randomBytes(16) };
       const settings = {
         url: gw.url,

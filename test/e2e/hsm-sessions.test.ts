@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { type RunningGateway, startGateway } from '@keygate/gateway';
+import { loadGatewayConfig, type RunningGateway, startGateway } from '@keygate/gateway';
 import { KmsClient } from '@keygate/shim';
 import { prepareStack, startShimProcess, waitHealthy, writeShimConfig } from '../support/devstack.js';
 import type { Service } from '../support/processes.js';
@@ -41,7 +41,10 @@ describe('e2e faults: HSM sessions lost under load', {
     const prepared = await prepareStack({ home, gatewayPort: 0, hsm: 'softhsm2' });
     // SOFTHSM2_CONF is read when the module is loaded, so it is set before the gateway starts.
     process.env.SOFTHSM2_CONF = prepared.softhsmConf;
-    gateway = await startGateway(prepared.gatewayConfig, { env: { ...process.env, ...prepared.env } });
+    gateway = await startGateway(loadGatewayConfig(prepared.gatewayConfig), {
+      configFile: prepared.gatewayConfig,
+      env: { ...process.env, ...prepared.env },
+    });
     const socket = join(home, 'kms.sock');
     const cfg = join(home, 'shim.yaml');
     writeShimConfig(prepared, cfg, { gatewayUrls: [gateway.url], socket, healthzPort: 0, newDek: true });

@@ -1,7 +1,8 @@
 import { HEADERS, isInstanceId, isKeyId } from '@keygate/shared/api';
 import { asKeygateError, KeygateError } from '@keygate/shared/errors';
-import type { AuditEvent, AuditOperation, AuditOutcome } from '../core/audit/audit-event.js';
-import type { PeerCertificate, Principal, Role } from '../core/auth/principal.js';
+import type { AuditEvent, AuditOutcome } from '../core/audit/audit-event.js';
+import type { PeerCertificate, Principal } from '../core/auth/principal.js';
+import { type GuardedOperation, roleFor } from '../core/auth/role-policy.js';
 import type { Release } from '../core/limits/admission.js';
 import type { AppDeps } from './deps.js';
 import type { Ctx } from './env.js';
@@ -17,9 +18,9 @@ export interface OperationResult<T> {
   readonly dispose?: (() => void) | undefined;
 }
 
+/** The operation to run; the role it needs comes from OPERATION_ROLES, never from the route. */
 export interface OperationSpec {
-  readonly operation: AuditOperation;
-  readonly role: Role;
+  readonly operation: GuardedOperation;
   readonly keyId?: string | undefined;
 }
 
@@ -29,9 +30,9 @@ export interface OperationScope {
 }
 
 /**
- * The common frame of every key operation: instance header, authentication, authorization, audit
- * availability (fail closed), admission (a bounded number run at once, a bounded queue, the rest
- * refused with OVERLOADED), the operation, then a durable audit record before the answer. Work
+ * The common frame of every key operation: instance header, authentication, authorization (with
+ * the role OPERATION_ROLES names for the operation), audit availability (fail closed), admission
+ * (a bounded number run at once, a bounded queue, the rest refused with OVERLOADED), the operation, then a durable audit record before the answer. Work
  * whose caller has given up (`x-keygate-timeout-ms`) is dropped with DEADLINE_EXCEEDED before it
  * reaches the HSM and again before it reaches the audit log. Also records metrics. Errors
  * propagate to toResponse.
@@ -74,7 +75,7 @@ export async function runOperation<T>(
       cert,
       authorization: c.req.header(HEADERS.authorization),
     });
-    deps.policy.authorize(principal, instance, spec.role);
+    deps.policy.authorize(principal, instance, roleFor(spec.operation));
     deps.audit.assertAvailable();
     const slot = deps.limits.admission.acquire(deadlineAt);
     release = slot instanceof Promise ? await slot : slot;

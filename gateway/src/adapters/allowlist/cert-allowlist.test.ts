@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isKeygateError } from '@keygate/shared/errors';
-import { CertAllowlistAuthenticator, RoleAccessPolicy } from './cert-allowlist.js';
+import { AllowlistPolicy, CertAllowlistAuthenticator } from './cert-allowlist.js';
 
 describe('certificate allow-list', () => {
   it('grants listed roles on listed instances only', async () => {
@@ -10,7 +10,7 @@ describe('certificate allow-list', () => {
       { identity: 'spiffe://keygate/cluster/a', instances: ['inst-a'], roles: ['rewrap'] },
       { identity: 'ops', instances: ['*'], roles: ['keys:admin'] },
     ]);
-    const policy = new RoleAccessPolicy();
+    const policy = new AllowlistPolicy();
     const a = await auth.authenticate({ cert: { identity: 'spiffe://keygate/cluster/a', thumbprint: 't' } });
     policy.authorize(a, 'inst-a', 'rewrap');
     const denied = (fn: () => void) =>

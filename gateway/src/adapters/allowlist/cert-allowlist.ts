@@ -9,8 +9,9 @@ export interface AllowEntry {
 }
 
 /**
- * Certificate-only authentication (until access tokens exist): the principal is the client
- * certificate's identity, with the roles the configured allow-list grants it. An identity that is
+ * Certificate-only authentication, the development mode used when the config has no `identities`
+ * and `tokens` (token mode is TokenAuthenticator): the principal is the client certificate's
+ * identity, with the roles the configured allow-list grants it. An identity that is
  * not listed authenticates with no roles, so every key operation answers FORBIDDEN_ERR.
  */
 export class CertAllowlistAuthenticator implements Authenticator {
@@ -38,10 +39,11 @@ export class CertAllowlistAuthenticator implements Authenticator {
 }
 
 /**
- * Grants `role` on `instance` when the principal holds it there, or on the wildcard instance `*`.
- * Reads own properties only, so any instance name is allowed or FORBIDDEN_ERR, never a crash.
+ * The allow-list's access policy: grants `role` on `instance` when the principal holds it there, or
+ * (when the instance is not listed) on the wildcard instance `*`; no role implies another here,
+ * unlike token mode's RolePolicy. Reads own properties only, so any instance name is allowed or FORBIDDEN_ERR, never a crash.
  */
-export class RoleAccessPolicy implements AccessPolicy {
+export class AllowlistPolicy implements AccessPolicy {
   authorize(principal: Principal, instance: string, role: Role): void {
     const held = Object.hasOwn(principal.roles, instance)
       ? ownRoles(principal.roles, instance)

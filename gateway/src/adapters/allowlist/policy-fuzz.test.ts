@@ -5,7 +5,7 @@ import { isKeygateError } from '@keygate/shared/errors';
 import fc from 'fast-check';
 import { type AccessPolicy, type Principal, ROLES, type Role } from '../../core/auth/principal.js';
 import { RolePolicy } from '../../core/auth/role-policy.js';
-import { CertAllowlistAuthenticator, RoleAccessPolicy } from './cert-allowlist.js';
+import { AllowlistPolicy, CertAllowlistAuthenticator } from './cert-allowlist.js';
 
 /** Names that exist on every plain object through its prototype. */
 const PROTOTYPE_NAMES = [
@@ -70,8 +70,8 @@ describe('access policies with any instance name (fuzzed)', () => {
     );
   });
 
-  it('allow-list mode (RoleAccessPolicy): the instance, else `*`, grants the role, else 403', () => {
-    const policy = new RoleAccessPolicy();
+  it('allow-list mode (AllowlistPolicy): the instance, else `*`, grants the role, else 403', () => {
+    const policy = new AllowlistPolicy();
     fc.assert(
       fc.property(roleMaps, instances, roles, (map, instance, role) => {
         const held = Object.hasOwn(map, instance) ? own(map, instance) : own(map, '*');
@@ -104,7 +104,7 @@ describe('access policies with any instance name (fuzzed)', () => {
             mine.some((e) => e.instances.includes(inst) && e.roles.includes(role));
           const named = mine.some((e) => e.instances.includes(instance));
           const expected = named ? grants(instance) : grants('*');
-          assert.equal(allowed(new RoleAccessPolicy(), p, instance, role), expected);
+          assert.equal(allowed(new AllowlistPolicy(), p, instance, role), expected);
         },
       ),
       { numRuns: 1000 },

@@ -1,8 +1,8 @@
 import { isKeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import type { HsmRecoveryStatus } from '../../core/keys/hsm.js';
+import type { Pkcs11Token } from './pkcs11-token.js';
 import type { SessionPool } from './session-pool.js';
-import type { Pkcs11Token } from './token.js';
 
 type Handle = Buffer;
 

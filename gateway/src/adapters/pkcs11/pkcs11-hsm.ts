@@ -12,8 +12,8 @@ import {
 } from '../../core/keys/hsm.js';
 import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
 import { KeyObjectRecovery } from './object-recovery.js';
+import { Pkcs11Token } from './pkcs11-token.js';
 import { SessionPool } from './session-pool.js';
-import { Pkcs11Token } from './token.js';
 import { Pkcs11WorkerLanes } from './worker-lanes.js';
 
 type Handle = Buffer;

@@ -1,7 +1,7 @@
 import { isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { ckrKind, ckrName, ckrToKeygate, ckrUnavailable } from './ckr-map.js';
-import type { Pkcs11Token } from './token.js';
+import type { Pkcs11Token } from './pkcs11-token.js';
 
 type Handle = Buffer;
 
@@ -14,12 +14,12 @@ export interface SessionPoolOptions {
   readonly now?: () => number;
 }
 
-/** What a pooled operation gets: a logged-in session. `decrypting` sharpens error mapping. */
+/** What a pooled operation gets: a logged-in session. */
 export type SessionWork<T> = (session: Handle) => Promise<T>;
 
 /**
  * A fixed-size pool of logged-in sessions. A lost session (closed, device error) is dropped with
- * every idle one, and the operation is tried once more on a fresh session, so a reset HSM heals
+ * every idle one, and the operation is tried up to twice more on a fresh session, so a reset HSM heals
  * without a restart. Opening fails fast during a backoff window, which a timer ends by reopening.
  */
 export class SessionPool {
@@ -63,7 +63,10 @@ export class SessionPool {
     this.#idle.push(s);
   }
 
-  /** Runs `work` on a session; on a lost session or stale handle, once more on a fresh one. */
+  /**
+   * Runs `work` on a session; on a lost session or stale handle, up to twice more on a fresh one.
+   * `decrypting` maps CKR_GENERAL_ERROR to a data error (SoftHSM2's answer to a bad GCM tag).
+   */
   async use<T>(work: SessionWork<T>, onStaleHandle: () => void, decrypting = false): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const session = await this.acquire();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
-import { FakeHsm } from '../../core/keys/fake-hsm.js';
+import { FakeHsm } from '../../testing/fake-hsm.js';
 import { SimulatedLatencyHsm } from './simulated-latency-hsm.js';
 
 const ref = { instance: 'i', crkId: 'k', versionId: 'v' };

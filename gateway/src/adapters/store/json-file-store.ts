@@ -1,7 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { KeygateError } from '@keygate/shared/errors';
-import type { KeyLookup, KeyRecord, KeyStore } from '../../core/keys/key-store.js';
-import { assertNameFree } from '../../core/keys/memory-key-store.js';
+import { assertNameFree, type KeyLookup, type KeyRecord, type KeyStore } from '../../core/keys/key-store.js';
 import { replaceFileDurably } from '../durable-file.js';
 import { withFileLock } from './file-lock.js';
 

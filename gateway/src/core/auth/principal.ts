@@ -1,6 +1,6 @@
 /**
  * Who is calling, and what they may do. The HTTP layer builds a Principal for every request
- * (from the client certificate, and from the access token once tokens exist) and asks the
+ * (from the client certificate, and in token mode from the access token) and asks the
  * AccessPolicy before any key operation. Both are ports: core never sees TLS or JWT libraries.
  */
 
@@ -19,7 +19,7 @@ export interface PeerCertificate {
 /** An authenticated caller. */
 export interface Principal {
   readonly cert: PeerCertificate;
-  /** The service identity name (token subject), or the certificate identity without tokens. */
+  /** The service identity name (token subject), or the certificate identity in allow-list mode. */
   readonly subject: string;
   /** Roles per instance id. */
   readonly roles: Readonly<Record<string, readonly Role[]>>;

@@ -1,6 +1,6 @@
 /**
  * The HSM port: AES-256 key objects, one per CRK version, that never leave the device.
- * Adapters: PKCS#11 (adapters/pkcs11) and the development-only software backend (adapters/soft).
+ * Adapters: PKCS#11 (adapters/pkcs11) and the development-only software backend (adapters/software).
  */
 
 /** Names one key object: a version of a CRK of an instance. */

@@ -4,11 +4,11 @@ import { KeyState } from '@keygate/shared/api';
 import { seededRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { decodeWrappedDek } from '@keygate/shared/formats';
-import { FakeHsm } from './fake-hsm.js';
+import { FakeHsm } from '../../testing/fake-hsm.js';
+import { MemoryKeyStore } from '../../testing/memory-key-store.js';
 import { DEFAULT_LIST_STATES } from './key-listing.js';
 import { createKeyService } from './key-service.js';
 import type { KeyRecord } from './key-store.js';
-import { MemoryKeyStore } from './memory-key-store.js';
 
 function setup() {
   const random = seededRandom('key-service');

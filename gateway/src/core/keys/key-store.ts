@@ -1,4 +1,5 @@
-import type { KeyState } from '@keygate/shared/api';
+import { KeyState } from '@keygate/shared/api';
+import { KeygateError } from '@keygate/shared/errors';
 
 /**
  * The key metadata store port: instances, CRK names, states and versions (never key material).
@@ -55,4 +56,12 @@ export function currentVersion(key: KeyRecord): KeyVersionRecord {
   const v = key.versions[key.versions.length - 1];
   if (v === undefined) throw new RangeError(`key ${key.id} has no version`);
   return v;
+}
+
+/** KEY_ALREADY_EXISTS_ERR when `record`'s instance has a live key with its name. */
+export function assertNameFree(existing: readonly KeyRecord[], record: KeyRecord): void {
+  const clash = existing.some(
+    (k) => k.instance === record.instance && k.name === record.name && k.state !== KeyState.DESTROYED,
+  );
+  if (clash) throw new KeygateError('KEY_ALREADY_EXISTS_ERR', { detail: { instance: record.instance } });
 }

@@ -11,17 +11,12 @@ import { preferReturn } from '../prefer.js';
  * only its id when `Prefer: return=minimal` (a root key has no material to return either way).
  */
 export async function handleCreateKey(c: Ctx, deps: AppDeps): Promise<Response> {
-  const key = await runOperation(
-    c,
-    deps,
-    { operation: 'key.create', role: 'keys:admin' },
-    async ({ instance }) => {
-      const req = await parseJsonBody(c, createKeyRequest);
-      const res = req.resources[0];
-      const key = await deps.keys.create({ instance, name: res?.name ?? '', description: res?.description });
-      return { value: key, keyVersion: key.versions[0]?.id };
-    },
-  );
+  const key = await runOperation(c, deps, { operation: 'key.create' }, async ({ instance }) => {
+    const req = await parseJsonBody(c, createKeyRequest);
+    const res = req.resources[0];
+    const key = await deps.keys.create({ instance, name: res?.name ?? '', description: res?.description });
+    return { value: key, keyVersion: key.versions[0]?.id };
+  });
   const minimal = preferReturn(c.req.header(HEADERS.prefer)) === 'minimal';
   return c.json(minimal ? keyIdCollection(key) : keyCollection([key]), 201);
 }

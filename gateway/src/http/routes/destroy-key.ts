@@ -11,12 +11,9 @@ import { preferReturn } from '../prefer.js';
  * before answers 410 KEY_DELETED_ERR.
  */
 export async function handleDestroyKey(c: Ctx, deps: AppDeps, keyId: string): Promise<Response> {
-  const key = await runOperation(
-    c,
-    deps,
-    { operation: 'key.destroy', role: 'keys:admin', keyId },
-    async ({ instance }) => ({ value: await deps.keys.destroy(instance, keyId) }),
-  );
+  const key = await runOperation(c, deps, { operation: 'key.destroy', keyId }, async ({ instance }) => ({
+    value: await deps.keys.destroy(instance, keyId),
+  }));
   if (preferReturn(c.req.header(HEADERS.prefer)) === 'representation') return c.json(keyCollection([key]));
   return c.body(null, 204);
 }

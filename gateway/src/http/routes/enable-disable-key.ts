@@ -10,7 +10,7 @@ export async function handleSetKeyEnabled(
   enabled: boolean,
 ): Promise<Response> {
   const operation = enabled ? 'key.enable' : 'key.disable';
-  await runOperation(c, deps, { operation, role: 'keys:admin', keyId }, async ({ instance }) => {
+  await runOperation(c, deps, { operation, keyId }, async ({ instance }) => {
     await (enabled ? deps.keys.enable(instance, keyId) : deps.keys.disable(instance, keyId));
     return { value: undefined };
   });

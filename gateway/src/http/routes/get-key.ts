@@ -14,7 +14,7 @@ export async function handleGetKey(
   keyId: string,
   operation: 'key.get' | 'key.metadata' = 'key.get',
 ): Promise<Response> {
-  const out = await runOperation(c, deps, { operation, role: 'keys:read', keyId }, async ({ instance }) => {
+  const out = await runOperation(c, deps, { operation, keyId }, async ({ instance }) => {
     const key = await deps.keys.get(instance, keyId);
     return { value: keyCollection([key]), keyVersion: key.versions[key.versions.length - 1]?.id };
   });

@@ -7,21 +7,16 @@ import { runOperation } from '../operation.js';
 
 /** POST /api/v2/keys/:id/actions/rewrap */
 export async function handleRewrap(c: Ctx, deps: AppDeps, keyId: string): Promise<Response> {
-  const out = await runOperation(
-    c,
-    deps,
-    { operation: 'rewrap', role: 'rewrap', keyId },
-    async ({ instance }) => {
-      const req = await parseJsonBody(c, rewrapRequest);
-      const ciphertext = fromBase64(req.ciphertext);
-      const r = await deps.keys.rewrap({ instance, keyId, ciphertext, aad: req.aad ?? [] });
-      const value: RewrapResponse = {
-        ciphertext: r.ciphertext.toString('base64'),
-        keyVersion: { id: r.keyVersionId },
-        rewrappedKeyVersion: { id: r.rewrappedKeyVersionId },
-      };
-      return { value, keyVersion: r.rewrappedKeyVersionId, wrappedDekHash: shortHash(ciphertext) };
-    },
-  );
+  const out = await runOperation(c, deps, { operation: 'rewrap', keyId }, async ({ instance }) => {
+    const req = await parseJsonBody(c, rewrapRequest);
+    const ciphertext = fromBase64(req.ciphertext);
+    const r = await deps.keys.rewrap({ instance, keyId, ciphertext, aad: req.aad ?? [] });
+    const value: RewrapResponse = {
+      ciphertext: r.ciphertext.toString('base64'),
+      keyVersion: { id: r.keyVersionId },
+      rewrappedKeyVersion: { id: r.rewrappedKeyVersionId },
+    };
+    return { value, keyVersion: r.rewrappedKeyVersionId, wrappedDekHash: shortHash(ciphertext) };
+  });
   return c.json(out);
 }

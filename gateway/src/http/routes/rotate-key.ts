@@ -9,15 +9,10 @@ import { runOperation } from '../operation.js';
  * `Prefer` says). A body with Key Protect's `payload` (own key material) is BAD_BODY_ERR.
  */
 export async function handleRotateKey(c: Ctx, deps: AppDeps, keyId: string): Promise<Response> {
-  await runOperation(
-    c,
-    deps,
-    { operation: 'key.rotate', role: 'keys:admin', keyId },
-    async ({ instance }) => {
-      await parseJsonBody(c, rotateKeyRequest);
-      const key = await deps.keys.rotate(instance, keyId);
-      return { value: undefined, keyVersion: key.versions[key.versions.length - 1]?.id };
-    },
-  );
+  await runOperation(c, deps, { operation: 'key.rotate', keyId }, async ({ instance }) => {
+    await parseJsonBody(c, rotateKeyRequest);
+    const key = await deps.keys.rotate(instance, keyId);
+    return { value: undefined, keyVersion: key.versions[key.versions.length - 1]?.id };
+  });
   return c.body(null, 204);
 }

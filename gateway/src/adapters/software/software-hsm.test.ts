@@ -7,7 +7,7 @@ import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
 import { captureLines } from '../../testing/softhsm.js';
-import { SoftHsm } from './soft-hsm.js';
+import { SoftwareHsm } from './software-hsm.js';
 
 describe('software key backend', () => {
   it('seals keys in a file that a second instance can use, and warns loudly', async () => {
@@ -15,7 +15,7 @@ describe('software key backend', () => {
     try {
       const log = captureLines();
       const master = systemRandom(32);
-      const a = new SoftHsm(
+      const a = new SoftwareHsm(
         join(dir, 'keys.json'),
         master,
         systemRandom,
@@ -26,14 +26,24 @@ describe('software key backend', () => {
       const ref = { instance: 'i', crkId: 'k', versionId: 'v' };
       await a.generateKey(ref);
       const sealed = await a.encrypt(ref, Buffer.from('dek'), Buffer.from('aad'));
-      const b = new SoftHsm(join(dir, 'keys.json'), master, systemRandom, createLogger({ level: 'silent' }));
+      const b = new SoftwareHsm(
+        join(dir, 'keys.json'),
+        master,
+        systemRandom,
+        createLogger({ level: 'silent' }),
+      );
       assert.equal((await b.decrypt(ref, sealed, Buffer.from('aad'))).toString(), 'dek');
       await assert.rejects(
         b.decrypt(ref, sealed, Buffer.from('x')),
         (e: unknown) => isKeygateError(e) && e.code === 'UNPROCESSABLE_CIPHERTEXT_ERR',
       );
       await a.destroyKey(ref);
-      const c = new SoftHsm(join(dir, 'keys.json'), master, systemRandom, createLogger({ level: 'silent' }));
+      const c = new SoftwareHsm(
+        join(dir, 'keys.json'),
+        master,
+        systemRandom,
+        createLogger({ level: 'silent' }),
+      );
       await assert.rejects(
         c.encrypt(ref, Buffer.from('x'), Buffer.alloc(0)),
         // The store, not the backend, says whether a key was destroyed (key-crypto.ts).

@@ -24,7 +24,7 @@ const WARNING = 'software key backend: DEVELOPMENT ONLY, root keys are not in an
  * and kept in a JSON file shared by the processes of one host. It says so loudly at start and in
  * every /readyz answer.
  */
-export class SoftHsm implements Hsm {
+export class SoftwareHsm implements Hsm {
   #keys = new Map<string, Buffer>();
 
   constructor(

@@ -1,6 +1,12 @@
 import { aes256GcmDecrypt, aes256GcmEncrypt, type Random } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
-import { type GcmSealed, type Hsm, type HsmStatus, type KeyObjectRef, objectLabel as label } from './hsm.js';
+import {
+  type GcmSealed,
+  type Hsm,
+  type HsmStatus,
+  type KeyObjectRef,
+  objectLabel as label,
+} from '../core/keys/hsm.js';
 
 /** An in-memory Hsm for unit tests of the core. Keys are plain buffers; never use outside tests. */
 export class FakeHsm implements Hsm {

@@ -2,8 +2,9 @@ import type { Logger } from '@keygate/shared/log';
 import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
 
 /**
- * Interim audit sink: every event as one JSON log line (`msg: "audit"`). Not tamper-evident and
- * not fsynced; the hash-chained file sink replaces it.
+ * The audit sink when the config has no `audit` section (development): every event as one JSON
+ * log line (`msg: "audit"`). Not tamper-evident and not fsynced; with an `audit` section the
+ * hash-chained FileAuditSink is used instead.
  */
 export class LogAuditSink implements AuditSink {
   constructor(private readonly logger: Logger) {}

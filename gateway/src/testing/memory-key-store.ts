@@ -1,8 +1,7 @@
-import { KeyState } from '@keygate/shared/api';
 import { KeygateError } from '@keygate/shared/errors';
-import type { KeyRecord, KeyStore } from './key-store.js';
+import { assertNameFree, type KeyRecord, type KeyStore } from '../core/keys/key-store.js';
 
-/** The key store as a Map: for unit tests and one-shot tools. Not shared between processes. */
+/** The key store as a Map: for unit tests. Not shared between processes. */
 export class MemoryKeyStore implements KeyStore {
   readonly #keys = new Map<string, KeyRecord>();
 
@@ -33,14 +32,6 @@ export class MemoryKeyStore implements KeyStore {
   }
 
   async close(): Promise<void> {}
-}
-
-/** KEY_ALREADY_EXISTS_ERR when `record`'s instance has a live key with its name. */
-export function assertNameFree(existing: readonly KeyRecord[], record: KeyRecord): void {
-  const clash = existing.some(
-    (k) => k.instance === record.instance && k.name === record.name && k.state !== KeyState.DESTROYED,
-  );
-  if (clash) throw new KeygateError('KEY_ALREADY_EXISTS_ERR', { detail: { instance: record.instance } });
 }
 
 function slot(instance: string, id: string): string {

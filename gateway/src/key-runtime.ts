@@ -1,0 +1,84 @@
+import { systemRandom } from '@keygate/shared/crypto';
+import type { Logger } from '@keygate/shared/log';
+import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
+import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
+import { SoftwareHsm } from './adapters/software/software-hsm.js';
+import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
+import { type GatewayConfig, readMasterKey, resolvePin } from './config.js';
+import { type Clock, systemClock } from './core/clock.js';
+import type { Hsm } from './core/keys/hsm.js';
+import { createKeyService, type KeyService } from './core/keys/key-service.js';
+import type { KeyStore } from './core/keys/key-store.js';
+
+/** The key side of a gateway: HSM, store and use cases (what `keys` CLI commands use too). */
+export interface KeyRuntime {
+  readonly hsm: Hsm;
+  readonly store: KeyStore;
+  readonly keys: KeyService;
+  close(): Promise<void>;
+}
+
+/** What buildKeyRuntime needs besides the config; `hsm`, `store` and `clock` replace what it would build. */
+export interface KeyRuntimeOptions {
+  /** The file the config was read from: errors about the PIN or master key name it. */
+  readonly configFile: string;
+  readonly logger: Logger;
+  /** Where `hsm.pin: {env: …}` is looked up (process.env when absent). */
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+  /** Make the store file if missing (`keys create` does for a first key); default store.createIfMissing. */
+  readonly createStore?: boolean | undefined;
+  /** The HSM device to use instead of the config's backend (still delayed by hsm.simulatedLatencyMs). */
+  readonly hsm?: Hsm | undefined;
+  /** The key store to use instead of the config's JSON file. */
+  readonly store?: KeyStore | undefined;
+  readonly clock?: Clock | undefined;
+}
+
+/** Builds the HSM adapter, the store and the key use cases from the config (or takes the given ones). */
+export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOptions): KeyRuntime {
+  const { configFile, logger } = options;
+  const device: Hsm =
+    options.hsm ??
+    (config.hsm.backend === 'pkcs11'
+      ? new Pkcs11Hsm({
+          modulePath: config.hsm.module,
+          tokenLabel: config.hsm.tokenLabel,
+          pin: resolvePin(config, configFile, options.env ?? process.env),
+          sessions: config.hsm.sessions,
+          workerThreads: config.hsm.workerThreads,
+          ivSource: config.hsm.ivSource,
+          random: systemRandom,
+          logger: logger.child({ component: 'pkcs11' }),
+        })
+      : new SoftwareHsm(
+          config.hsm.keyFile,
+          readMasterKey(config.hsm.masterKeyFile, configFile),
+          systemRandom,
+          logger.child({ component: 'soft-hsm' }),
+        ));
+  const simulated = config.hsm.simulatedLatencyMs ?? 0;
+  let hsm = device;
+  if (simulated > 0) {
+    const channels = config.hsm.backend === 'pkcs11' ? config.hsm.sessions : 4;
+    logger.warn(
+      { latencyMs: simulated, channels },
+      'hsm.simulatedLatencyMs is set: every HSM call is delayed (development and benchmarks only)',
+    );
+    hsm = new SimulatedLatencyHsm(device, simulated, channels);
+  }
+  const store =
+    options.store ??
+    new JsonFileKeyStore(config.store.file, {
+      createIfMissing: options.createStore ?? config.store.createIfMissing,
+    });
+  const keys = createKeyService({ hsm, store, clock: options.clock ?? systemClock, random: systemRandom });
+  return {
+    hsm,
+    store,
+    keys,
+    async close() {
+      await store.close();
+      await hsm.close();
+    },
+  };
+}
