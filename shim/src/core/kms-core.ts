@@ -102,17 +102,13 @@ export class KmsCore {
     };
   }
 
-  /** Encrypts `plaintext` into a shim ciphertext of at most `maxBytes`. */
-  async encrypt(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
-    return this.encryptNow(plaintext, maxBytes);
-  }
-
   /**
-   * encrypt() for the hot path: answers synchronously (no promise, no microtask) when the current
-   * DEK is usable, and throws synchronously on a bad request; otherwise returns a promise.
-   * `deadline` (the clock's ms) is when the caller gives up: gateway calls fit inside it.
+   * Encrypts `plaintext` into a shim ciphertext of at most `maxBytes`. The hot path answers
+   * synchronously (no promise, no microtask) when the current DEK is usable, and throws
+   * synchronously on a bad request; otherwise returns a promise. `deadline` (the clock's ms) is
+   * when the caller gives up: gateway calls fit inside it.
    */
-  encryptNow(plaintext: Uint8Array, maxBytes: number, deadline?: number): Encrypted | Promise<Encrypted> {
+  encrypt(plaintext: Uint8Array, maxBytes: number, deadline?: number): Encrypted | Promise<Encrypted> {
     if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     if (!this.#o.newDekPerEncrypt) {
       const cur = this.#current;
@@ -145,18 +141,12 @@ export class KmsCore {
 
   /**
    * Decrypts a shim ciphertext. `requestKeyId` (v2) must name this root key and equal the key_id
-   * inside the ciphertext; v1 passes undefined and only the ciphertext's key_id is checked.
+   * inside the ciphertext; v1 passes undefined and only the ciphertext's key_id is checked. The
+   * hot path answers synchronously (no promise, no microtask) when the DEK is cached, and throws
+   * synchronously on a bad request; only a cache miss returns a promise (and goes through the
+   * single-flight unwrap). `deadline` as for encrypt().
    */
-  async decrypt(ciphertext: Uint8Array, requestKeyId: string | undefined, maxBytes: number): Promise<Buffer> {
-    return this.decryptNow(ciphertext, requestKeyId, maxBytes);
-  }
-
-  /**
-   * decrypt() for the hot path: answers synchronously (no promise, no microtask) when the DEK is
-   * cached, and throws synchronously on a bad request; only a cache miss returns a promise (and
-   * goes through the single-flight unwrap). `deadline` as for encryptNow().
-   */
-  decryptNow(
+  decrypt(
     ciphertext: Uint8Array,
     requestKeyId: string | undefined,
     maxBytes: number,
