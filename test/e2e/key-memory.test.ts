@@ -67,6 +67,7 @@ describe('e2e: no DEK left in shim memory after close', {
         tokenTls: tls,
         maxRetries: 2,
         deadlineMs: 10_000,
+        breaker: { failureThreshold: 3, openMs: 5000 },
       });
     const core = (gateway: UndiciGatewayClient) =>
       new KmsCore({

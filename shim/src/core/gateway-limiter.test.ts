@@ -27,6 +27,10 @@ class Probe implements GatewayClient {
   unwrap(w: Uint8Array, aad: readonly string[]) {
     return this.inner.unwrap(w, aad);
   }
+  closed = false;
+  async close() {
+    this.closed = true;
+  }
 }
 
 const codeOf = (r: PromiseSettledResult<unknown>) =>
@@ -74,5 +78,11 @@ describe('GatewayLimiter', () => {
       (e: unknown) => e instanceof KeygateError && e.code === 'GATEWAY_TIMEOUT',
     );
     assert.equal(probe.inner.wrapCalls, 2, 'a call with no time left is not sent');
+  });
+
+  it('closes the client it wraps', async () => {
+    const probe = new Probe();
+    await new GatewayLimiter(probe, { maxInFlight: 1, deadlineMs: 1000, clock }).close();
+    assert.equal(probe.closed, true);
   });
 });

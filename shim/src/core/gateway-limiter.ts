@@ -72,6 +72,11 @@ export class GatewayLimiter implements GatewayClient {
     return this.#run(options, (budgetMs) => this.#inner.unwrap(wrappedDek, aad, { budgetMs }));
   }
 
+  /** Closes the client it wraps. */
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+
   async #run<T>(options: CallOptions | undefined, call: (budgetMs: number) => Promise<T>): Promise<T> {
     const now = this.#o.clock.now();
     const deadline = now + Math.min(this.#o.deadlineMs, options?.budgetMs ?? Number.POSITIVE_INFINITY);

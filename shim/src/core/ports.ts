@@ -39,6 +39,8 @@ export interface CallOptions {
 export interface GatewayClient {
   wrap(dek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<WrapResult>;
   unwrap(wrappedDek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<UnwrapResult>;
+  /** Releases connections and timers; later calls are not expected. */
+  close(): Promise<void>;
 }
 
 /** Milliseconds since the epoch; injected so that expiry tests are deterministic. */
