@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { type Clock, systemClock } from '@keygate/shared';
 import { systemRandom } from '@keygate/shared/crypto';
 import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
@@ -19,7 +20,6 @@ import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
 import { RolePolicy } from './core/auth/role-policy.js';
 import { TokenAuthenticator } from './core/auth/token-authenticator.js';
 import { TokenIssuer } from './core/auth/token-issuer.js';
-import { type Clock, systemClock } from './core/clock.js';
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';

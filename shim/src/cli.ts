@@ -1,9 +1,8 @@
 #!/usr/bin/env node
-import { describeConfigError, isKeygateError, systemRandom } from '@keygate/shared';
+import { describeConfigError, isKeygateError, systemClock, systemRandom } from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
 import { loadShimSettings, type ShimSettings } from './config.js';
 import { KmsCore } from './core/kms-core.js';
-import { systemClock } from './core/ports.js';
 import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
 import { KmsClient } from './grpc/kms-client.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';

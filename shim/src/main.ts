@@ -1,9 +1,16 @@
-import { isKeygateError, type Logger, type Random, systemRandom } from '@keygate/shared';
+import {
+  type Clock,
+  isKeygateError,
+  type Logger,
+  type Random,
+  systemClock,
+  systemRandom,
+} from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
 import type { ShimSettings } from './config.js';
 import { GatewayLimiter } from './core/gateway-limiter.js';
 import { KmsCore } from './core/kms-core.js';
-import { type Clock, type GatewayClient, systemClock } from './core/ports.js';
+import type { GatewayClient } from './core/ports.js';
 import { UndiciGatewayClient, type UndiciGatewayOptions } from './gateway-client/undici-gateway.js';
 import { type KmsServer, startKmsServer } from './grpc/kms-server.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';

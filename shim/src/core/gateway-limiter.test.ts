@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeygateError } from '@keygate/shared';
+import { KeygateError, systemClock } from '@keygate/shared';
 import { FakeGatewayClient } from '../testing/fake-gateway-client.js';
 import { GatewayLimiter } from './gateway-limiter.js';
 import type { CallOptions, GatewayClient } from './ports.js';
 
 const AAD = ['keygate-shim', 'crk'];
-const clock = { now: () => Date.now() };
+const clock = systemClock;
 
 /** Records the budgets the limiter passes on and how many calls run at once. */
 class Probe implements GatewayClient {

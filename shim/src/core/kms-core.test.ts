@@ -12,7 +12,7 @@ function setup(over: Partial<KmsCoreOptions> = {}) {
   const clock = {
     t: 1_000_000,
     now() {
-      return this.t;
+      return new Date(this.t);
     },
   };
   const core = new KmsCore(testCoreOptions(gateway, { clock, ...over }));

@@ -43,14 +43,6 @@ export interface GatewayClient {
   close(): Promise<void>;
 }
 
-/** Milliseconds since the epoch; injected so that expiry tests are deterministic. */
-export interface Clock {
-  now(): number;
-}
-
-/** The real clock. */
-export const systemClock: Clock = { now: () => Date.now() };
-
 /** Things the core reports for logs; the adapter behind it is a pino child logger. */
 export interface CoreEvents {
   keyIdChanged(from: string | undefined, to: string): void;
