@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { type Clock, systemClock } from '@keygate/shared';
 import { configError } from '@keygate/shared/config';
 import { isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
@@ -13,7 +14,6 @@ import type { GatewayConfig } from './config.js';
 import type { AnchorVerdict } from './core/audit/anchor-check.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import type { LossRecord } from './core/audit/audit-record.js';
-import { type Clock, systemClock } from './core/clock.js';
 
 type AuditConfig = NonNullable<GatewayConfig['audit']>;
 

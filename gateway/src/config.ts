@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { resolve, sep } from 'node:path';
 import { INSTANCE_ID_RULE, isInstanceId } from '@keygate/shared/api';
 import {
@@ -6,6 +5,7 @@ import {
   type Frozen,
   loadConfigFile,
   parseDuration,
+  readSettingFile,
   resolveSecret,
   type Secret,
 } from '@keygate/shared/config';
@@ -258,13 +258,7 @@ export function readTlsFiles(
   config: GatewayConfig,
   file: string,
 ): { cert: Buffer; key: Buffer; clientCa: Buffer } {
-  const read = (path: string, key: string) => {
-    try {
-      return readFileSync(path);
-    } catch (cause) {
-      throw configError(file, [{ path: key, expected: `a readable file ${path}` }], cause);
-    }
-  };
+  const read = (path: string, key: string) => readSettingFile(path, { configFile: file, key });
   const t = config.server.tls;
   return {
     cert: read(t.certFile, 'server.tls.certFile'),
@@ -275,12 +269,9 @@ export function readTlsFiles(
 
 /** The software backend's 32-byte master key: a file with 64 hex digits or 44 base64 characters. */
 export function readMasterKey(path: string, file: string): Buffer {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8').trim();
-  } catch (cause) {
-    throw configError(file, [{ path: 'hsm.masterKeyFile', expected: `a readable file ${path}` }], cause);
-  }
+  const bytes = readSettingFile(path, { configFile: file, key: 'hsm.masterKeyFile' });
+  const text = bytes.toString('utf8').trim();
+  bytes.fill(0);
   const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
   if (key.length !== 32) {
     throw configError(file, [{ path: 'hsm.masterKeyFile', expected: '32 bytes as 64 hex digits or base64' }]);

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '@keygate/shared';
 import { systemRandom } from '@keygate/shared/crypto';
 import type { Logger } from '@keygate/shared/log';
 import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
@@ -5,7 +6,6 @@ import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
 import { SoftwareHsm } from './adapters/software/software-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { type GatewayConfig, readMasterKey, resolvePin } from './config.js';
-import { type Clock, systemClock } from './core/clock.js';
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';

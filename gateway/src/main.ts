@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { type Clock, systemClock } from '@keygate/shared';
 import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
@@ -14,7 +15,6 @@ import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
 import { RolePolicy } from './core/auth/role-policy.js';
 import { TokenAuthenticator } from './core/auth/token-authenticator.js';
 import { TokenIssuer } from './core/auth/token-issuer.js';
-import { type Clock, systemClock } from './core/clock.js';
 import type { Hsm } from './core/keys/hsm.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { createGatewayLimits } from './core/limits/gateway-limits.js';

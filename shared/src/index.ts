@@ -1,5 +1,6 @@
 /** @keygate/shared: what the gateway and the shim both build on. */
 export * from './api/index.js';
+export * from './clock.js';
 export * from './config/index.js';
 export * from './crypto/index.js';
 export * from './errors/index.js';

@@ -1,9 +1,8 @@
 #!/usr/bin/env node
-import { describeConfigError, isKeygateError, systemRandom } from '@keygate/shared';
+import { describeConfigError, isKeygateError, systemClock, systemRandom } from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
 import { loadShimSettings, type ShimSettings } from './config.js';
 import { KmsCore } from './core/kms-core.js';
-import { systemClock } from './core/ports.js';
 import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
 import { KmsClient } from './grpc/kms-client.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
@@ -44,14 +43,13 @@ function settingsOrExit(args: string[]): ShimSettings | undefined {
 }
 
 async function check(settings: ShimSettings): Promise<number> {
-  const raw = settings.raw;
   console.log(`config ${settings.file}: ok`);
   const gateway = new UndiciGatewayClient(gatewayClientOptions(settings));
   const core = new KmsCore({
-    instanceId: raw.KP_CONFIG.INSTANCE_ID,
-    crkId: raw.KP_CONFIG.CRK_ID,
+    instanceId: settings.instanceId,
+    crkId: settings.crkId,
     alg: settings.alg,
-    dekBytes: raw.SERVER_CONFIG.NUM_LEN_BYTES,
+    dekBytes: settings.dekBytes,
     newDekPerEncrypt: true,
     dekLimits: { maxUses: 1, maxAgeMs: 1 },
     cacheSize: 0,
@@ -63,7 +61,7 @@ async function check(settings: ShimSettings): Promise<number> {
   try {
     await core.refresh(); // learns the key_id (one wrap); failures surface in the round trip below
     await core.roundTrip();
-    console.log(`token ${raw.SERVER_CONFIG.TOKEN_URL}: ok`);
+    console.log(`token ${settings.tokenUrl}: ok`);
     console.log(`gateway ${settings.gatewayUrls.join(', ')}: wrap and unwrap ok`);
     console.log(`key_id ${core.status().keyId || '(unknown)'}`);
     return 0;

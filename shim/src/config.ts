@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import {
   configError,
   type Frozen,
@@ -9,11 +8,13 @@ import {
   LOG_LEVELS,
   type LogLevel,
   loadConfigFile,
+  readSettingFile,
   resolveSecret,
   type Secret,
   ShimAlg,
 } from '@keygate/shared';
 import { z } from 'zod';
+import type { TlsFiles } from './gateway-client/undici-gateway.js';
 
 /** A whole number written in decimal, optionally signed and padded (`32`, `"+32"`, `' 032 '`). */
 const DECIMAL = /^\s*[+-]?\d+\s*$/;
@@ -128,19 +129,51 @@ export const shimConfigSchema = z.strictObject({
 });
 export type ShimConfigFile = Frozen<z.output<typeof shimConfigSchema>>;
 
-/** Everything the shim needs, validated, with secrets and PEM files read. */
+/**
+ * Everything the shim needs, validated, with secrets and PEM files read and units converted (ms,
+ * bytes, counts, booleans). The program reads these fields; `raw` keeps the file as validated,
+ * under its ICP names, for tests and diagnostics. The schema above is the only layer of defaults.
+ */
 export interface ShimSettings {
   readonly file: string;
   readonly raw: ShimConfigFile;
+  readonly logLevel: LogLevel;
+  /** LOGGER.LOG_ALL_VALUES: log uid, sizes and hashes of every call. */
+  readonly logAllValues: boolean;
+  readonly instanceId: string;
+  readonly crkId: string;
+  readonly alg: ShimAlg;
   readonly apiKey: Secret;
+  readonly tokenUrl: string;
+  /** KP_CONFIG.URL first, then KEYGATE.GATEWAY_URLS not already named. */
+  readonly gatewayUrls: readonly string[];
+  readonly tls: TlsFiles;
+  readonly tokenTls: TlsFiles;
+  /** MAX_RETRIES: attempts after the first one. */
+  readonly maxRetries: number;
+  /** DEADLINE_MS: the whole time one wrap or unwrap may take. */
+  readonly deadlineMs: number;
+  readonly breaker: { readonly failureThreshold: number; readonly openMs: number };
+  /** MAX_GATEWAY_CALLS: gateway calls in flight at once. */
+  readonly maxGatewayCalls: number;
+  /** NUM_LEN_BYTES: size of a new DEK. */
+  readonly dekBytes: number;
+  /** NEW_DEK: wrap a fresh DEK for every Encrypt. */
+  readonly newDekPerEncrypt: boolean;
+  readonly dekLimits: { readonly maxUses: number; readonly maxAgeMs: number };
+  readonly cacheSize: number;
+  /** CACHE_TIMEOUT_IN_HOURS in ms; 0 disables the DEK cache. */
+  readonly cacheTtlMs: number;
+  readonly keyIdRefreshMs: number;
   readonly socketPath: string;
   readonly socketMode: number;
-  readonly alg: ShimAlg;
-  readonly gatewayUrls: readonly string[];
-  readonly tls: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
-  readonly tokenTls: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
-  readonly logLevel: LogLevel;
+  readonly healthzPort: number;
+  readonly healthzPath: string;
+  readonly restartDelayMs: number;
+  readonly shutdownGraceMs: number;
 }
+
+const HOUR_MS = 3_600_000;
 
 /**
  * Reads and validates kmsplugin-config.yaml; resolves the API key (inline, file or environment) and
@@ -180,15 +213,8 @@ export function loadShimSettings(
       },
     ]);
   }
-  const pem = (path: string | undefined, key: string): Buffer | undefined => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path);
-    } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code ?? 'unreadable';
-      throw configError(file, [{ path: key, expected: `a readable file ${path} (${code})` }], cause);
-    }
-  };
+  const pem = (path: string | undefined, key: string): Buffer | undefined =>
+    path === undefined ? undefined : readSettingFile(path, { configFile: file, key });
   const cert = pem(k.CLIENT_CERT_FILE, 'KEYGATE.CLIENT_CERT_FILE');
   const key = pem(k.CLIENT_KEY_FILE, 'KEYGATE.CLIENT_KEY_FILE');
   const ca = pem(raw.KP_CONFIG.KP_CA_FILE, 'KP_CONFIG.KP_CA_FILE');
@@ -196,14 +222,32 @@ export function loadShimSettings(
   return Object.freeze({
     file,
     raw,
-    apiKey,
-    socketPath: s.UNIX_SOCKET_PATH,
-    socketMode: k.SOCKET_MODE,
+    logLevel: raw.LOGGER.LOG_LEVEL,
+    logAllValues: raw.LOGGER.LOG_ALL_VALUES,
+    instanceId: raw.KP_CONFIG.INSTANCE_ID,
+    crkId: raw.KP_CONFIG.CRK_ID,
     alg: k.ALGORITHM === 'A256GCM' ? ShimAlg.A256GCM : ShimAlg.A256CBC_HS512,
+    apiKey,
+    tokenUrl: s.TOKEN_URL,
     gatewayUrls: [raw.KP_CONFIG.URL, ...k.GATEWAY_URLS.filter((u) => u !== raw.KP_CONFIG.URL)],
     tls: compact({ ca, cert, key }),
     tokenTls: compact({ ca: tokenCa, cert, key }),
-    logLevel: raw.LOGGER.LOG_LEVEL,
+    maxRetries: s.MAX_RETRIES,
+    deadlineMs: k.DEADLINE_MS,
+    breaker: Object.freeze({ failureThreshold: k.BREAKER_FAILURES, openMs: k.BREAKER_OPEN_SECONDS * 1000 }),
+    maxGatewayCalls: k.MAX_GATEWAY_CALLS,
+    dekBytes: s.NUM_LEN_BYTES,
+    newDekPerEncrypt: s.NEW_DEK,
+    dekLimits: Object.freeze({ maxUses: k.DEK_MAX_USES, maxAgeMs: k.DEK_MAX_AGE_HOURS * HOUR_MS }),
+    cacheSize: k.CACHE_SIZE,
+    cacheTtlMs: s.CACHE_TIMEOUT_IN_HOURS * HOUR_MS,
+    keyIdRefreshMs: k.KEY_ID_REFRESH_SECONDS * 1000,
+    socketPath: s.UNIX_SOCKET_PATH,
+    socketMode: k.SOCKET_MODE,
+    healthzPort: s.HEALTHZ_PORT,
+    healthzPath: s.HEALTHZ_PATH,
+    restartDelayMs: s.RESTART_DELAY_IN_SECONDS * 1000,
+    shutdownGraceMs: k.SHUTDOWN_GRACE_SECONDS * 1000,
   });
 }
 

@@ -1,9 +1,16 @@
-import { isKeygateError, type Logger, type Random, systemRandom } from '@keygate/shared';
+import {
+  type Clock,
+  isKeygateError,
+  type Logger,
+  type Random,
+  systemClock,
+  systemRandom,
+} from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
 import type { ShimSettings } from './config.js';
 import { GatewayLimiter } from './core/gateway-limiter.js';
 import { KmsCore } from './core/kms-core.js';
-import { type Clock, type GatewayClient, systemClock } from './core/ports.js';
+import type { GatewayClient } from './core/ports.js';
 import { UndiciGatewayClient, type UndiciGatewayOptions } from './gateway-client/undici-gateway.js';
 import { type KmsServer, startKmsServer } from './grpc/kms-server.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
@@ -35,21 +42,21 @@ export interface RunningShim {
 }
 
 /**
- * The gateway client's settings from the config: URLs, identity, TLS, retries and deadline. The
- * breaker and the metric hooks are the caller's (`serve` has them, `check` does not).
+ * The gateway client's settings from the config: URLs, identity, TLS, retries, deadline and
+ * breaker. The metric hooks are the caller's (`serve` has them, `check` does not).
  */
 export function gatewayClientOptions(settings: ShimSettings): UndiciGatewayOptions {
-  const raw = settings.raw;
   return {
     urls: settings.gatewayUrls,
-    instanceId: raw.KP_CONFIG.INSTANCE_ID,
-    crkId: raw.KP_CONFIG.CRK_ID,
-    tokenUrl: raw.SERVER_CONFIG.TOKEN_URL,
+    instanceId: settings.instanceId,
+    crkId: settings.crkId,
+    tokenUrl: settings.tokenUrl,
     apiKey: settings.apiKey,
     tls: settings.tls,
     tokenTls: settings.tokenTls,
-    maxRetries: raw.SERVER_CONFIG.MAX_RETRIES,
-    deadlineMs: raw.KEYGATE.DEADLINE_MS,
+    maxRetries: settings.maxRetries,
+    deadlineMs: settings.deadlineMs,
+    breaker: settings.breaker,
   };
 }
 
@@ -63,7 +70,6 @@ const UNHEALTHY_REFRESH_MS = 10_000;
  * socket file removed, DEKs zeroed) before the error is thrown.
  */
 export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Promise<RunningShim> {
-  const raw = settings.raw;
   const logger = deps.logger ?? createLogger({ level: settings.logLevel, name: 'keygate-shim' });
   const clock = deps.clock ?? systemClock;
   let core: KmsCore | undefined;
@@ -77,10 +83,6 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     deps.gateway ??
     new UndiciGatewayClient({
       ...gatewayClientOptions(settings),
-      breaker: {
-        failureThreshold: raw.KEYGATE.BREAKER_FAILURES,
-        openMs: raw.KEYGATE.BREAKER_OPEN_SECONDS * 1000,
-      },
       onOutcome: metrics.onGatewayOutcome,
       onBreaker: (url, state) => {
         metrics.onBreaker(url, state);
@@ -90,20 +92,20 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   // Every gateway URL shows a breaker state from the start, not only after its first change.
   for (const url of settings.gatewayUrls) metrics.onBreaker(url.replace(/\/+$/, ''), 'closed');
   limiter = new GatewayLimiter(gateway, {
-    maxInFlight: raw.KEYGATE.MAX_GATEWAY_CALLS,
-    deadlineMs: raw.KEYGATE.DEADLINE_MS,
+    maxInFlight: settings.maxGatewayCalls,
+    deadlineMs: settings.deadlineMs,
     clock,
     onReject: metrics.onGatewayRejected,
   });
   const kmsCore = new KmsCore({
-    instanceId: raw.KP_CONFIG.INSTANCE_ID,
-    crkId: raw.KP_CONFIG.CRK_ID,
+    instanceId: settings.instanceId,
+    crkId: settings.crkId,
     alg: settings.alg,
-    dekBytes: raw.SERVER_CONFIG.NUM_LEN_BYTES,
-    newDekPerEncrypt: raw.SERVER_CONFIG.NEW_DEK,
-    dekLimits: { maxUses: raw.KEYGATE.DEK_MAX_USES, maxAgeMs: raw.KEYGATE.DEK_MAX_AGE_HOURS * 3_600_000 },
-    cacheSize: raw.KEYGATE.CACHE_SIZE,
-    cacheTtlMs: raw.SERVER_CONFIG.CACHE_TIMEOUT_IN_HOURS * 3_600_000,
+    dekBytes: settings.dekBytes,
+    newDekPerEncrypt: settings.newDekPerEncrypt,
+    dekLimits: settings.dekLimits,
+    cacheSize: settings.cacheSize,
+    cacheTtlMs: settings.cacheTtlMs,
     gateway: limiter,
     clock,
     random: deps.random ?? systemRandom,
@@ -119,7 +121,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   let sweepTimer: NodeJS.Timeout | undefined;
   let grpc: KmsServer | undefined;
   let health: HealthServer | undefined;
-  const refreshEveryMs = raw.KEYGATE.KEY_ID_REFRESH_SECONDS * 1000;
+  const refreshEveryMs = settings.keyIdRefreshMs;
   const scheduleRefresh = () => {
     if (stopped) return;
     const healthy = kmsCore.status().healthz === 'ok';
@@ -146,7 +148,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     await quietly('grpc', () => grpc?.close(graceMs)); // removes the socket file
     await quietly('health', () => health?.close());
     kmsCore.close();
-    if (ownGateway) await quietly('gateway', () => (gateway as UndiciGatewayClient).close());
+    if (ownGateway) await quietly('gateway', () => gateway.close());
   };
 
   const socketPath = normaliseSocketPath(settings.socketPath);
@@ -161,7 +163,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
       socketPath,
       socketMode: settings.socketMode,
       logger,
-      logAllValues: raw.LOGGER.LOG_ALL_VALUES,
+      logAllValues: settings.logAllValues,
       runtime: RUNTIME,
       onCall: metrics.onCall,
     });
@@ -170,8 +172,8 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     if (!deps.noHealthServer) {
       health = await startHealthServer({
         host: deps.healthHost ?? '127.0.0.1',
-        port: raw.SERVER_CONFIG.HEALTHZ_PORT,
-        healthzPath: raw.SERVER_CONFIG.HEALTHZ_PATH,
+        port: settings.healthzPort,
+        healthzPath: settings.healthzPath,
         deepCheck: () => kmsCore.roundTrip(),
         live: () => !stopped,
         registry: metrics.registry,
@@ -189,7 +191,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
       keyId: status.keyId,
       healthz: status.healthz,
       gateways: settings.gatewayUrls,
-      newDek: raw.SERVER_CONFIG.NEW_DEK,
+      newDek: settings.newDekPerEncrypt,
       version: RUNTIME.version,
     },
     'keygate shim started',
@@ -201,7 +203,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     metrics,
     async close() {
       if (stopped) return;
-      await stop(raw.KEYGATE.SHUTDOWN_GRACE_SECONDS * 1000);
+      await stop(settings.shutdownGraceMs);
     },
   };
 }
@@ -218,7 +220,7 @@ export const MAX_START_ATTEMPTS = 3;
  */
 export async function runShim(settings: ShimSettings, deps: ShimDeps = {}): Promise<number> {
   const logger = deps.logger ?? createLogger({ level: settings.logLevel, name: 'keygate-shim' });
-  const delayMs = settings.raw.SERVER_CONFIG.RESTART_DELAY_IN_SECONDS * 1000;
+  const delayMs = settings.restartDelayMs;
   let shim: RunningShim | undefined;
   let signalled: string | undefined;
   let wake: (() => void) | undefined;

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Secret, SHIM_LIMITS, ShimAlg, systemRandom } from '@keygate/shared';
+import { Secret, SHIM_LIMITS, ShimAlg, systemClock, systemRandom } from '@keygate/shared';
 import { KmsCore, UndiciGatewayClient } from '@keygate/shim';
 import { type PreparedStack, prepareStack, startGatewayProcess } from '../support/devstack.js';
 import { findSecret, memoryScanSkip, type SplitSecret } from '../support/memory-scan.js';
@@ -67,6 +67,7 @@ describe('e2e: no DEK left in shim memory after close', {
         tokenTls: tls,
         maxRetries: 2,
         deadlineMs: 10_000,
+        breaker: { failureThreshold: 3, openMs: 5000 },
       });
     const core = (gateway: UndiciGatewayClient) =>
       new KmsCore({
@@ -79,7 +80,7 @@ describe('e2e: no DEK left in shim memory after close', {
         cacheSize: 100,
         cacheTtlMs: 3_600_000,
         gateway,
-        clock: { now: () => Date.now() },
+        clock: systemClock,
         random,
       });
     const gwA = client();

@@ -1,9 +1,9 @@
+import type { Clock } from '@keygate/shared';
 import type { Logger } from '@keygate/shared/log';
 import type { AuditSink } from '../core/audit/audit-event.js';
 import type { RefusalSummary } from '../core/audit/refusal-summary.js';
 import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
 import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
-import type { Clock } from '../core/clock.js';
 import type { KeyService } from '../core/keys/key-service.js';
 import type { GatewayLimits } from '../core/limits/gateway-limits.js';
 import type { GatewayMetrics } from './metrics.js';

@@ -1,5 +1,5 @@
 import { HEADERS, isInstanceId, isKeyId } from '@keygate/shared/api';
-import { asKeygateError, KeygateError } from '@keygate/shared/errors';
+import { asKeygateError, errorKind, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditOutcome } from '../core/audit/audit-event.js';
 import type { PeerCertificate, Principal } from '../core/auth/principal.js';
 import { type GuardedOperation, roleFor } from '../core/auth/role-policy.js';
@@ -88,8 +88,7 @@ export async function runOperation<T>(
   } catch (err) {
     release?.();
     const k = asKeygateError(err);
-    const outcome: AuditOutcome =
-      k.code === 'FORBIDDEN_ERR' || k.code.startsWith('AUTH_') ? 'denied' : 'failure';
+    const outcome: AuditOutcome = errorKind(k.code) === 'auth' ? 'denied' : 'failure';
     const answer = await refuse(
       c,
       deps,

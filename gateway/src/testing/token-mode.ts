@@ -3,13 +3,13 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '@keygate/shared';
 import { systemRandom } from '@keygate/shared/crypto';
 import { createAuditKeyFile } from '../adapters/audit/key-file-signer.js';
 import { JwtTokens } from '../adapters/jwt/jwt-tokens.js';
 import { createSigningKeyFile, readSigningKeyFiles } from '../adapters/jwt/signing-keys.js';
 import { generateApiKey } from '../core/auth/api-key.js';
 import type { Role } from '../core/auth/principal.js';
-import type { Clock } from '../core/clock.js';
 import {
   type CallResult,
   type ClientCert,

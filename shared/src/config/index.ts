@@ -4,3 +4,4 @@ export { parseDuration } from './duration.js';
 export { type Frozen, issuesToProblems, loadConfigFile, type ParseOptions, parseConfig } from './load.js';
 export { resolveSecret, type SecretRef } from './resolve-secret.js';
 export { Secret } from './secret.js';
+export { readSettingFile, type SettingRef } from './setting-file.js';

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { configError } from './config-error.js';
 import { Secret } from './secret.js';
+import { readSettingFile } from './setting-file.js';
 
 /** Where a secret may come from. Exactly one of the three must be set. */
 export interface SecretRef {
@@ -24,17 +24,9 @@ export function resolveSecret(
   }
   if (ref.value !== undefined) return new Secret(ref.value, 'inline');
   if (ref.file !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(ref.file, 'utf8');
-    } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code ?? 'unreadable';
-      throw configError(
-        where.configFile,
-        [{ path: where.key, expected: `a readable secret file ${ref.file} (${code})` }],
-        cause,
-      );
-    }
+    const bytes = readSettingFile(ref.file, where, 'secret file');
+    const text = bytes.toString('utf8');
+    bytes.fill(0);
     const value = text.replace(/\r?\n$/, '');
     if (value.length === 0)
       throw configError(where.configFile, [

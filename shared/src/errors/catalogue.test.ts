@@ -1,27 +1,104 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { ERROR_CATALOGUE, ERROR_CODES, isErrorCode } from './catalogue.js';
+import {
+  ERROR_CATALOGUE,
+  ERROR_CODES,
+  ERROR_KINDS,
+  type ErrorKind,
+  errorKind,
+  isErrorCode,
+} from './catalogue.js';
 import { GrpcStatus } from './grpc-status.js';
 import { asKeygateError, isKeygateError, KeygateError } from './keygate-error.js';
 
 const docsPath = new URL('../../../docs/errors.md', import.meta.url);
-const ROW = /^\|\s*`([A-Z0-9_]+)`\s*\|\s*(\d{3})\s*\|\s*([A-Z_]+)\s*\|\s*(.+?)\s*\|\s*(.+?)\s*\|$/;
+const ROW =
+  /^\|\s*`([A-Z0-9_]+)`\s*\|\s*(\d{3})\s*\|\s*([A-Z_]+)\s*\|\s*([a-z-]+)\s*\|\s*(.+?)\s*\|\s*(.+?)\s*\|$/;
 
-function docRows(): Map<string, { http: number; grpc: string; message: string }> {
-  const rows = new Map<string, { http: number; grpc: string; message: string }>();
+interface DocRow {
+  http: number;
+  grpc: string;
+  kind: string;
+  message: string;
+}
+
+function docRows(): Map<string, DocRow> {
+  const rows = new Map<string, DocRow>();
   for (const line of readFileSync(docsPath, 'utf8').split('\n')) {
     const m = ROW.exec(line);
     if (!m) continue;
-    const [, code, http, grpc, message] = m as unknown as [string, string, string, string, string];
+    const [, code, http, grpc, kind, message] = m as unknown as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     assert.ok(!rows.has(code), `docs/errors.md lists ${code} twice`);
-    rows.set(code, { http: Number(http), grpc, message });
+    rows.set(code, { http: Number(http), grpc, kind, message });
   }
   return rows;
 }
 
+/** Every code's kind, written out: callers decide on kinds, so moving a code is a deliberate change. */
+const KINDS: Record<ErrorKind, readonly string[]> = {
+  input: [
+    'BAD_BODY_ERR',
+    'INVALID_FIELD_ERR',
+    'INSTANCE_HEADER_MISSING_ERR',
+    'BODY_TOO_LARGE_ERR',
+    'INVALID_QUERY_PARAM_ERR',
+    'UNSUPPORTED_MEDIA_TYPE_ERR',
+    'NOT_FOUND_ERR',
+    'METHOD_NOT_ALLOWED_ERR',
+    'KEY_ALREADY_EXISTS_ERR',
+    'UNPROCESSABLE_CIPHERTEXT_ERR',
+    'PLAINTEXT_TOO_LARGE_ERR',
+    'CIPHERTEXT_TOO_LARGE_ERR',
+    'KEY_ID_MISMATCH_ERR',
+    'UNSUPPORTED_VERSION_ERR',
+  ],
+  auth: [
+    'AUTH_CERT_REQUIRED',
+    'AUTH_TOKEN_MISSING',
+    'AUTH_TOKEN_INVALID',
+    'AUTH_TOKEN_EXPIRED',
+    'AUTH_TOKEN_CERT_MISMATCH',
+    'AUTH_APIKEY_INVALID',
+    'AUTH_GRANT_TYPE_INVALID',
+    'FORBIDDEN_ERR',
+    'GATEWAY_REFUSED',
+  ],
+  'key-state': ['KEY_NOT_FOUND_ERR', 'KEY_DELETED_ERR', 'KEY_ACTION_INVALID_STATE_ERR'],
+  transient: [
+    'RATE_LIMITED_ERR',
+    'HSM_UNAVAILABLE',
+    'HSM_KEY_OBJECT_MISSING',
+    'AUDIT_UNAVAILABLE',
+    'STORE_UNAVAILABLE',
+    'OVERLOADED',
+    'DEADLINE_EXCEEDED',
+    'GATEWAY_UNAVAILABLE',
+    'GATEWAY_TIMEOUT',
+    'NOT_READY',
+  ],
+  internal: [
+    'HSM_PIN_INCORRECT',
+    'HSM_PIN_LOCKED',
+    'HSM_ERROR',
+    'GATEWAY_PROTOCOL_ERR',
+    'CONFIG_INVALID',
+    'SOCKET_IN_USE',
+    'HEALTH_PORT_IN_USE',
+    'AUDIT_ANCHOR_MISMATCH',
+    'INTERNAL_ERR',
+  ],
+};
+
 describe('error catalogue', () => {
-  it('has one line in docs/errors.md per code, with the same HTTP status, gRPC status and text', () => {
+  it('has one line in docs/errors.md per code, with the same HTTP status, gRPC status, kind and text', () => {
     const rows = docRows();
     assert.deepEqual(
       [...rows.keys()].sort(),
@@ -33,6 +110,7 @@ describe('error catalogue', () => {
       const row = rows.get(code);
       assert.equal(row?.http, spec.http, `${code}: HTTP status differs`);
       assert.equal(row?.grpc, spec.grpc, `${code}: gRPC status differs`);
+      assert.equal(row?.kind, spec.kind, `${code}: kind differs`);
       assert.equal(row?.message, spec.message, `${code}: client text differs`);
     }
   });
@@ -43,6 +121,18 @@ describe('error catalogue', () => {
       assert.ok(spec.http >= 400 && spec.http <= 599, code);
       assert.ok(GrpcStatus[spec.grpc] > 0, code);
       assert.ok(spec.message.length > 0 && spec.message.length < 200, code);
+    }
+  });
+
+  it('pins the kind of every code', () => {
+    assert.deepEqual(Object.keys(KINDS), [...ERROR_KINDS]);
+    assert.deepEqual(Object.values(KINDS).flat().sort(), [...ERROR_CODES].sort(), 'every code in one kind');
+    for (const [kind, codes] of Object.entries(KINDS)) {
+      for (const code of codes) assert.equal(isErrorCode(code) && errorKind(code), kind, code);
+    }
+    // What the gateway audits as denied was every AUTH_* code and FORBIDDEN_ERR.
+    for (const code of ERROR_CODES) {
+      if (code.startsWith('AUTH_') || code === 'FORBIDDEN_ERR') assert.equal(errorKind(code), 'auth', code);
     }
   });
 

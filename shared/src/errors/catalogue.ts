@@ -1,7 +1,22 @@
 import type { GrpcStatusName } from './grpc-status.js';
 
+/**
+ * How callers decide on an error, one closed set for both programs:
+ * - `input`: the request is wrong; the same request fails the same way, and it says nothing
+ *   about the health of the service that refused it;
+ * - `auth`: the caller's identity or rights were refused (audited as `denied`);
+ * - `key-state`: the root key is not found, not active or destroyed (a shim drops its DEKs);
+ * - `transient`: a dependency is down, busy or slow; the same request may succeed later;
+ * - `internal`: a fault an operator or a fix must clear (configuration, HSM login, a bug);
+ *   retrying does not help.
+ */
+export const ERROR_KINDS = ['input', 'auth', 'key-state', 'transient', 'internal'] as const;
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
 /** One entry of the error catalogue: what a client sees for a code, on every transport. */
 export interface ErrorSpec {
+  /** How callers decide on it (see ERROR_KINDS). */
+  readonly kind: ErrorKind;
   /** HTTP status on the gateway API (and on the shim's health endpoints). */
   readonly http: number;
   /** gRPC status the shim answers kube-apiserver with. */
@@ -11,44 +26,56 @@ export interface ErrorSpec {
 }
 
 /**
- * The closed catalogue of keygate error codes. Every code has exactly one HTTP status, one gRPC
- * status and one line in docs/errors.md (shared/src/errors/catalogue.test.ts keeps them in step).
+ * The closed catalogue of keygate error codes. Every code has exactly one kind, one HTTP status,
+ * one gRPC status and one line in docs/errors.md (shared/src/errors/catalogue.test.ts keeps them in step).
  * Codes are stable: clients and runbooks match on them. Add codes; never rename or reuse one.
  */
 export const ERROR_CATALOGUE = {
   // Request shape (gateway API, Key Protect compatible names)
   BAD_BODY_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The request body is malformed or is missing required fields.',
   },
   INVALID_FIELD_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'A field of the request has an invalid value.',
   },
   INSTANCE_HEADER_MISSING_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The bluemix-instance header is missing or invalid.',
   },
   BODY_TOO_LARGE_ERR: {
+    kind: 'input',
     http: 413,
     grpc: 'INVALID_ARGUMENT',
     message: 'The request body is larger than the limit.',
   },
   INVALID_QUERY_PARAM_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'A query parameter of the request is not supported or has an invalid value.',
   },
   UNSUPPORTED_MEDIA_TYPE_ERR: {
+    kind: 'input',
     http: 415,
     grpc: 'INVALID_ARGUMENT',
     message: 'The request content type is not supported.',
   },
-  NOT_FOUND_ERR: { http: 404, grpc: 'NOT_FOUND', message: 'The requested resource does not exist.' },
+  NOT_FOUND_ERR: {
+    kind: 'input',
+    http: 404,
+    grpc: 'NOT_FOUND',
+    message: 'The requested resource does not exist.',
+  },
   METHOD_NOT_ALLOWED_ERR: {
+    kind: 'input',
     http: 405,
     grpc: 'UNIMPLEMENTED',
     message: 'The method is not allowed on this resource.',
@@ -56,51 +83,61 @@ export const ERROR_CATALOGUE = {
 
   // Keys and ciphertexts
   KEY_NOT_FOUND_ERR: {
+    kind: 'key-state',
     http: 404,
     grpc: 'FAILED_PRECONDITION',
     message: 'The key does not exist in this instance.',
   },
   KEY_DELETED_ERR: {
+    kind: 'key-state',
     http: 410,
     grpc: 'FAILED_PRECONDITION',
     message: 'The key has been destroyed; data wrapped under it cannot be unwrapped.',
   },
   KEY_ACTION_INVALID_STATE_ERR: {
+    kind: 'key-state',
     http: 409,
     grpc: 'FAILED_PRECONDITION',
     message: 'The key is not in a state that allows this action.',
   },
   KEY_ALREADY_EXISTS_ERR: {
+    kind: 'input',
     http: 409,
     grpc: 'ALREADY_EXISTS',
     message: 'A key with this name already exists in this instance.',
   },
   UNPROCESSABLE_CIPHERTEXT_ERR: {
+    kind: 'input',
     http: 422,
     grpc: 'INVALID_ARGUMENT',
     message: 'The ciphertext is malformed, was tampered with, or belongs to another key, instance or aad.',
   },
   PLAINTEXT_TOO_LARGE_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The plaintext is larger than the limit for this operation.',
   },
   CIPHERTEXT_TOO_LARGE_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The ciphertext would be larger than the limit for this API version.',
   },
   KEY_ID_MISMATCH_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The key_id is unknown or does not match the ciphertext.',
   },
   RATE_LIMITED_ERR: {
+    kind: 'transient',
     http: 429,
     grpc: 'RESOURCE_EXHAUSTED',
     message: 'Too many requests from this client; retry after the delay in Retry-After.',
   },
   UNSUPPORTED_VERSION_ERR: {
+    kind: 'input',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The requested KMS API version is not supported.',
@@ -108,60 +145,100 @@ export const ERROR_CATALOGUE = {
 
   // Identity and access
   AUTH_CERT_REQUIRED: {
+    kind: 'auth',
     http: 401,
     grpc: 'UNAUTHENTICATED',
     message: 'A valid client certificate is required.',
   },
-  AUTH_TOKEN_MISSING: { http: 401, grpc: 'UNAUTHENTICATED', message: 'A bearer access token is required.' },
-  AUTH_TOKEN_INVALID: { http: 401, grpc: 'UNAUTHENTICATED', message: 'The access token is invalid.' },
-  AUTH_TOKEN_EXPIRED: { http: 401, grpc: 'UNAUTHENTICATED', message: 'The access token has expired.' },
+  AUTH_TOKEN_MISSING: {
+    kind: 'auth',
+    http: 401,
+    grpc: 'UNAUTHENTICATED',
+    message: 'A bearer access token is required.',
+  },
+  AUTH_TOKEN_INVALID: {
+    kind: 'auth',
+    http: 401,
+    grpc: 'UNAUTHENTICATED',
+    message: 'The access token is invalid.',
+  },
+  AUTH_TOKEN_EXPIRED: {
+    kind: 'auth',
+    http: 401,
+    grpc: 'UNAUTHENTICATED',
+    message: 'The access token has expired.',
+  },
   AUTH_TOKEN_CERT_MISMATCH: {
+    kind: 'auth',
     http: 401,
     grpc: 'UNAUTHENTICATED',
     message: 'The access token is bound to another client certificate.',
   },
-  AUTH_APIKEY_INVALID: { http: 400, grpc: 'UNAUTHENTICATED', message: 'The API key is not valid.' },
+  AUTH_APIKEY_INVALID: {
+    kind: 'auth',
+    http: 400,
+    grpc: 'UNAUTHENTICATED',
+    message: 'The API key is not valid.',
+  },
   AUTH_GRANT_TYPE_INVALID: {
+    kind: 'auth',
     http: 400,
     grpc: 'INVALID_ARGUMENT',
     message: 'The grant type is missing or not supported.',
   },
   FORBIDDEN_ERR: {
+    kind: 'auth',
     http: 403,
     grpc: 'PERMISSION_DENIED',
     message: 'The caller is not allowed to perform this action on this instance or key.',
   },
 
   // Gateway dependencies
-  HSM_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', message: 'The HSM is not available.' },
+  HSM_UNAVAILABLE: {
+    kind: 'transient',
+    http: 503,
+    grpc: 'UNAVAILABLE',
+    message: 'The HSM is not available.',
+  },
   HSM_PIN_INCORRECT: {
+    kind: 'internal',
     http: 503,
     grpc: 'UNAVAILABLE',
     message: 'The HSM token is unusable: the login was refused.',
   },
   HSM_PIN_LOCKED: {
+    kind: 'internal',
     http: 503,
     grpc: 'UNAVAILABLE',
     message: 'The HSM token is unusable: its PIN is locked.',
   },
   HSM_KEY_OBJECT_MISSING: {
+    kind: 'transient',
     http: 503,
     grpc: 'UNAVAILABLE',
     message: 'The HSM cannot find the key object right now; the key is not destroyed.',
   },
-  HSM_ERROR: { http: 500, grpc: 'INTERNAL', message: 'The HSM reported an error.' },
+  HSM_ERROR: { kind: 'internal', http: 500, grpc: 'INTERNAL', message: 'The HSM reported an error.' },
   AUDIT_UNAVAILABLE: {
+    kind: 'transient',
     http: 503,
     grpc: 'UNAVAILABLE',
     message: 'The audit log cannot be written; the operation was not performed.',
   },
-  STORE_UNAVAILABLE: { http: 503, grpc: 'UNAVAILABLE', message: 'The key metadata store is not available.' },
+  STORE_UNAVAILABLE: {
+    kind: 'transient',
+    http: 503,
+    grpc: 'UNAVAILABLE',
+    message: 'The key metadata store is not available.',
+  },
   OVERLOADED: {
+    kind: 'transient',
     http: 503,
     grpc: 'UNAVAILABLE',
     message: 'The service is at capacity; the request was not performed. Retry after a short delay.',
   },
   DEADLINE_EXCEEDED: {
+    kind: 'transient',
     http: 504,
     grpc: 'DEADLINE_EXCEEDED',
     message: "The caller's deadline passed before the operation could run; it was not performed.",
@@ -169,41 +246,57 @@ export const ERROR_CATALOGUE = {
 
   // Shim to gateway
   GATEWAY_UNAVAILABLE: {
+    kind: 'transient',
     http: 503,
     grpc: 'UNAVAILABLE',
     message: 'The key gateway is not reachable and the key is not cached.',
   },
   GATEWAY_TIMEOUT: {
+    kind: 'transient',
     http: 504,
     grpc: 'DEADLINE_EXCEEDED',
     message: 'The key gateway did not answer in time.',
   },
-  GATEWAY_REFUSED: { http: 403, grpc: 'PERMISSION_DENIED', message: 'The key gateway refused the request.' },
+  GATEWAY_REFUSED: {
+    kind: 'auth',
+    http: 403,
+    grpc: 'PERMISSION_DENIED',
+    message: 'The key gateway refused the request.',
+  },
   GATEWAY_PROTOCOL_ERR: {
+    kind: 'internal',
     http: 502,
     grpc: 'INTERNAL',
     message: 'The key gateway sent an answer that could not be understood.',
   },
-  NOT_READY: { http: 503, grpc: 'UNAVAILABLE', message: 'The service is starting and not ready yet.' },
+  NOT_READY: {
+    kind: 'transient',
+    http: 503,
+    grpc: 'UNAVAILABLE',
+    message: 'The service is starting and not ready yet.',
+  },
 
   // Process level
-  CONFIG_INVALID: { http: 500, grpc: 'INTERNAL', message: 'The configuration is invalid.' },
+  CONFIG_INVALID: { kind: 'internal', http: 500, grpc: 'INTERNAL', message: 'The configuration is invalid.' },
   SOCKET_IN_USE: {
+    kind: 'internal',
     http: 500,
     grpc: 'INTERNAL',
     message: 'Another server is already listening on the socket.',
   },
   HEALTH_PORT_IN_USE: {
+    kind: 'internal',
     http: 500,
     grpc: 'INTERNAL',
     message: 'Another process is already listening on the health port.',
   },
   AUDIT_ANCHOR_MISMATCH: {
+    kind: 'internal',
     http: 500,
     grpc: 'INTERNAL',
     message: 'The audit log is behind or differs from its anchor: records may have been removed.',
   },
-  INTERNAL_ERR: { http: 500, grpc: 'INTERNAL', message: 'An internal error occurred.' },
+  INTERNAL_ERR: { kind: 'internal', http: 500, grpc: 'INTERNAL', message: 'An internal error occurred.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** The closed union of every stable error code. */
@@ -215,4 +308,9 @@ export const ERROR_CODES = Object.keys(ERROR_CATALOGUE) as readonly ErrorCode[];
 /** Returns true when `value` is a known error code. */
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_CATALOGUE, value);
+}
+
+/** The kind of `code`: what callers decide on instead of lists of codes. */
+export function errorKind(code: ErrorCode): ErrorKind {
+  return ERROR_CATALOGUE[code].kind;
 }

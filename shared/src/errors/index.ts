@@ -1,4 +1,13 @@
-export { ERROR_CATALOGUE, ERROR_CODES, type ErrorCode, type ErrorSpec, isErrorCode } from './catalogue.js';
+export {
+  ERROR_CATALOGUE,
+  ERROR_CODES,
+  ERROR_KINDS,
+  type ErrorCode,
+  type ErrorKind,
+  type ErrorSpec,
+  errorKind,
+  isErrorCode,
+} from './catalogue.js';
 export { GrpcStatus, type GrpcStatusName } from './grpc-status.js';
 export {
   asKeygateError,

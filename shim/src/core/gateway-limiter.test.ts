@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeygateError } from '@keygate/shared';
+import { KeygateError, systemClock } from '@keygate/shared';
 import { FakeGatewayClient } from '../testing/fake-gateway-client.js';
 import { GatewayLimiter } from './gateway-limiter.js';
 import type { CallOptions, GatewayClient } from './ports.js';
 
 const AAD = ['keygate-shim', 'crk'];
-const clock = { now: () => Date.now() };
+const clock = systemClock;
 
 /** Records the budgets the limiter passes on and how many calls run at once. */
 class Probe implements GatewayClient {
@@ -26,6 +26,10 @@ class Probe implements GatewayClient {
   }
   unwrap(w: Uint8Array, aad: readonly string[]) {
     return this.inner.unwrap(w, aad);
+  }
+  closed = false;
+  async close() {
+    this.closed = true;
   }
 }
 
@@ -74,5 +78,11 @@ describe('GatewayLimiter', () => {
       (e: unknown) => e instanceof KeygateError && e.code === 'GATEWAY_TIMEOUT',
     );
     assert.equal(probe.inner.wrapCalls, 2, 'a call with no time left is not sent');
+  });
+
+  it('closes the client it wraps', async () => {
+    const probe = new Probe();
+    await new GatewayLimiter(probe, { maxInFlight: 1, deadlineMs: 1000, clock }).close();
+    assert.equal(probe.closed, true);
   });
 });

@@ -1,5 +1,6 @@
+import type { Clock } from '@keygate/shared';
 import { KeygateError } from '@keygate/shared/errors';
-import type { CallOptions, Clock, GatewayClient, UnwrapResult, WrapResult } from './ports.js';
+import type { CallOptions, GatewayClient, UnwrapResult, WrapResult } from './ports.js';
 
 export interface GatewayLimiterOptions {
   /** MAX_GATEWAY_CALLS: gateway calls in flight at once. */
@@ -72,8 +73,13 @@ export class GatewayLimiter implements GatewayClient {
     return this.#run(options, (budgetMs) => this.#inner.unwrap(wrappedDek, aad, { budgetMs }));
   }
 
+  /** Closes the client it wraps. */
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+
   async #run<T>(options: CallOptions | undefined, call: (budgetMs: number) => Promise<T>): Promise<T> {
-    const now = this.#o.clock.now();
+    const now = this.#o.clock.now().getTime();
     const deadline = now + Math.min(this.#o.deadlineMs, options?.budgetMs ?? Number.POSITIVE_INFINITY);
     if (deadline <= now) {
       // The caller has no time left: an answer could not reach it, so nothing is sent.
@@ -84,12 +90,12 @@ export class GatewayLimiter implements GatewayClient {
     // A waiter is handed its slot (counted in #inFlight) by #startNext before it resumes here.
     if (this.#inFlight >= this.#o.maxInFlight) await this.#wait(now, deadline);
     else this.#inFlight++;
-    const started = this.#o.clock.now();
+    const started = this.#o.clock.now().getTime();
     try {
       return await call(deadline - started);
     } finally {
       this.#inFlight--;
-      const took = this.#o.clock.now() - started;
+      const took = this.#o.clock.now().getTime() - started;
       this.#ewmaMs += EWMA_WEIGHT * (took - this.#ewmaMs);
       this.#startNext();
     }
@@ -126,7 +132,7 @@ export class GatewayLimiter implements GatewayClient {
     w.timer = setTimeout(
       () => {
         if (w.done) return;
-        const t = this.#o.clock.now();
+        const t = this.#o.clock.now().getTime();
         const need = this.#ewmaMs;
         if (w.deadline - t > need) return this.#watch(w, t, need);
         w.done = true;
@@ -155,7 +161,7 @@ export class GatewayLimiter implements GatewayClient {
       w.done = true;
       this.#queued--;
       clearTimeout(w.timer);
-      if (this.#o.clock.now() >= w.deadline) {
+      if (this.#o.clock.now().getTime() >= w.deadline) {
         this.expired++;
         this.#o.onReject?.('expired');
         w.fail(new KeygateError('GATEWAY_TIMEOUT', { detail: { reason: 'deadline passed while queued' } }));

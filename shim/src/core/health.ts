@@ -1,4 +1,4 @@
-import { isKeygateError } from '@keygate/shared/errors';
+import { type ErrorCode, errorKind, isKeygateError } from '@keygate/shared/errors';
 
 /** A gateway problem as Status reports it. */
 export interface HealthProblem {
@@ -13,38 +13,29 @@ export interface HealthProblem {
  * nothing about the gateway's health (a tampered ciphertext, say).
  */
 export function healthProblemOf(err: unknown): HealthProblem | undefined {
-  const text = problemText(err);
-  if (text === undefined) return undefined;
-  const transient =
-    isKeygateError(err) && (err.code === 'GATEWAY_UNAVAILABLE' || err.code === 'GATEWAY_TIMEOUT');
-  return { text, transient };
+  if (!isKeygateError(err)) return { text: 'internal error talking to the gateway', transient: false };
+  // The shim's own limiter shed the call without sending it: says nothing about the gateway.
+  if (err.code === 'OVERLOADED') return undefined;
+  const kind = errorKind(err.code);
+  if (kind === 'input') return undefined;
+  return { text: problemText(err.code), transient: kind === 'transient' };
 }
 
-function problemText(err: unknown): string | undefined {
-  if (!isKeygateError(err)) return 'internal error talking to the gateway';
-  switch (err.code) {
-    case 'UNPROCESSABLE_CIPHERTEXT_ERR':
-    case 'KEY_ID_MISMATCH_ERR':
-    case 'CIPHERTEXT_TOO_LARGE_ERR':
-    case 'PLAINTEXT_TOO_LARGE_ERR':
-    // The shim's own limiter shed the call without sending it: says nothing about the gateway.
-    case 'OVERLOADED':
-      return undefined;
-    case 'GATEWAY_UNAVAILABLE':
-      return 'gateway unavailable';
-    case 'GATEWAY_TIMEOUT':
-      return 'gateway timeout';
-    case 'GATEWAY_REFUSED':
-      return 'gateway refused the request';
-    case 'GATEWAY_PROTOCOL_ERR':
-      return 'gateway protocol error';
-    case 'KEY_DELETED_ERR':
-      return 'root key destroyed';
-    case 'KEY_ACTION_INVALID_STATE_ERR':
-      return 'root key not active';
-    case 'KEY_NOT_FOUND_ERR':
-      return 'root key not found';
-    default:
-      return `gateway error ${err.code}`;
-  }
+/** The healthz text of a key state the gateway answered. */
+export function keyStateText(code: ErrorCode | undefined): string {
+  if (code === 'KEY_DELETED_ERR') return 'root key destroyed';
+  if (code === 'KEY_NOT_FOUND_ERR') return 'root key not found';
+  return 'root key not active';
+}
+
+const GATEWAY_TEXT: Partial<Record<ErrorCode, string>> = {
+  GATEWAY_UNAVAILABLE: 'gateway unavailable',
+  GATEWAY_TIMEOUT: 'gateway timeout',
+  GATEWAY_REFUSED: 'gateway refused the request',
+  GATEWAY_PROTOCOL_ERR: 'gateway protocol error',
+};
+
+function problemText(code: ErrorCode): string {
+  if (errorKind(code) === 'key-state') return keyStateText(code);
+  return GATEWAY_TEXT[code] ?? `gateway error ${code}`;
 }

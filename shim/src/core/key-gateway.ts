@@ -1,7 +1,7 @@
-import { KeygateError, zeroize } from '@keygate/shared';
+import { type Clock, KeygateError, zeroize } from '@keygate/shared';
 import { keyIdFor } from './key-id.js';
 import type { KeyStatus } from './key-status.js';
-import type { CallOptions, Clock, GatewayClient } from './ports.js';
+import type { CallOptions, GatewayClient } from './ports.js';
 
 /** A DEK wrapped under the root key, with the key_id of the version that wrapped it. */
 export interface Wrapped {
@@ -87,7 +87,7 @@ export class KeyGateway {
   /** The budget left before `deadline`, less the way back; none without a deadline (DEADLINE_MS applies). */
   #options(deadline: number | undefined): CallOptions | undefined {
     if (deadline === undefined) return undefined;
-    return { budgetMs: Math.max(0, deadline - this.#clock.now() - REPLY_MARGIN_MS) };
+    return { budgetMs: Math.max(0, deadline - this.#clock.now().getTime() - REPLY_MARGIN_MS) };
   }
 
   async #call<T>(fn: () => Promise<T>): Promise<T> {

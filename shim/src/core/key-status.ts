@@ -1,5 +1,5 @@
 import { type ErrorCode, isKeygateError, KeygateError } from '@keygate/shared/errors';
-import { type HealthProblem, healthProblemOf } from './health.js';
+import { type HealthProblem, healthProblemOf, keyStateText } from './health.js';
 
 /**
  * What the gateway last proved about the root key: `active` (a wrap or unwrap succeeded),
@@ -198,10 +198,4 @@ export class KeyStatus {
     this.#lastHealthz = text;
     this.#events.healthChanged?.(text);
   }
-}
-
-function keyStateText(code: ErrorCode | undefined): string {
-  if (code === 'KEY_DELETED_ERR') return 'root key destroyed';
-  if (code === 'KEY_NOT_FOUND_ERR') return 'root key not found';
-  return 'root key not active';
 }

@@ -12,15 +12,19 @@ function setup(over: Partial<KmsCoreOptions> = {}) {
   const clock = {
     t: 1_000_000,
     now() {
-      return this.t;
+      return new Date(this.t);
     },
   };
   const core = new KmsCore(testCoreOptions(gateway, { clock, ...over }));
   return { core, gateway, clock };
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => err instanceof KeygateError && err.code === code);
+/** `call` throws (synchronously, or by rejecting) a KeygateError with `code`. */
+async function rejectsWith(call: () => unknown, code: string): Promise<void> {
+  await assert.rejects(
+    async () => call(),
+    (err: unknown) => err instanceof KeygateError && err.code === code,
+  );
 }
 
 describe('KmsCore', () => {
@@ -85,17 +89,20 @@ describe('KmsCore', () => {
     const { ciphertext, keyId } = await core.encrypt(Buffer.from('seed'), V2);
     const tampered = Buffer.from(ciphertext);
     tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
-    await rejectsWith(core.decrypt(tampered, keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
-    await rejectsWith(core.decrypt(ciphertext.subarray(0, 40), keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
-    await rejectsWith(core.decrypt(Buffer.alloc(0), keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
-    await rejectsWith(core.decrypt(systemRandom(200), keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
-    await rejectsWith(core.decrypt(ciphertext, 'someone-else', V2), 'KEY_ID_MISMATCH_ERR');
-    await rejectsWith(core.decrypt(ciphertext, `${keyId}0`, V2), 'KEY_ID_MISMATCH_ERR');
+    await rejectsWith(() => core.decrypt(tampered, keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
+    await rejectsWith(
+      () => core.decrypt(ciphertext.subarray(0, 40), keyId, V2),
+      'UNPROCESSABLE_CIPHERTEXT_ERR',
+    );
+    await rejectsWith(() => core.decrypt(Buffer.alloc(0), keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
+    await rejectsWith(() => core.decrypt(systemRandom(200), keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
+    await rejectsWith(() => core.decrypt(ciphertext, 'someone-else', V2), 'KEY_ID_MISMATCH_ERR');
+    await rejectsWith(() => core.decrypt(ciphertext, `${keyId}0`, V2), 'KEY_ID_MISMATCH_ERR');
     // A tampered wrapped DEK goes to the gateway, which refuses it; the shim keeps working.
     const wrappedFlip = Buffer.from(ciphertext);
     const at = 7 + Buffer.byteLength(keyId) + 20;
     wrappedFlip[at] = (wrappedFlip[at] ?? 0) ^ 1;
-    await rejectsWith(core.decrypt(wrappedFlip, keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
+    await rejectsWith(() => core.decrypt(wrappedFlip, keyId, V2), 'UNPROCESSABLE_CIPHERTEXT_ERR');
     assert.equal(core.status().healthz, 'ok');
     assert.equal((await core.decrypt(ciphertext, keyId, V2)).toString(), 'seed');
   });
@@ -122,7 +129,7 @@ describe('KmsCore', () => {
     await core.refresh();
     const c = await core.encrypt(Buffer.from('a'), V2);
     gateway.down = true;
-    await rejectsWith(core.encrypt(Buffer.from('b'), V2), 'GATEWAY_UNAVAILABLE');
+    await rejectsWith(() => core.encrypt(Buffer.from('b'), V2), 'GATEWAY_UNAVAILABLE');
     assert.equal((await core.decrypt(c.ciphertext, c.keyId, V2)).toString(), 'a');
     // Every Encrypt needs the gateway here, so Status tells the truth: not healthy.
     assert.equal(core.status().healthz, 'gateway unavailable');
@@ -137,7 +144,7 @@ describe('KmsCore', () => {
     assert.equal(gateway.wrapCalls, 2);
     clock.t += 1000;
     gateway.down = true;
-    await rejectsWith(core.encrypt(Buffer.from('x'), V2), 'GATEWAY_UNAVAILABLE');
+    await rejectsWith(() => core.encrypt(Buffer.from('x'), V2), 'GATEWAY_UNAVAILABLE');
     // The current DEK is past its age and no new one can be wrapped: Status is not healthy.
     assert.equal(core.status().healthz, 'gateway unavailable');
   });
@@ -166,7 +173,7 @@ describe('KmsCore', () => {
     gateway.failWith = new KeygateError('KEY_DELETED_ERR');
     await core.refresh();
     assert.equal(core.status().healthz, 'root key destroyed');
-    await rejectsWith(core.decrypt(c.ciphertext, c.keyId, V2), 'KEY_DELETED_ERR');
+    await rejectsWith(() => core.decrypt(c.ciphertext, c.keyId, V2), 'KEY_DELETED_ERR');
   });
 
   it('keeps every DEK through transient faults, including a missing HSM object and a bare status', async () => {
@@ -191,8 +198,8 @@ describe('KmsCore', () => {
     await core.refresh();
     assert.equal(core.status().healthz, 'root key not active');
     const calls = gateway.wrapCalls + gateway.unwrapCalls;
-    await rejectsWith(core.encrypt(Buffer.from('b'), V2), 'KEY_ACTION_INVALID_STATE_ERR');
-    await rejectsWith(core.decrypt(c.ciphertext, c.keyId, V2), 'KEY_ACTION_INVALID_STATE_ERR');
+    await rejectsWith(() => core.encrypt(Buffer.from('b'), V2), 'KEY_ACTION_INVALID_STATE_ERR');
+    await rejectsWith(() => core.decrypt(c.ciphertext, c.keyId, V2), 'KEY_ACTION_INVALID_STATE_ERR');
     assert.equal(gateway.wrapCalls + gateway.unwrapCalls, calls, 'refused without a gateway call');
     assert.deepEqual(core.stats().cacheSize, 0, 'every cached DEK was dropped');
     gateway.failWith = undefined;
@@ -207,6 +214,6 @@ describe('KmsCore', () => {
     await core.roundTrip();
     assert.equal(gateway.unwrapCalls, 1);
     core.close();
-    await rejectsWith(core.encrypt(Buffer.from('a'), V2), 'NOT_READY');
+    await rejectsWith(() => core.encrypt(Buffer.from('a'), V2), 'NOT_READY');
   });
 });

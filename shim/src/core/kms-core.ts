@@ -1,4 +1,5 @@
 import {
+  type Clock,
   constantTimeEqual,
   decodeShimCiphertext,
   encodeShimHeader,
@@ -16,7 +17,7 @@ import { DekEntry } from './dek-entry.js';
 import { KeyGateway } from './key-gateway.js';
 import { isKeyIdOf, keyIdPrefix } from './key-id.js';
 import { type CoreStatus, KeyStatus } from './key-status.js';
-import type { Clock, CoreEvents, GatewayClient } from './ports.js';
+import type { CoreEvents, GatewayClient } from './ports.js';
 import { SingleFlight } from './single-flight.js';
 
 export interface KmsCoreOptions {
@@ -88,7 +89,9 @@ export class KmsCore {
     if (this.#o.newDekPerEncrypt) return false;
     const cur = this.#current;
     return (
-      cur !== undefined && cur.keyId === this.#key.keyId && cur.usable(this.#o.clock.now(), this.#o.dekLimits)
+      cur !== undefined &&
+      cur.keyId === this.#key.keyId &&
+      cur.usable(this.#o.clock.now().getTime(), this.#o.dekLimits)
     );
   }
 
@@ -102,21 +105,17 @@ export class KmsCore {
     };
   }
 
-  /** Encrypts `plaintext` into a shim ciphertext of at most `maxBytes`. */
-  async encrypt(plaintext: Uint8Array, maxBytes: number): Promise<Encrypted> {
-    return this.encryptNow(plaintext, maxBytes);
-  }
-
   /**
-   * encrypt() for the hot path: answers synchronously (no promise, no microtask) when the current
-   * DEK is usable, and throws synchronously on a bad request; otherwise returns a promise.
-   * `deadline` (the clock's ms) is when the caller gives up: gateway calls fit inside it.
+   * Encrypts `plaintext` into a shim ciphertext of at most `maxBytes`. The hot path answers
+   * synchronously (no promise, no microtask) when the current DEK is usable, and throws
+   * synchronously on a bad request; otherwise returns a promise. `deadline` (the clock's ms) is
+   * when the caller gives up: gateway calls fit inside it.
    */
-  encryptNow(plaintext: Uint8Array, maxBytes: number, deadline?: number): Encrypted | Promise<Encrypted> {
+  encrypt(plaintext: Uint8Array, maxBytes: number, deadline?: number): Encrypted | Promise<Encrypted> {
     if (this.#key.refusal !== undefined) throw this.#key.refusalError();
     if (!this.#o.newDekPerEncrypt) {
       const cur = this.#current;
-      if (cur?.usable(this.#o.clock.now(), this.#o.dekLimits)) {
+      if (cur?.usable(this.#o.clock.now().getTime(), this.#o.dekLimits)) {
         const ciphertext = this.#seal(cur.entry, cur.wrappedDek, cur.keyId, plaintext, maxBytes, cur.header);
         cur.uses++;
         return { ciphertext, keyId: cur.keyId };
@@ -130,7 +129,7 @@ export class KmsCore {
     for (let attempt = 0; attempt < 3; attempt++) {
       // The key may have been found disabled or destroyed while this call waited for a rotation.
       if (this.#key.refusal !== undefined) throw this.#key.refusalError();
-      const now = this.#o.clock.now();
+      const now = this.#o.clock.now().getTime();
       const cur = this.#current;
       // Check and seal with no await in between, so `cur` cannot be replaced and zeroed meanwhile.
       if (cur?.usable(now, this.#o.dekLimits)) {
@@ -145,18 +144,12 @@ export class KmsCore {
 
   /**
    * Decrypts a shim ciphertext. `requestKeyId` (v2) must name this root key and equal the key_id
-   * inside the ciphertext; v1 passes undefined and only the ciphertext's key_id is checked.
+   * inside the ciphertext; v1 passes undefined and only the ciphertext's key_id is checked. The
+   * hot path answers synchronously (no promise, no microtask) when the DEK is cached, and throws
+   * synchronously on a bad request; only a cache miss returns a promise (and goes through the
+   * single-flight unwrap). `deadline` as for encrypt().
    */
-  async decrypt(ciphertext: Uint8Array, requestKeyId: string | undefined, maxBytes: number): Promise<Buffer> {
-    return this.decryptNow(ciphertext, requestKeyId, maxBytes);
-  }
-
-  /**
-   * decrypt() for the hot path: answers synchronously (no promise, no microtask) when the DEK is
-   * cached, and throws synchronously on a bad request; only a cache miss returns a promise (and
-   * goes through the single-flight unwrap). `deadline` as for encryptNow().
-   */
-  decryptNow(
+  decrypt(
     ciphertext: Uint8Array,
     requestKeyId: string | undefined,
     maxBytes: number,
@@ -171,7 +164,7 @@ export class KmsCore {
       throw new KeygateError('KEY_ID_MISMATCH_ERR', { detail: { reason: 'key_id differs from ciphertext' } });
     }
     const key = parsed.wrappedDek.toString('latin1');
-    const hit = this.#cache.get(key, this.#o.clock.now());
+    const hit = this.#cache.get(key, this.#o.clock.now().getTime());
     if (hit) return openShim(parsed, hit.dataKey(parsed.alg));
     return this.#decryptMiss(parsed, key, deadline);
   }
@@ -261,7 +254,7 @@ export class KmsCore {
       const entry = new DekEntry(dek);
       try {
         const ciphertext = this.#seal(entry, w.wrappedDek, w.keyId, plaintext, maxBytes);
-        this.#cache.put(w.wrappedDek.toString('latin1'), dek, this.#o.clock.now());
+        this.#cache.put(w.wrappedDek.toString('latin1'), dek, this.#o.clock.now().getTime());
         return { ciphertext, keyId: w.keyId };
       } finally {
         entry.destroy();
@@ -288,7 +281,7 @@ export class KmsCore {
         this.#key.adoptKeyId(w.keyId);
         return;
       }
-      const now = this.#o.clock.now();
+      const now = this.#o.clock.now().getTime();
       const cur = this.#current;
       const replace =
         force ||
@@ -316,7 +309,11 @@ export class KmsCore {
   async #unwrapEntry(parsed: ShimCiphertext, deadline?: number): Promise<DekEntry> {
     const dek = await this.#gateway.unwrap(parsed.wrappedDek, deadline);
     try {
-      const cached = this.#cache.put(parsed.wrappedDek.toString('latin1'), dek, this.#o.clock.now());
+      const cached = this.#cache.put(
+        parsed.wrappedDek.toString('latin1'),
+        dek,
+        this.#o.clock.now().getTime(),
+      );
       if (cached) return cached;
       // Cache disabled: the entry lives only until the callers sharing this unwrap have used it.
       // They continue in microtasks once the flight settles; a macrotask runs after all of them.
@@ -336,6 +333,6 @@ export class KmsCore {
 
   /** Removes expired cache entries (call from a timer). */
   sweep(): void {
-    this.#cache.sweep(this.#o.clock.now());
+    this.#cache.sweep(this.#o.clock.now().getTime());
   }
 }

@@ -39,15 +39,9 @@ export interface CallOptions {
 export interface GatewayClient {
   wrap(dek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<WrapResult>;
   unwrap(wrappedDek: Uint8Array, aad: readonly string[], options?: CallOptions): Promise<UnwrapResult>;
+  /** Releases connections and timers; later calls are not expected. */
+  close(): Promise<void>;
 }
-
-/** Milliseconds since the epoch; injected so that expiry tests are deterministic. */
-export interface Clock {
-  now(): number;
-}
-
-/** The real clock. */
-export const systemClock: Clock = { now: () => Date.now() };
 
 /** Things the core reports for logs; the adapter behind it is a pino child logger. */
 export interface CoreEvents {

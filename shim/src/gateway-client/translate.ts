@@ -1,4 +1,4 @@
-import { codeOfErrorCollection, type ErrorCode, iamError, KeygateError } from '@keygate/shared';
+import { codeOfErrorCollection, ERROR_CATALOGUE, errorKind, iamError, KeygateError } from '@keygate/shared';
 
 /** A translated gateway failure: our error plus whether another attempt may help. */
 export interface GatewayFailure {
@@ -11,13 +11,6 @@ export interface GatewayFailure {
   /** The gateway's Retry-After, in ms: no sooner than this on the same URL. */
   readonly retryAfterMs?: number;
 }
-
-/** The key-state codes and the only HTTP status each may come with (Key Protect's). */
-const KEY_STATE_STATUS: ReadonlyMap<ErrorCode, number> = new Map<ErrorCode, number>([
-  ['KEY_NOT_FOUND_ERR', 404],
-  ['KEY_ACTION_INVALID_STATE_ERR', 409],
-  ['KEY_DELETED_ERR', 410],
-]);
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_ABORTED']);
 
@@ -47,7 +40,8 @@ export function fromHttpStatus(
 ): GatewayFailure {
   const theirs = codeOfErrorCollection(body);
   const detail = { status, url, gatewayCode: theirs ?? '' };
-  if (theirs !== undefined && KEY_STATE_STATUS.get(theirs) === status)
+  // A key-state code counts only with its own HTTP status (Key Protect's, in the catalogue).
+  if (theirs !== undefined && errorKind(theirs) === 'key-state' && ERROR_CATALOGUE[theirs].http === status)
     return { error: new KeygateError(theirs, { detail }), retryable: false };
   if (theirs === 'UNPROCESSABLE_CIPHERTEXT_ERR')
     return { error: new KeygateError(theirs, { detail }), retryable: false };

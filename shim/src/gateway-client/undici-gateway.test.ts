@@ -33,6 +33,7 @@ describe('UndiciGatewayClient against the Key Protect test fake (real mTLS)', { 
       tokenTls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
       maxRetries: 2,
       deadlineMs: 1500,
+      breaker: { failureThreshold: 3, openMs: 5000 },
       ...over,
     });
     clients.push(c);

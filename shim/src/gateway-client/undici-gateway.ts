@@ -36,7 +36,8 @@ export interface UndiciGatewayOptions {
   readonly maxRetries: number;
   /** Total time for one wrap or unwrap including retries and the token, below apiserver's timeout. */
   readonly deadlineMs: number;
-  readonly breaker?: { readonly failureThreshold: number; readonly openMs: number };
+  /** BREAKER_FAILURES and BREAKER_OPEN_SECONDS (in ms), per URL. */
+  readonly breaker: { readonly failureThreshold: number; readonly openMs: number };
   readonly backoff?: { readonly baseMs: number; readonly capMs: number };
   readonly now?: () => number;
   /** Observers for metrics. */
@@ -79,9 +80,8 @@ export class UndiciGatewayClient implements GatewayClient {
     this.#now = options.now ?? Date.now;
     this.#agent = new Agent({ connect: tlsOptions(options.tls), keepAliveTimeout: 60_000, connections: 16 });
     this.#tokenAgent = new Agent({ connect: tlsOptions(options.tokenTls), keepAliveTimeout: 60_000 });
-    const b = options.breaker ?? { failureThreshold: 3, openMs: 5000 };
     this.#endpoints = options.urls.map((url) => {
-      const breaker = new CircuitBreaker({ ...b, now: this.#now });
+      const breaker = new CircuitBreaker({ ...options.breaker, now: this.#now });
       breaker.onChange = (state) => options.onBreaker?.(url, state);
       return { url: url.replace(/\/+$/, ''), breaker };
     });

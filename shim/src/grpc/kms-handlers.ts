@@ -65,7 +65,7 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
 
     v2Encrypt: {
       run(req: V2EncryptReq, deadline?: number) {
-        const e = core.encryptNow(req.plaintext ?? EMPTY, SHIM_LIMITS.v2MaxCiphertextBytes, deadline);
+        const e = core.encrypt(req.plaintext ?? EMPTY, SHIM_LIMITS.v2MaxCiphertextBytes, deadline);
         return e instanceof Promise ? e.then(v2EncryptRes) : v2EncryptRes(e);
       },
       values: (req: V2EncryptReq, res: V2EncryptRes): LogValues => ({
@@ -78,7 +78,7 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
 
     v2Decrypt: {
       run(req: V2DecryptReq, deadline?: number) {
-        const p = core.decryptNow(
+        const p = core.decrypt(
           req.ciphertext ?? EMPTY,
           req.key_id ?? '',
           SHIM_LIMITS.v2MaxCiphertextBytes,
@@ -108,7 +108,7 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
     v1Encrypt: {
       run(req: V1Req, deadline?: number) {
         checkV1(req.version);
-        const e = core.encryptNow(req.plain ?? EMPTY, SHIM_LIMITS.v1MaxCiphertextBytes, deadline);
+        const e = core.encrypt(req.plain ?? EMPTY, SHIM_LIMITS.v1MaxCiphertextBytes, deadline);
         return e instanceof Promise ? e.then(cipherRes) : { cipher: e.ciphertext };
       },
       values: (req: V1Req, res: { cipher: Buffer }): LogValues => ({
@@ -120,7 +120,7 @@ export function kmsHandlers(core: KmsCore, runtime: RuntimeInfo) {
     v1Decrypt: {
       run(req: V1Req, deadline?: number) {
         checkV1(req.version);
-        const p = core.decryptNow(req.cipher ?? EMPTY, undefined, SHIM_LIMITS.v1MaxCiphertextBytes, deadline);
+        const p = core.decrypt(req.cipher ?? EMPTY, undefined, SHIM_LIMITS.v1MaxCiphertextBytes, deadline);
         return p instanceof Promise ? p.then(plainRes) : { plain: p };
       },
       values: (req: V1Req): LogValues => {

@@ -1,4 +1,4 @@
-import { ShimAlg, systemRandom } from '@keygate/shared';
+import { ShimAlg, systemClock, systemRandom } from '@keygate/shared';
 import type { KmsCoreOptions } from '../core/kms-core.js';
 import type { GatewayClient } from '../core/ports.js';
 
@@ -17,7 +17,7 @@ export function testCoreOptions(gateway: GatewayClient, over: Partial<KmsCoreOpt
     cacheSize: 100,
     cacheTtlMs: 3_600_000,
     gateway,
-    clock: { now: () => Date.now() },
+    clock: systemClock,
     random: systemRandom,
     ...over,
   };

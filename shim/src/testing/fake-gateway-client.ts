@@ -66,6 +66,9 @@ export class FakeGatewayClient implements GatewayClient {
     }
   }
 
+  /** Holds nothing to release. */
+  async close(): Promise<void> {}
+
   async #gate(): Promise<void> {
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.down) throw new KeygateError('GATEWAY_UNAVAILABLE', { detail: { fake: 'down' } });

@@ -1,7 +1,7 @@
+import type { Clock } from '@keygate/shared';
 import { KeygateError } from '@keygate/shared/errors';
 import { type AuditAnchorStore, type AuditHead, signAnchor } from '../../core/audit/audit-anchor.js';
 import type { AuditSigner } from '../../core/audit/audit-signer.js';
-import type { Clock } from '../../core/clock.js';
 
 export interface AnchorWriterOptions {
   readonly store: AuditAnchorStore;

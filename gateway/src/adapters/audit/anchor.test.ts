@@ -4,6 +4,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Clock } from '@keygate/shared';
 import { isKeygateError } from '@keygate/shared/errors';
 import type { AuditAnchor, AuditAnchorStore } from '../../core/audit/audit-anchor.js';
 import type { AuditEvent } from '../../core/audit/audit-event.js';
@@ -15,7 +16,6 @@ import {
   recordLine,
   startSigningInput,
 } from '../../core/audit/audit-record.js';
-import type { Clock } from '../../core/clock.js';
 import { waitFor } from '../../testing/load.js';
 import { FileAuditAnchorStore } from './anchor-file.js';
 import { listAuditFiles } from './audit-files.js';

@@ -1,7 +1,7 @@
+import type { Clock } from '@keygate/shared';
 import type { KeygateError } from '@keygate/shared/errors';
 import type { AuditAnchorStore } from '../../core/audit/audit-anchor.js';
 import type { AuditSigner } from '../../core/audit/audit-signer.js';
-import type { Clock } from '../../core/clock.js';
 
 export interface FileAuditSinkOptions {
   readonly dir: string;

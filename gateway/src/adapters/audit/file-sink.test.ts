@@ -4,9 +4,9 @@ import { cp, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Clock } from '@keygate/shared';
 import { isKeygateError } from '@keygate/shared/errors';
 import type { AuditEvent } from '../../core/audit/audit-event.js';
-import type { Clock } from '../../core/clock.js';
 import { FileAuditAnchorStore } from './anchor-file.js';
 import { listAuditFiles } from './audit-files.js';
 import { FileAuditSink, type FileAuditSinkOptions } from './file-sink.js';

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Clock } from '@keygate/shared';
 import { APIKEY_GRANT_TYPE, tokenResponse } from '@keygate/shared/api';
 import { sha256, systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
@@ -14,7 +15,6 @@ import type { PeerCertificate } from '../../core/auth/principal.js';
 import { RolePolicy } from '../../core/auth/role-policy.js';
 import { TokenAuthenticator } from '../../core/auth/token-authenticator.js';
 import { TokenIssuer } from '../../core/auth/token-issuer.js';
-import type { Clock } from '../../core/clock.js';
 import { JwtTokens } from './jwt-tokens.js';
 import {
   createSigningKeyFile,

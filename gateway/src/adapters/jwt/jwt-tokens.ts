@@ -1,3 +1,4 @@
+import type { Clock } from '@keygate/shared';
 import { INSTANCE_ID_PATTERN } from '@keygate/shared/api';
 import { type Random, systemRandom } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
@@ -5,7 +6,6 @@ import { type JSONWebKeySet, type JWTHeaderParameters, jwtVerify, SignJWT } from
 import { z } from 'zod';
 import type { AccessTokenClaims, TokenSigner, TokenVerifier } from '../../core/auth/access-token.js';
 import { ROLES } from '../../core/auth/principal.js';
-import type { Clock } from '../../core/clock.js';
 import { translateJoseError } from './jose-errors.js';
 import type { SigningKey } from './signing-keys.js';
 

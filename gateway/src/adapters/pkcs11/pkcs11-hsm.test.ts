@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { systemClock } from '@keygate/shared';
 import { Secret } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { WRAP_LIMITS } from '@keygate/shared/formats';
 import { createLogger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
-import { systemClock } from '../../core/clock.js';
 import { createKeyService, type KeyService } from '../../core/keys/key-service.js';
 import { startLoad, waitFor } from '../../testing/load.js';
 import { MemoryKeyStore } from '../../testing/memory-key-store.js';

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '@keygate/shared';
 import type { AuditEvent, AuditSink } from './audit-event.js';
 
 export interface RefusalSummaryOptions {

@@ -1,6 +1,6 @@
+import type { Clock } from '@keygate/shared';
 import { constantTimeEqual, sha256 } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
-import type { Clock } from '../clock.js';
 import type { TokenVerifier } from './access-token.js';
 import type { Authenticator, AuthInput, Principal } from './principal.js';
 import { TokenCache } from './token-cache.js';

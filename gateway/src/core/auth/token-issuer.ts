@@ -1,6 +1,6 @@
+import type { Clock } from '@keygate/shared';
 import { APIKEY_GRANT_TYPE, type TokenResponse } from '@keygate/shared/api';
 import { KeygateError } from '@keygate/shared/errors';
-import type { Clock } from '../clock.js';
 import type { TokenSigner } from './access-token.js';
 import type { IdentityDirectory } from './identity-directory.js';
 import type { PeerCertificate } from './principal.js';

@@ -1,7 +1,7 @@
+import type { Clock } from '@keygate/shared';
 import { KeyState } from '@keygate/shared/api';
 import type { Random } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
-import type { Clock } from '../clock.js';
 import type { Hsm } from './hsm.js';
 import type { KeyLookup, KeyRecord, KeyStore } from './key-store.js';
 

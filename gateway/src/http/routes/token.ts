@@ -1,5 +1,5 @@
 import type { IamError } from '@keygate/shared/api';
-import { asKeygateError, type ErrorCode, KeygateError } from '@keygate/shared/errors';
+import { asKeygateError, type ErrorCode, errorKind, KeygateError } from '@keygate/shared/errors';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AuditEvent, AuditOutcome } from '../../core/audit/audit-event.js';
 import type { PeerCertificate } from '../../core/auth/principal.js';
@@ -81,8 +81,7 @@ export async function handleToken(c: Ctx, deps: AppDeps, tokens: TokenService): 
     const k = asKeygateError(err);
     const detailSubject = k.detail?.subject;
     if (typeof detailSubject === 'string') subject = detailSubject;
-    const outcome: AuditOutcome =
-      k.code === 'FORBIDDEN_ERR' || k.code.startsWith('AUTH_') ? 'denied' : 'failure';
+    const outcome: AuditOutcome = errorKind(k.code) === 'auth' ? 'denied' : 'failure';
     const answer = await refuse(c, deps, k, { cert, subject }, event(outcome, k.code));
     deps.metrics.observe('token.issue', outcome, answer.code, seconds());
     return iamErrorResponse(c, answer);
