@@ -24,7 +24,7 @@ const portFrom = (name, fallback) => {
 };
 const gatewayPort = portFrom('KEYGATE_GATEWAY_PORT', 28443);
 const healthzPort = portFrom('KEYGATE_HEALTHZ_PORT', 20358);
-const { startDevStack } = await import('../test/dist/support/devstack.js');
+const { startDevStack } = await import('../tools/devstack/dist/devstack.js');
 
 const colour = { gateway: '\x1b[36m', shim: '\x1b[35m' };
 const echo = (name) => (line) => {

@@ -3,7 +3,7 @@
  * mTLS echo with the same request and answer, interleaved, at 1, 4, 16 and 64 concurrent over
  * keep-alive connections (one per loop). Target at 16 and 64: >= 0.60x.
  */
-import { findSoftHsmModule } from '../../test/dist/support/softhsm.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { startHttpsEcho } from './lib/baselines.js';
 import { openRawHsm } from './lib/hsm-raw.js';
 import { fmt, interleave, line, warmUp } from './lib/measure.js';

@@ -6,12 +6,12 @@
  */
 import { decodeShimCiphertext } from '@keygate/shared';
 import { KmsClient } from '@keygate/shim';
+import { metricSum } from '#devstack/metrics.js';
 import { fmt, line, median, runLoad, summarise } from './lib/measure.js';
 import { type BenchResult, mainIf, type Point, point } from './lib/result.js';
 import {
   fetchToken,
   MtlsClient,
-  metricSum,
   prepare,
   type RunningShim,
   stackTls,

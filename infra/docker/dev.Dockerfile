@@ -23,7 +23,9 @@ RUN npm ci --no-audit --no-fund && test -f node_modules/pkcs11js/build/Release/p
 COPY shared/ shared/
 COPY gateway/ gateway/
 COPY shim/ shim/
+COPY tools/ tools/
 COPY test/ test/
+COPY bench/ bench/
 COPY scripts/ scripts/
 RUN npx tsc -b && chown -R keygate:keygate /app
 ENV KEYGATE_HOME=/var/lib/keygate/dev

@@ -14,9 +14,8 @@ COPY shim/package.json shim/
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY shared/ shared/
 COPY shim/ shim/
-RUN npx tsc -b shim \
- && find shared/dist shim/dist \( -name '*.test.*' -o -name '*.tsbuildinfo' \) -delete \
- && rm -rf shim/dist/testing shared/dist/testing
+# The release config leaves out *.test.ts and src/testing/ (test doubles), so nothing is deleted here.
+RUN npx tsc -b shim/tsconfig.build.json
 
 # 2. Production dependencies of the shim workspace only (no pkcs11js, no dev tools).
 FROM node:${NODE_MAJOR}-bookworm-slim AS deps

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // Writes encryption-config.yaml (KMS v2) and encryption-config-v1.yaml from the generator the dev
-// stack and the e2e tests use (test/support/encryption-config.ts), with the shim's default socket
+// stack and the e2e tests use (tools/devstack/src/encryption-config.ts), with the shim's default socket
 // path (shim/src/config.ts). test/infra/kubernetes.test.ts fails when the committed files differ.
 // Usage: npx tsc -b && node infra/kubernetes/generate.mjs
 import { writeFileSync } from 'node:fs';
 
 const here = new URL('.', import.meta.url);
 const { encryptionConfigV1, encryptionConfigV2 } = await import(
-  '../../test/dist/support/encryption-config.js'
+  '../../tools/devstack/dist/encryption-config.js'
 );
 const { shimConfigSchema } = await import('@keygate/shim');
 

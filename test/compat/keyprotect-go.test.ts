@@ -4,11 +4,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { prepareStack, REPO_ROOT, startGatewayProcess } from '../support/devstack.js';
+import { startGatewayProcess } from '#devstack/launch.js';
+import { REPO_ROOT } from '#devstack/paths.js';
+import { prepareStack } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { readAuditRecords } from '../support/e2e-helpers.js';
 import { buildGoProgram, goVersion } from '../support/go-build.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 /** Every case the Go program runs (test/compat/keyprotect-go/cases.go), in its order. */
 const CASES = [

@@ -5,17 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { KmsClient } from '@keygate/shim';
-import {
-  type PreparedStack,
-  prepareStack,
-  startGatewayProcess,
-  startShimProcess,
-  waitHealthy,
-  writeShimConfig,
-} from '../support/devstack.js';
+import { startGatewayProcess, startShimProcess, waitHealthy } from '#devstack/launch.js';
+import { type PreparedStack, prepareStack } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { freePort, gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 /**
  * Faults across processes: a shim that starts while the gateway is down, and access tokens that

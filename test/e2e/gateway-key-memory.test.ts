@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { loadGatewayConfig, type RunningGateway, startGateway } from '@keygate/gateway';
-import { prepareStack, REPO_ROOT } from '../support/devstack.js';
+import { REPO_ROOT } from '#devstack/paths.js';
+import { prepareStack } from '#devstack/prepare-stack.js';
 import { findSecret, memoryScanSkip, type SplitSecret } from '../support/memory-scan.js';
 
 const run = promisify(execFile);

@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { loadGatewayConfig, type RunningGateway, startGateway } from '@keygate/gateway';
 import { KmsClient } from '@keygate/shim';
-import { prepareStack, startShimProcess, waitHealthy, writeShimConfig } from '../support/devstack.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
+import { startShimProcess, waitHealthy } from '#devstack/launch.js';
+import { prepareStack } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 
 /** What this test needs of the PKCS#11 adapter: its library handle and slot, to kill the sessions. */
 interface SessionKiller {

@@ -5,15 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KmsClient } from '@keygate/shim';
-import {
-  type DevStack,
-  SHIM_CLI,
-  startDevStack,
-  startShimProcess,
-  waitHealthy,
-} from '../support/devstack.js';
-import { type Service, startService } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
+import { type DevStack, startDevStack } from '#devstack/devstack.js';
+import { startShimProcess, waitHealthy } from '#devstack/launch.js';
+import { SHIM_CLI } from '#devstack/paths.js';
+import { type Service, startService } from '#devstack/processes.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 
 /**
  * An IBM Cloud Private kmsplugin-config.yaml as IBM documents it — its keys, VERSION 1, the API key

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Secret, SHIM_LIMITS, ShimAlg, systemClock, systemRandom } from '@keygate/shared';
 import { KmsCore, UndiciGatewayClient } from '@keygate/shim';
-import { type PreparedStack, prepareStack, startGatewayProcess } from '../support/devstack.js';
+import { startGatewayProcess } from '#devstack/launch.js';
+import { type PreparedStack, prepareStack } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
 import { findSecret, memoryScanSkip, type SplitSecret } from '../support/memory-scan.js';
-import type { Service } from '../support/processes.js';
 
 const V2 = SHIM_LIMITS.v2MaxCiphertextBytes;
 

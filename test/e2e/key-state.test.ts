@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GrpcStatus } from '@keygate/shared';
 import { KmsClient } from '@keygate/shim';
-import { type DevStack, rootKeyAction, startDevStack } from '../support/devstack.js';
+import { type DevStack, startDevStack } from '#devstack/devstack.js';
+import { rootKeyAction } from '#devstack/prepare-stack.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { readAuditRecords } from '../support/e2e-helpers.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 /**
  * Issue 13 items 1 and 7 against the real gateway (SoftHSM2, mTLS, its store and audit log), with

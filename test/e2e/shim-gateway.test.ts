@@ -5,17 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KmsClient } from '@keygate/shim';
-import {
-  type DevStack,
-  startDevStack,
-  startGatewayProcess,
-  startShimProcess,
-  waitHealthy,
-  writeShimConfig,
-} from '../support/devstack.js';
+import { type DevStack, startDevStack } from '#devstack/devstack.js';
+import { startGatewayProcess, startShimProcess, waitHealthy } from '#devstack/launch.js';
+import type { Service } from '#devstack/processes.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { freePort, gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 /**
  * The shim against the real gateway on SoftHSM2, counted on the gateway side (its audit log has

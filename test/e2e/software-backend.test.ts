@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { KmsClient } from '@keygate/shim';
-import { type DevStack, startDevStack } from '../support/devstack.js';
+import { type DevStack, startDevStack } from '#devstack/devstack.js';
 
 /** The dev stack on a machine without SoftHSM2: the software backend, loudly announced. */
 describe('e2e: dev stack on the software backend', () => {

@@ -6,20 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KmsClient } from '@keygate/shim';
-import {
-  type DevStack,
-  GATEWAY_CLI,
-  rotateRootKey,
-  startDevStack,
-  startGatewayProcess,
-  startShimProcess,
-  waitHealthy,
-  writeShimConfig,
-} from '../support/devstack.js';
+import { type DevStack, startDevStack } from '#devstack/devstack.js';
+import { startGatewayProcess, startShimProcess, waitHealthy } from '#devstack/launch.js';
+import { GATEWAY_CLI } from '#devstack/paths.js';
+import { rotateRootKey } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
 import { kpSession } from '../support/kp-http.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 /**
  * The whole stack as separate processes: gateway CLI on SoftHSM2 with real mTLS, access tokens

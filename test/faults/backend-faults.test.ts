@@ -4,10 +4,12 @@ import { cpSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { GATEWAY_CLI, rootKeyAction, startGatewayProcess } from '../support/devstack.js';
+import { startGatewayProcess } from '#devstack/launch.js';
+import { GATEWAY_CLI } from '#devstack/paths.js';
+import { rootKeyAction } from '#devstack/prepare-stack.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { gatewayConfigOnPort, readAuditRecords } from '../support/e2e-helpers.js';
 import { FaultStack } from '../support/fault-stack.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

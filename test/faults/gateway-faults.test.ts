@@ -5,11 +5,11 @@ import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { ensurePki } from '../support/dev-pki.js';
-import { REPO_ROOT } from '../support/devstack.js';
+import { ensurePki } from '#devstack/dev-pki.js';
+import { REPO_ROOT } from '#devstack/paths.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { readAuditRecords } from '../support/e2e-helpers.js';
 import { FaultStack } from '../support/fault-stack.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 const run = promisify(execFile);
 

@@ -6,18 +6,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GrpcStatus } from '@keygate/shared';
 import { KmsClient } from '@keygate/shim';
-import {
-  prepareStack,
-  startGatewayProcess,
-  startShimProcess,
-  waitHealthy,
-  writeShimConfig,
-} from '../support/devstack.js';
+import { startGatewayProcess, startShimProcess, waitHealthy } from '#devstack/launch.js';
+import { prepareStack } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { readAuditRecords } from '../support/e2e-helpers.js';
 import { encryptBurst } from '../support/grpc-burst.js';
 import { auditedAfterDeadline, printFault } from '../support/load.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
 
 const STORM = 5000;
 const SUSTAINED_MS = 4000;

@@ -45,6 +45,12 @@ function parseDockerfile(rel: string): Stage[] {
   return stages;
 }
 
+/** A tsconfig file: JSON with comments (tsc reads both). */
+function readJsonc(rel: string): Y {
+  const text = readRepo(rel).replace(/^\s*\/\/.*$/gm, '');
+  return obj(JSON.parse(text), rel);
+}
+
 /** Paths a COPY takes from the build context (not --from). */
 function contextSources(i: Instruction): string[] {
   const words = i.args.split(/\s+/).filter((w) => !w.startsWith('--'));
@@ -165,6 +171,35 @@ for (const [name, workspace] of [
       assert.ok(copied.includes(posix.join(workdir, 'node_modules')));
     });
 
+    it('compiles with the release config, so no test or test double is built and nothing is deleted', () => {
+      const build = stages[0];
+      assert.ok(build);
+      const runs = build.body.filter((i) => i.op === 'RUN').map((i) => i.args);
+      const release = `${workspace}/tsconfig.build.json`;
+      assert.ok(
+        runs.some((r) => r.includes(`tsc -b ${release}`)),
+        `the build stage runs tsc -b ${release}`,
+      );
+      assert.ok(!runs.some((r) => /\btsc -b \S*(?<!tsconfig\.build\.json)(\s|$)/.test(r)), 'no dev build');
+      for (const r of runs) assert.doesNotMatch(r, /-delete|rm -rf \S*dist/, 'no clean-up of build output');
+      for (const pkg of ['shared', workspace]) {
+        const config = obj(readJsonc(`${pkg}/tsconfig.build.json`), `${pkg}/tsconfig.build.json`);
+        assert.equal(
+          config.extends,
+          './tsconfig.json',
+          `${pkg}: the release build is the dev build minus tests`,
+        );
+        assert.deepEqual(config.exclude, ['src/**/*.test.ts', 'src/testing/**'], `${pkg}: excludes`);
+        const info = str(obj(config.compilerOptions, 'compilerOptions').tsBuildInfoFile, 'tsBuildInfoFile');
+        assert.ok(!info.startsWith('dist/'), `${pkg}: the build info stays out of the shipped dist`);
+        const refs = (config.references ?? []) as { path: string }[];
+        for (const r of refs)
+          assert.match(r.path, /\/tsconfig\.build\.json$/, `${pkg}: ${r.path} is a release config`);
+      }
+      const scripts = obj(obj(JSON.parse(readRepo('package.json')), 'package.json').scripts, 'scripts');
+      assert.match(str(scripts['build:release'], 'build:release'), new RegExp(`tsc -b .*${release}`));
+    });
+
     it('installs only the production dependencies of its workspace', () => {
       const nm = final.body.find((i) => i.op === 'COPY' && /\snode_modules$/.test(i.args));
       assert.ok(nm);
@@ -200,6 +235,22 @@ describe('infra/docker/dev.Dockerfile', () => {
     assert.ok(user && Number(user.args.split(':')[0]) > 0);
     for (const i of final.body.filter((x) => x.op === 'COPY' && !x.args.includes('--from='))) {
       for (const src of contextSources(i)) assert.ok(existsSync(repoPath(src)), `COPY ${src}`);
+    }
+  });
+
+  it('copies every project the root tsc -b builds', () => {
+    const final = stages.at(-1);
+    assert.ok(final);
+    const copied = final.body
+      .filter((i) => i.op === 'COPY' && !i.args.includes('--from='))
+      .flatMap(contextSources)
+      .map((src) => src.replace(/\/$/, ''));
+    const root = obj(readJsonc('tsconfig.json'), 'tsconfig.json');
+    for (const { path } of root.references as { path: string }[]) {
+      assert.ok(
+        copied.some((c) => path === c || path.startsWith(`${c}/`)),
+        `dev.Dockerfile copies ${path} (tsc -b fails on a missing reference)`,
+      );
     }
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { describe, it } from 'node:test';
-import { encryptionConfigV1, encryptionConfigV2 } from '../support/encryption-config.js';
+import { encryptionConfigV1, encryptionConfigV2 } from '#devstack/encryption-config.js';
 import {
   arr,
   at,
@@ -99,7 +99,7 @@ describe('infra/kubernetes', () => {
     assert.equal(
       readRepo('infra/kubernetes/encryption-config.yaml'),
       encryptionConfigV2({ socket: socketPath }),
-      `encryption-config.yaml drifted from test/support/encryption-config.ts: ${REGENERATE}`,
+      `encryption-config.yaml drifted from tools/devstack/src/encryption-config.ts: ${REGENERATE}`,
     );
     assert.equal(
       readRepo('infra/kubernetes/encryption-config-v1.yaml'),

@@ -13,35 +13,27 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KmsClient } from '@keygate/shim';
-import {
-  type DevStack,
-  rotateRootKey,
-  startDevStack,
-  startGatewayProcess,
-  startShimProcess,
-} from '../support/devstack.js';
-import { encryptionConfigV1, encryptionConfigV2 } from '../support/encryption-config.js';
-import type { Service } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
+import { type DevStack, startDevStack } from '#devstack/devstack.js';
+import { encryptionConfigV1, encryptionConfigV2 } from '#devstack/encryption-config.js';
+import { startGatewayProcess, startShimProcess } from '#devstack/launch.js';
+import { metricSum } from '#devstack/metrics.js';
+import { rotateRootKey } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
+import { freePort } from '../support/e2e-helpers.js';
 import {
   type Apiserver,
   type ApiserverFiles,
   type ApiserverOptions,
   apiserverFiles,
-  binaries,
-  decodeEncryptedObject,
-  type Etcd,
-  etcdGet,
-  freePort,
-  KubeError,
-  metricSum,
-  missingBinaries,
-  sleep,
   startApiserver,
-  startEtcd,
-  versions,
-} from './control-plane.js';
+} from './apiserver.js';
+import { binaries, missingBinaries, versions } from './binaries.js';
+import { type Etcd, etcdGet, startEtcd } from './etcd.js';
+import { decodeEncryptedObject } from './etcd-value.js';
+import { KubeError } from './kube-client.js';
 
 const V = versions();
 const BINS = binaries(V);

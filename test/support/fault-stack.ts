@@ -2,17 +2,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  type PreparedStack,
-  prepareStack,
-  startGatewayProcess,
-  startShimProcess,
-  waitHealthy,
-  writeShimConfig,
-} from './devstack.js';
+import { startGatewayProcess, startShimProcess, waitHealthy } from '#devstack/launch.js';
+import { type PreparedStack, prepareStack } from '#devstack/prepare-stack.js';
+import type { Service } from '#devstack/processes.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
 import { gatewayConfigOnPort, readAuditRecords } from './e2e-helpers.js';
 import { auditedAfterDeadline, type FaultReport, KmsLoad, printFault } from './load.js';
-import type { Service } from './processes.js';
 
 /** A shim of a fault stack and the load on it. */
 export interface LoadedShim {

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
-import { findSoftHsmModule } from './softhsm.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 
 /** Why a memory-scan suite (a real gateway on SoftHSM2, /proc/self/mem) cannot run here, or false. */
 export function memoryScanSkip(): string | false {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { REPO_ROOT } from '../support/devstack.js';
+import { REPO_ROOT } from '#devstack/paths.js';
 
 /** A command the README or docs/ show: where, which CLI, its subcommand words and options. */
 interface Example {

@@ -3,9 +3,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { REPO_ROOT, type StackInfo } from '../support/devstack.js';
-import { startService } from '../support/processes.js';
-import { findSoftHsmModule } from '../support/softhsm.js';
+import type { StackInfo } from '#devstack/devstack.js';
+import { REPO_ROOT } from '#devstack/paths.js';
+import { startService } from '#devstack/processes.js';
+import { findSoftHsmModule } from '#devstack/softhsm.js';
 
 /**
  * `npm start` as a user runs it (scripts/start.mjs, free ports, its own home): the ready line,

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { REPO_ROOT } from '../support/devstack.js';
+import { REPO_ROOT } from '#devstack/paths.js';
 
 /** Runs scripts/preflight.mjs with a PATH that holds only the named commands (symlinked). */
 function preflight(dir: string, commands: Record<string, string>, env: Record<string, string> = {}) {

@@ -3,15 +3,10 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { parse, stringify } from 'yaml';
-import {
-  GATEWAY_CLI,
-  type PreparedStack,
-  prepareStack,
-  REPO_ROOT,
-  SHIM_CLI,
-  waitHealthy,
-  writeShimConfig,
-} from '../../../test/dist/support/devstack.js';
+import { waitHealthy } from '#devstack/launch.js';
+import { GATEWAY_CLI, REPO_ROOT, SHIM_CLI } from '#devstack/paths.js';
+import { type PreparedStack, prepareStack } from '#devstack/prepare-stack.js';
+import { writeShimConfig } from '#devstack/shim-config.js';
 import { type Proc, spawnProc } from './procs.js';
 
 export type { PreparedStack };
@@ -179,19 +174,6 @@ export async function startShim(p: PreparedStack, v: ShimVariant): Promise<Runni
   const line = await proc.waitForLine(/"msg":"keygate shim started"/);
   const keyId = await waitHealthy(socket);
   return { proc, socket, healthPort: (JSON.parse(line) as { healthPort: number }).healthPort, keyId };
-}
-
-/** One Prometheus sample: sum of the series of `name` whose labels contain every `match` pair. */
-export function metricSum(text: string, name: string, match: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const l of text.split('\n')) {
-    if (!l.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(l);
-    if (!m || m[1] !== name) continue;
-    const labels = m[2] ?? '';
-    if (Object.entries(match).every(([k, val]) => labels.includes(`${k}="${val}"`))) sum += Number(m[3]);
-  }
-  return sum;
 }
 
 /** An mTLS keep-alive client for the gateway (or the https echo), as the shim holds one. */

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { GATEWAY_CLI } from './paths.js';
 
 /** Files of a small PKI: one CA, the gateway's server certificate, one client certificate per cluster. */
 export interface PkiFiles {
@@ -16,8 +17,6 @@ export interface PkiFiles {
   readonly adminKeyFile: string;
   readonly adminIdentity: string;
 }
-
-const GATEWAY_CLI = resolve(new URL('../../../gateway/dist/cli.js', import.meta.url).pathname);
 
 /**
  * Makes (or reuses, when the files exist) a CA, a server certificate for localhost/127.0.0.1 and
