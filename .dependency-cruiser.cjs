@@ -1,5 +1,5 @@
 /**
- * keygate's import rules (ARCHITECTURE.md "Repository layout", STYLE.md 1 and 9).
+ * keygate's import rules: the layers of docs/architecture.md ("Layers, and what may import what").
  * Layers point one way; `core/` stays pure so it can be tested with fakes of its ports.
  * test/import-rules.test.ts runs these rules against test/fixtures/import-rules/, where every
  * rule must be broken once, so a rule that stops biting fails CI.

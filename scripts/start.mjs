@@ -55,6 +55,18 @@ try {
   console.error(`keygate: the stack did not start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }
+// Ctrl-C works from the moment the stack runs, before the ready lines are printed.
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nkeygate: stopping shim and gateway');
+    await stack.stop();
+    process.exit(0);
+  });
+}
+
 const i = stack.info;
 console.log(
   `\nkeygate ready: socket ${i.socket} · health ${i.healthzUrl} · gateway ${i.gatewayUrl} · EncryptionConfiguration ${i.encryptionConfig}`,
@@ -66,14 +78,3 @@ console.log(
   `  operator ops-admin (keys:admin): certificate ${i.adminCertFile} · key ${i.adminKeyFile} · API key file ${i.adminApiKeyFile}`,
 );
 console.log(`  details: ${home}/stack.json · try: npm run demo · stop: Ctrl-C\n`);
-
-let stopping = false;
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, async () => {
-    if (stopping) return;
-    stopping = true;
-    console.log('\nkeygate: stopping shim and gateway');
-    await stack.stop();
-    process.exit(0);
-  });
-}
