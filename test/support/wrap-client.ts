@@ -4,9 +4,7 @@
  * settings as JSON in KG_WRAP_CLIENT: gets a token, then `rounds` times wraps the DEK (rebuilt
  * from its split form) and unwraps it again, checks the result, and prints `ok <rounds>`.
  */
-import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
-import type { KpIdentity } from './kp-http.js';
+import { type KpIdentity, kpSession } from './kp-http.js';
 
 interface Settings extends KpIdentity {
   readonly crkId: string;
@@ -18,59 +16,20 @@ interface Settings extends KpIdentity {
 }
 
 const s = JSON.parse(process.env.KG_WRAP_CLIENT ?? '{}') as Settings;
-const agent = new Agent({
-  keepAlive: true,
-  ca: readFileSync(s.caFile),
-  cert: readFileSync(s.certFile),
-  key: readFileSync(s.keyFile),
-});
-
-function post(path: string, body: string, headers: Record<string, string>): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${s.url}${path}`, { method: 'POST', agent, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        text += c;
-      });
-      res.on('end', () =>
-        res.statusCode === 200
-          ? resolve(JSON.parse(text) as Record<string, unknown>)
-          : reject(new Error(`${path}: ${res.statusCode} ${text}`)),
-      );
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 const b = Buffer.from(s.bMasked, 'hex').map((x, i) => x ^ (Buffer.from(s.mask, 'hex')[i] as number));
 const dek = Buffer.concat([Buffer.from(s.a, 'hex'), b]).toString('base64');
-const token = await post(
-  '/identity/token',
-  new URLSearchParams({
-    grant_type: 'urn:ibm:params:oauth:grant-type:apikey',
-    apikey: readFileSync(s.apiKeyFile, 'utf8').trim(),
-  }).toString(),
-  { 'content-type': 'application/x-www-form-urlencoded' },
-);
-const headers = {
-  'content-type': 'application/json',
-  authorization: `Bearer ${String(token.access_token)}`,
-  'bluemix-instance': s.instance,
+const session = await kpSession(s);
+/** POSTs an action and returns its body; anything but 200 fails the client. */
+const action = async (name: string, body: unknown): Promise<Record<string, unknown>> => {
+  const r = await session.call('POST', `/api/v2/keys/${s.crkId}/actions/${name}`, body);
+  if (r.status !== 200 || r.body === undefined)
+    throw new Error(`${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
 };
 for (let i = 0; i < s.rounds; i++) {
-  const w = await post(
-    `/api/v2/keys/${s.crkId}/actions/wrap`,
-    JSON.stringify({ plaintext: dek, aad: ['mem'] }),
-    headers,
-  );
-  const u = await post(
-    `/api/v2/keys/${s.crkId}/actions/unwrap`,
-    JSON.stringify({ ciphertext: w.ciphertext, aad: ['mem'] }),
-    headers,
-  );
+  const w = await action('wrap', { plaintext: dek, aad: ['mem'] });
+  const u = await action('unwrap', { ciphertext: w.ciphertext, aad: ['mem'] });
   if (u.plaintext !== dek) throw new Error('unwrap gave another DEK');
 }
-agent.destroy();
+session.close();
 console.log(`ok ${s.rounds}`);
