@@ -4,13 +4,31 @@
 // with one line naming what is missing and the command that installs it — never 35 failed tests.
 // Run alone: node scripts/preflight.mjs (exit 0 = ready, 1 = stopped).
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** What the suites run, the package that brings it, and who needs it. */
 const DEBIAN_TOOLS = [
   { command: 'softhsm2-util', pkg: 'softhsm2', why: 'the PKCS#11 tests run on SoftHSM2 tokens' },
+  {
+    command: 'initdb',
+    pkg: 'postgresql',
+    why: 'the PostgreSQL store and multi-replica tests run a throw-away PostgreSQL',
+    // Debian keeps the server programs off PATH, in /usr/lib/postgresql/<version>/bin.
+    find: postgresBin,
+  },
 ];
+
+/** Debian's newest /usr/lib/postgresql/N/bin holding initdb (or KEYGATE_PG_BIN). */
+function postgresBin(env) {
+  if (env.KEYGATE_PG_BIN && existsSync(join(env.KEYGATE_PG_BIN, 'initdb'))) return env.KEYGATE_PG_BIN;
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  const v = readdirSync(root)
+    .filter((d) => /^\d+$/.test(d) && existsSync(join(root, d, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a))[0];
+  return v ? join(root, v, 'bin') : undefined;
+}
 /** Go builds the IBM Key Protect client test; it needs the version its go.mod names (the client's). */
 const GO_MODULE = new URL('../test/compat/keyprotect-go/go.mod', import.meta.url);
 const GO_MIN = (/^go (\d+)\.(\d+)(?:\.(\d+))?$/m.exec(readFileSync(GO_MODULE, 'utf8')) ?? [])
@@ -49,7 +67,8 @@ const older = (a, b) => {
  * one line that says what is missing and how to get it.
  */
 export function preflight(env = process.env, say = (l) => console.log(l)) {
-  const missing = DEBIAN_TOOLS.filter((t) => !which(t.command, env));
+  const found = (t) => (t.find ? t.find(env) : which(t.command, env));
+  const missing = DEBIAN_TOOLS.filter((t) => !found(t));
   if (missing.length > 0) {
     const pkgs = [...new Set(missing.map((t) => t.pkg)), 'opensc'];
     const install = `apt-get install -y ${pkgs.join(' ')}`;
@@ -67,7 +86,7 @@ export function preflight(env = process.env, say = (l) => console.log(l)) {
       if (r.status !== 0)
         return `npm test: \`apt-get ${args.join(' ')}\` failed; install the packages with: ${install}`;
     }
-    const still = missing.filter((t) => !which(t.command, env));
+    const still = missing.filter((t) => !found(t));
     if (still.length > 0)
       return `npm test: ${still.map((t) => t.command).join(', ')} still missing after apt-get`;
   }

@@ -7,7 +7,7 @@ import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { AUDIT_USAGE, describeAuditRefusal, runAuditCommand } from './audit-command.js';
-import { loadGatewayConfig } from './config.js';
+import { fileStore, loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
 import { newId } from './core/keys/ids.js';
 import { toKeyResource } from './http/key-json.js';
@@ -86,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
   const runtime = buildKeyRuntime(config, {
     configFile,
     logger,
-    createStore: config.store.createIfMissing || (cmd === 'keys' && sub === 'create'),
+    createStore: fileStore(config)?.createIfMissing === true || (cmd === 'keys' && sub === 'create'),
   });
   try {
     await runtime.store.open();

@@ -12,6 +12,7 @@ import {
 import { LOG_LEVELS } from '@keygate/shared/log';
 import { z } from 'zod';
 import { tokensSchema } from './adapters/jwt/token-settings.js';
+import { describeDatabase, postgresSettingsSchema } from './adapters/postgres/pg-settings.js';
 import { identitiesSchema } from './core/auth/identities.js';
 import { ROLES } from './core/auth/principal.js';
 
@@ -157,15 +158,19 @@ const baseSchema = z.strictObject({
     drainMs: z.number().int().min(0).max(600_000).default(10_000),
   }),
   hsm: z.discriminatedUnion('backend', [pkcs11Hsm, softwareHsm]),
-  store: z.strictObject({
-    file: z.string().min(1),
-    /**
-     * A missing `file` is an empty store, created at start. Off by default: a missing file is
-     * then an error (not ready, 503 STORE_UNAVAILABLE), so an unmounted or replaced volume never
-     * reads as "no keys" (which would answer KEY_NOT_FOUND_ERR to every shim).
-     */
-    createIfMissing: z.boolean().default(false),
-  }),
+  store: z.union([
+    z.strictObject({
+      file: z.string().min(1),
+      /**
+       * A missing `file` is an empty store, created at start. Off by default: a missing file is
+       * then an error (not ready, 503 STORE_UNAVAILABLE), so an unmounted or replaced volume never
+       * reads as "no keys" (which would answer KEY_NOT_FOUND_ERR to every shim).
+       */
+      createIfMissing: z.boolean().default(false),
+    }),
+    /** PostgreSQL: keys, identities and (with `audit.target: postgres`) the audit chain, shared by replicas. */
+    z.strictObject({ postgres: postgresSettingsSchema }),
+  ]),
   access: z
     .strictObject({
       clients: z
@@ -282,4 +287,23 @@ export function readMasterKey(path: string, file: string): Buffer {
 /** Threads the libuv pool needs so every HSM session can run a call at once. */
 export function threadPoolSize(config: GatewayConfig): number {
   return config.hsm.backend === 'pkcs11' ? config.hsm.sessions + 4 : 4;
+}
+
+/** The store's PostgreSQL settings, or undefined for the JSON file store. */
+export type PostgresStoreSettings = Extract<GatewayConfig['store'], { postgres: unknown }>['postgres'];
+export type FileStoreSettings = Exclude<GatewayConfig['store'], { postgres: unknown }>;
+export function postgresStore(config: GatewayConfig): PostgresStoreSettings | undefined {
+  return 'postgres' in config.store ? config.store.postgres : undefined;
+}
+
+/** The JSON file store's settings, or undefined with PostgreSQL. */
+export function fileStore(config: GatewayConfig): FileStoreSettings | undefined {
+  return 'postgres' in config.store ? undefined : config.store;
+}
+
+/** Where the key store is, for log lines: the file, or host:port/database. */
+export function describeStore(config: GatewayConfig): string {
+  return 'postgres' in config.store
+    ? `postgres ${describeDatabase(config.store.postgres)}`
+    : config.store.file;
 }

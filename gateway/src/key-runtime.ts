@@ -2,10 +2,13 @@ import { type Clock, systemClock } from '@keygate/shared';
 import { systemRandom } from '@keygate/shared/crypto';
 import type { Logger } from '@keygate/shared/log';
 import { Pkcs11Hsm } from './adapters/pkcs11/pkcs11-hsm.js';
+import { PgDatabase } from './adapters/postgres/pg-database.js';
+import { PostgresKeyStore } from './adapters/postgres/pg-key-store.js';
+import { describeDatabase, poolConfig } from './adapters/postgres/pg-settings.js';
 import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
 import { SoftwareHsm } from './adapters/software/software-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
-import { type GatewayConfig, readMasterKey, resolvePin } from './config.js';
+import { fileStore, type GatewayConfig, postgresStore, readMasterKey, resolvePin } from './config.js';
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
@@ -15,6 +18,8 @@ export interface KeyRuntime {
   readonly hsm: Hsm;
   readonly store: KeyStore;
   readonly keys: KeyService;
+  /** The PostgreSQL connection when the store is PostgreSQL (identities and audit use it too). */
+  readonly database?: PgDatabase | undefined;
   close(): Promise<void>;
 }
 
@@ -66,18 +71,31 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
     );
     hsm = new SimulatedLatencyHsm(device, simulated, channels);
   }
+  const pgSettings = postgresStore(config);
+  const database =
+    pgSettings === undefined
+      ? undefined
+      : new PgDatabase({
+          pool: poolConfig(pgSettings, configFile),
+          describe: describeDatabase(pgSettings),
+          logger: logger.child({ component: 'postgres' }),
+          reconcileMs: pgSettings.reconcileInterval,
+        });
+  const file = fileStore(config);
   const store =
     options.store ??
-    new JsonFileKeyStore(config.store.file, {
-      createIfMissing: options.createStore ?? config.store.createIfMissing,
-    });
+    (file === undefined
+      ? new PostgresKeyStore(database as PgDatabase)
+      : new JsonFileKeyStore(file.file, { createIfMissing: options.createStore ?? file.createIfMissing }));
   const keys = createKeyService({ hsm, store, clock: options.clock ?? systemClock, random: systemRandom });
   return {
     hsm,
     store,
     keys,
+    database,
     async close() {
       await store.close();
+      await database?.close();
       await hsm.close();
     },
   };

@@ -7,7 +7,7 @@ import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlis
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import { buildAuditSink } from './audit-runtime.js';
-import { type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
+import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
@@ -213,7 +213,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     {
       url: server.url,
       hsm: ready.hsm,
-      store: config.store.file,
+      store: describeStore(config),
       access: access.mode,
       audit: config.audit?.dir ?? (deps.audit ? 'custom' : 'log'),
     },

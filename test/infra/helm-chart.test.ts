@@ -101,7 +101,7 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
     assert.ok(m, `${f} is inside a mount`);
     assert.ok(m.readOnly, `${f} is mounted read-only`);
   }
-  const store = mountOf(posix.dirname(cfg.store.file));
+  const store = mountOf(posix.dirname(storeFile(cfg)));
   const audit = mountOf(cfg.audit?.dir ?? '/nonexistent');
   assert.ok(store && !store.readOnly, 'store folder is writable');
   assert.ok(audit && !audit.readOnly, 'audit folder is writable');
@@ -299,3 +299,9 @@ describe('infra/helm/keygate-gateway', () => {
     }
   });
 });
+
+/** The JSON store file of a config (these deployments use the file store). */
+function storeFile(cfg: { store: { file: string } | { postgres: unknown } }): string {
+  assert.ok('file' in cfg.store, 'the file store');
+  return cfg.store.file;
+}

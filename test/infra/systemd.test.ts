@@ -55,7 +55,7 @@ describe('infra/systemd', () => {
     }
     assert.ok(Number(get('LimitNOFILE')) >= 65536);
     const rw = (service.get('ReadWritePaths') ?? []).flatMap((v) => v.split(/\s+/));
-    const store = posix.dirname(cfg.store.file);
+    const store = posix.dirname(storeFile(cfg));
     const audit = cfg.audit?.dir ?? '';
     assert.ok(
       rw.some((p) => inside(store, p)),
@@ -87,7 +87,7 @@ describe('infra/systemd', () => {
       .map((l) => l.trim().split(/\s+/));
     const dir = (p: string) => lines.find((l) => l[1] === p);
     const anchorFolder = posix.dirname(cfg.audit?.anchorFile ?? '');
-    for (const p of [posix.dirname(cfg.store.file), cfg.audit?.dir ?? '', anchorFolder]) {
+    for (const p of [posix.dirname(storeFile(cfg)), cfg.audit?.dir ?? '', anchorFolder]) {
       const l = dir(p);
       assert.ok(l, `tmpfiles.d creates ${p}`);
       assert.equal(l[3], 'keygate');
@@ -99,3 +99,9 @@ describe('infra/systemd', () => {
       assert.ok(readme.includes(p));
   });
 });
+
+/** The JSON store file of a config (these deployments use the file store). */
+function storeFile(cfg: { store: { file: string } | { postgres: unknown } }): string {
+  assert.ok('file' in cfg.store, 'the file store');
+  return cfg.store.file;
+}

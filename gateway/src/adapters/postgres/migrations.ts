@@ -1,0 +1,111 @@
+/**
+ * The database schema, as numbered migrations applied in order at start (under an advisory lock,
+ * one replica at a time) or by `keygate-gateway db migrate`. A released migration is never
+ * edited: change the schema with a new one. Every table is prefixed `keygate_`, so the schema can
+ * share a database.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'change feed',
+    sql: `
+      CREATE TABLE keygate_changes (
+        seq bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        kind text NOT NULL,
+        subject jsonb NOT NULL
+      );
+      CREATE INDEX keygate_changes_at ON keygate_changes (at);
+      CREATE FUNCTION keygate_announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify('keygate_changes',
+          json_build_object('seq', NEW.seq::text, 'kind', NEW.kind, 'subject', NEW.subject)::text);
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER keygate_changes_notify AFTER INSERT ON keygate_changes
+        FOR EACH ROW EXECUTE FUNCTION keygate_announce_change();
+    `,
+  },
+  {
+    version: 2,
+    name: 'keys',
+    sql: `
+      CREATE TABLE keygate_keys (
+        instance text NOT NULL,
+        id text NOT NULL,
+        name text NOT NULL,
+        description text,
+        state smallint NOT NULL,
+        creation_date timestamptz NOT NULL,
+        last_update_date timestamptz NOT NULL,
+        PRIMARY KEY (instance, id)
+      );
+      -- Key Protect: one live key per name and instance (destroyed ones free the name).
+      CREATE UNIQUE INDEX keygate_keys_live_name ON keygate_keys (instance, name) WHERE state <> 5;
+      CREATE TABLE keygate_key_versions (
+        instance text NOT NULL,
+        key_id text NOT NULL,
+        id text NOT NULL,
+        position integer NOT NULL,
+        creation_date timestamptz NOT NULL,
+        PRIMARY KEY (instance, key_id, id),
+        UNIQUE (instance, key_id, position),
+        FOREIGN KEY (instance, key_id) REFERENCES keygate_keys (instance, id) ON DELETE CASCADE
+      );
+    `,
+  },
+  {
+    version: 3,
+    name: 'identities',
+    sql: `
+      CREATE TABLE keygate_identities (
+        name text PRIMARY KEY,
+        cert_identities text[] NOT NULL,
+        roles jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE keygate_api_keys (
+        id text PRIMARY KEY,
+        hash text NOT NULL UNIQUE,
+        identity text NOT NULL REFERENCES keygate_identities (name) ON DELETE CASCADE,
+        label text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz
+      );
+      CREATE INDEX keygate_api_keys_identity ON keygate_api_keys (identity);
+      CREATE TABLE keygate_signing_keys (
+        kid text PRIMARY KEY,
+        first_seen timestamptz NOT NULL DEFAULT now(),
+        last_seen timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+  {
+    version: 4,
+    name: 'audit chain',
+    sql: `
+      CREATE TABLE keygate_audit (
+        seq bigint PRIMARY KEY,
+        hash text NOT NULL,
+        type text NOT NULL,
+        time timestamptz NOT NULL,
+        line text NOT NULL
+      );
+      CREATE TABLE keygate_audit_head (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        seq bigint NOT NULL,
+        hash text NOT NULL,
+        boot integer NOT NULL,
+        since_checkpoint integer NOT NULL
+      );
+      INSERT INTO keygate_audit_head VALUES (1, 0, repeat('0', 64), 0, 0);
+    `,
+  },
+];
