@@ -29,7 +29,7 @@ module.exports = {
       severity: 'error',
       comment: 'shim and gateway are deployed apart; they share code only through @keygate/shared.',
       from: { path: '(^|/)shim/src/' },
-      to: { path: '(^|/)gateway/src/|@keygate/gateway|node_modules/(pkcs11js|hono|@hono|jose)/' },
+      to: { path: '(^|/)gateway/src/|@keygate/gateway|node_modules/(pkcs11js|hono|@hono|jose|pg)/' },
     },
     {
       name: 'gateway-not-shim',
@@ -54,7 +54,7 @@ module.exports = {
       comment: 'core/ must not reach a vendor library of an adapter or a transport.',
       from: { path: '(^|/)src/core/' },
       to: {
-        path: 'node_modules/(pkcs11js|hono|@hono|undici|@grpc|jose|pino|prom-client|@peculiar)/',
+        path: 'node_modules/(pkcs11js|hono|@hono|undici|@grpc|jose|pino|prom-client|@peculiar|pg|pg-[a-z-]+)/',
       },
     },
     {
@@ -77,6 +77,14 @@ module.exports = {
       comment: 'An adapter implements a port; it knows nothing of the HTTP transport.',
       from: { path: '(^|/)gateway/src/adapters/' },
       to: { path: '(^|/)gateway/src/http/' },
+    },
+    {
+      name: 'prod-not-testing',
+      severity: 'error',
+      comment:
+        'testing/ holds test doubles and test clusters, left out of the release build: production code never loads it.',
+      from: { path: '(^|/)(gateway|shim)/src/', pathNot: '(^|/)src/testing/|\\.test\\.ts$|\\.contract\\.ts$' },
+      to: { path: '(^|/)src/testing/' },
     },
   ],
   options: {
