@@ -83,7 +83,10 @@ module.exports = {
       severity: 'error',
       comment:
         'testing/ holds test doubles and test clusters, left out of the release build: production code never loads it.',
-      from: { path: '(^|/)(gateway|shim)/src/', pathNot: '(^|/)src/testing/|\\.test\\.ts$|\\.contract\\.ts$' },
+      from: {
+        path: '(^|/)(gateway|shim)/src/',
+        pathNot: '(^|/)src/testing/|\\.test\\.ts$|\\.contract\\.ts$',
+      },
       to: { path: '(^|/)src/testing/' },
     },
   ],
