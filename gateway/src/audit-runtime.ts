@@ -10,6 +10,7 @@ import { KeyFileAuditSigner } from './adapters/audit/key-file-signer.js';
 import { LogAuditSink } from './adapters/audit/log-audit-sink.js';
 import { inspectAuditLog } from './adapters/audit/log-opener.js';
 import { AuditStreamCopy } from './adapters/audit/stream-copy.js';
+import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import type { GatewayConfig } from './config.js';
 import type { AnchorVerdict } from './core/audit/anchor-check.js';
 import type { AuditSink } from './core/audit/audit-event.js';
@@ -29,6 +30,7 @@ export async function buildAuditSink(
   logger: Logger,
   stream: Writable = process.stdout,
   clock: Clock = systemClock,
+  _database?: PgDatabase,
 ): Promise<AuditSink> {
   const a = config.audit;
   if (a === undefined) {

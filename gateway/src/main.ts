@@ -6,6 +6,7 @@ import type { DestinationStream } from 'pino';
 import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlist/cert-allowlist.js';
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
+import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import { buildAuditSink } from './audit-runtime.js';
 import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
@@ -35,7 +36,11 @@ export interface AccessRuntime {
 }
 
 /** Builds the authenticator and policy from the config (reads the token signing keys). */
-export async function buildAccess(config: GatewayConfig, clock: Clock = systemClock): Promise<AccessRuntime> {
+export async function buildAccess(
+  config: GatewayConfig,
+  clock: Clock = systemClock,
+  _database?: PgDatabase,
+): Promise<AccessRuntime> {
   if (config.identities === undefined || config.tokens === undefined) {
     return {
       mode: 'allowlist',
@@ -125,7 +130,26 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     ...(deps.logDestination ? { destination: deps.logDestination } : {}),
   });
   const tls = readTlsFiles(config, configFile);
-  const access = await buildAccess(config, clock);
+  // The key runtime first: with PostgreSQL, identities and the audit chain live in its database.
+  const runtime = buildKeyRuntime(config, {
+    configFile,
+    logger,
+    env: deps.env,
+    hsm: deps.hsm,
+    store: deps.store,
+    clock,
+  });
+  let access: AccessRuntime;
+  let audit: AuditSink;
+  try {
+    access = await buildAccess(config, clock, runtime.database);
+    audit =
+      deps.audit ??
+      (await buildAuditSink(config, configFile, logger, deps.auditStream, clock, runtime.database));
+  } catch (err) {
+    await runtime.close().catch(() => undefined);
+    throw err;
+  }
   if (access.mode === 'allowlist') {
     logger.warn(
       'no identities in the config: certificate allow-list mode (development only); /identity/token answers 404',
@@ -136,21 +160,6 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       { lifetimeMs: config.tokens?.lifetime },
       'tokens.lifetime is under 5 minutes: Key Protect clients renew 60 s before expiry, so they will ask for a token on almost every call',
     );
-  }
-  const audit = deps.audit ?? (await buildAuditSink(config, configFile, logger, deps.auditStream, clock));
-  let runtime: KeyRuntime;
-  try {
-    runtime = buildKeyRuntime(config, {
-      configFile,
-      logger,
-      env: deps.env,
-      hsm: deps.hsm,
-      store: deps.store,
-      clock,
-    });
-  } catch (err) {
-    await audit.close().catch(() => undefined);
-    throw err;
   }
   await runtime.store.open();
   const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
