@@ -44,6 +44,8 @@ export const MIGRATIONS: readonly Migration[] = [
         state smallint NOT NULL,
         creation_date timestamptz NOT NULL,
         last_update_date timestamptz NOT NULL,
+        -- The order keys were created in (list() answers oldest first, as the file store does).
+        created_seq bigserial NOT NULL,
         PRIMARY KEY (instance, id)
       );
       -- Key Protect: one live key per name and instance (destroyed ones free the name).

@@ -60,6 +60,7 @@ export class PgDatabase {
   #recheck: Promise<unknown> | undefined;
   #migrated = false;
   #listener: pg.Client | undefined;
+  #listening = false;
   #listenTimer: NodeJS.Timeout | undefined;
   #reconcileTimer: NodeJS.Timeout | undefined;
   #lastSeq = 0n;
@@ -108,6 +109,14 @@ export class PgDatabase {
       this.#failed(err);
       if (!this.#closed && (this.#opts.migrate ?? true) === false && !isConnectionError(err)) throw err;
     }
+  }
+
+  /**
+   * true while the change feed is connected and listening: what a replica caches is then dropped
+   * as soon as any replica changes it. While false, callers must not trust their caches.
+   */
+  get listening(): boolean {
+    return this.#listening;
   }
 
   /** true once the schema is current and the last contact with the database worked. */
@@ -191,6 +200,7 @@ export class PgDatabase {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#listening = false;
     clearTimeout(this.#listenTimer);
     clearInterval(this.#reconcileTimer);
     const l = this.#listener;
@@ -295,6 +305,7 @@ export class PgDatabase {
     const lost = (err?: unknown) => {
       if (this.#listener !== client) return;
       this.#listener = undefined;
+      this.#listening = false;
       client.end().catch(() => undefined);
       if (this.#closed) return;
       if (err !== undefined) this.#failed(err);
@@ -320,6 +331,8 @@ export class PgDatabase {
       .connect()
       .then(() => client.query(`LISTEN ${CHANGE_CHANNEL}`))
       .then(() => {
+        if (this.#listener !== client) return;
+        this.#listening = true;
         this.#listenBackoffMs = 100;
         // Changes made while nobody listened were not heard: everything cached may be old.
         this.#emit({ kind: 'all' });

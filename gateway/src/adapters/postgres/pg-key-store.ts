@@ -1,27 +1,214 @@
+import type { KeyState } from '@keygate/shared/api';
 import { KeygateError } from '@keygate/shared/errors';
-import type { KeyLookup, KeyRecord, KeyStore } from '../../core/keys/key-store.js';
-import type { PgDatabase } from './pg-database.js';
+import type { KeyLookup, KeyRecord, KeyStore, KeyVersionRecord } from '../../core/keys/key-store.js';
+import type { StoreChange } from '../../core/store-changes.js';
+import { type PgClient, type PgDatabase, recordChange } from './pg-database.js';
 
-/** PLACEHOLDER (issue 16 in progress): the PostgreSQL key store. Every call refuses. */
+interface KeyRow {
+  instance: string;
+  id: string;
+  name: string;
+  description: string | null;
+  state: number;
+  creation_date: Date;
+  last_update_date: Date;
+}
+
+interface VersionRow {
+  key_id: string;
+  id: string;
+  creation_date: Date;
+}
+
+const KEY_COLUMNS = 'instance, id, name, description, state, creation_date, last_update_date';
+
+/** Most key records one replica keeps (a cache of the hot path; misses read the database). */
+const CACHE_MAX = 10_000;
+
+/**
+ * The key store in PostgreSQL (tables keygate_keys and keygate_key_versions), shared by every
+ * gateway replica. Each change is one transaction that takes the key's row lock, applies the
+ * change to the latest committed state and announces it on the change feed in the same
+ * transaction. Reads on the request path come from a per-replica cache that the change feed
+ * empties (the key on a `key` change, everything on `all`); the cache is used only while the feed
+ * is listening, so a replica that may have missed a change reads the database instead.
+ */
 export class PostgresKeyStore implements KeyStore {
-  constructor(readonly db: PgDatabase) {}
-  async create(_record: KeyRecord): Promise<void> {
-    throw new KeygateError('STORE_UNAVAILABLE');
+  readonly #db: PgDatabase;
+  readonly #cache = new Map<string, KeyRecord>();
+  /** Bumped on every change heard: a read that started before it must not fill the cache. */
+  #epoch = 0;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(db: PgDatabase) {
+    this.#db = db;
   }
-  async get(_i: string, _id: string, _l?: KeyLookup): Promise<KeyRecord | undefined> {
-    throw new KeygateError('STORE_UNAVAILABLE');
-  }
-  async list(_i: string): Promise<readonly KeyRecord[]> {
-    throw new KeygateError('STORE_UNAVAILABLE');
-  }
-  async update(_i: string, _id: string, _c: (k: KeyRecord) => KeyRecord): Promise<KeyRecord> {
-    throw new KeygateError('STORE_UNAVAILABLE');
-  }
+
   async open(): Promise<void> {
-    await this.db.open();
+    this.#unsubscribe ??= this.#db.onChange((change) => this.#heard(change));
+    await this.#db.open();
   }
-  status() {
-    return this.db.status();
+
+  status(): { ready: boolean; reasons: readonly string[] } {
+    return this.#db.status();
   }
-  async close(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#cache.clear();
+  }
+
+  async create(record: KeyRecord): Promise<void> {
+    await this.#db.tx(async (client) => {
+      try {
+        await client.query(
+          `INSERT INTO keygate_keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+          [
+            record.instance,
+            record.id,
+            record.name,
+            record.description ?? null,
+            record.state,
+            record.creationDate,
+            record.lastUpdateDate,
+          ],
+        );
+      } catch (err) {
+        if ((err as { code?: string }).code === '23505') {
+          throw new KeygateError('KEY_ALREADY_EXISTS_ERR', { detail: { instance: record.instance } });
+        }
+        throw err;
+      }
+      await insertVersions(client, record, 0);
+      await recordChange(client, { kind: 'key', instance: record.instance, id: record.id });
+    });
+    this.#forget(record.instance, record.id);
+  }
+
+  async get(instance: string, id: string, lookup: KeyLookup = {}): Promise<KeyRecord | undefined> {
+    const k = cacheKey(instance, id);
+    const trusted = this.#db.listening;
+    if (lookup.fresh !== true && trusted) {
+      const hit = this.#cache.get(k);
+      if (hit !== undefined) return hit;
+    }
+    const epoch = this.#epoch;
+    const r = await this.#db.query<KeyRow>(
+      `SELECT ${KEY_COLUMNS} FROM keygate_keys WHERE instance = $1 AND id = $2`,
+      [instance, id],
+    );
+    const row = r.rows[0];
+    if (row === undefined) return undefined;
+    const versions = await this.#db.query<VersionRow>(
+      'SELECT key_id, id, creation_date FROM keygate_key_versions WHERE instance = $1 AND key_id = $2 ORDER BY position',
+      [instance, id],
+    );
+    const record = toRecord(row, versions.rows);
+    if (trusted && this.#db.listening && epoch === this.#epoch) this.#remember(k, record);
+    return record;
+  }
+
+  async list(instance: string): Promise<readonly KeyRecord[]> {
+    const keys = await this.#db.query<KeyRow>(
+      `SELECT ${KEY_COLUMNS} FROM keygate_keys WHERE instance = $1 ORDER BY created_seq`,
+      [instance],
+    );
+    if (keys.rows.length === 0) return [];
+    const versions = await this.#db.query<VersionRow>(
+      'SELECT key_id, id, creation_date FROM keygate_key_versions WHERE instance = $1 ORDER BY key_id, position',
+      [instance],
+    );
+    const byKey = new Map<string, VersionRow[]>();
+    for (const v of versions.rows) {
+      const list = byKey.get(v.key_id);
+      if (list === undefined) byKey.set(v.key_id, [v]);
+      else list.push(v);
+    }
+    return keys.rows.map((row) => toRecord(row, byKey.get(row.id) ?? []));
+  }
+
+  async update(instance: string, id: string, change: (current: KeyRecord) => KeyRecord): Promise<KeyRecord> {
+    const out = await this.#db.tx(async (client) => {
+      const r = await client.query<KeyRow>(
+        `SELECT ${KEY_COLUMNS} FROM keygate_keys WHERE instance = $1 AND id = $2 FOR UPDATE`,
+        [instance, id],
+      );
+      const row = r.rows[0];
+      if (row === undefined) throw new KeygateError('KEY_NOT_FOUND_ERR', { detail: { instance, keyId: id } });
+      const versions = await client.query<VersionRow>(
+        'SELECT key_id, id, creation_date FROM keygate_key_versions WHERE instance = $1 AND key_id = $2 ORDER BY position',
+        [instance, id],
+      );
+      const current = toRecord(row, versions.rows);
+      const next = change(current);
+      if (next === current) return current;
+      assertSameKey(current, next);
+      await client.query(
+        'UPDATE keygate_keys SET name = $3, description = $4, state = $5, last_update_date = $6 WHERE instance = $1 AND id = $2',
+        [instance, id, next.name, next.description ?? null, next.state, next.lastUpdateDate],
+      );
+      await insertVersions(client, next, current.versions.length);
+      await recordChange(client, { kind: 'key', instance, id });
+      return next;
+    });
+    this.#forget(instance, id);
+    return out;
+  }
+
+  #heard(change: StoreChange): void {
+    this.#epoch++;
+    if (change.kind === 'key') this.#forget(change.instance, change.id);
+    else if (change.kind === 'all') this.#cache.clear();
+  }
+
+  #forget(instance: string, id: string): void {
+    this.#epoch++;
+    this.#cache.delete(cacheKey(instance, id));
+  }
+
+  #remember(k: string, record: KeyRecord): void {
+    if (this.#cache.size >= CACHE_MAX && !this.#cache.has(k)) {
+      const oldest = this.#cache.keys().next().value;
+      if (oldest !== undefined) this.#cache.delete(oldest);
+    }
+    this.#cache.set(k, record);
+  }
+}
+
+function cacheKey(instance: string, id: string): string {
+  return `${instance}\u0000${id}`;
+}
+
+async function insertVersions(client: PgClient, record: KeyRecord, from: number): Promise<void> {
+  for (let i = from; i < record.versions.length; i++) {
+    const v = record.versions[i] as KeyVersionRecord;
+    await client.query(
+      'INSERT INTO keygate_key_versions (instance, key_id, id, position, creation_date) VALUES ($1, $2, $3, $4, $5)',
+      [record.instance, record.id, v.id, i, v.creationDate],
+    );
+  }
+}
+
+/** Versions are only ever appended and a key keeps its identity: anything else is a bug, not data. */
+function assertSameKey(current: KeyRecord, next: KeyRecord): void {
+  const kept =
+    next.instance === current.instance &&
+    next.id === current.id &&
+    next.versions.length >= current.versions.length &&
+    current.versions.every((v, i) => next.versions[i]?.id === v.id);
+  if (!kept) throw new RangeError(`key ${current.id}: an update may only append versions`);
+}
+
+function toRecord(row: KeyRow, versions: readonly VersionRow[]): KeyRecord {
+  return {
+    instance: row.instance,
+    id: row.id,
+    name: row.name,
+    ...(row.description === null ? {} : { description: row.description }),
+    state: row.state as KeyState,
+    creationDate: row.creation_date.toISOString(),
+    lastUpdateDate: row.last_update_date.toISOString(),
+    versions: versions.map((v) => ({ id: v.id, creationDate: v.creation_date.toISOString() })),
+  };
 }

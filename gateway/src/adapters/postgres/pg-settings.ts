@@ -65,6 +65,16 @@ export const postgresSettingsSchema = z
       if (u !== undefined && !/^postgres(ql)?:$/.test(u.protocol)) {
         ctx.addIssue({ code: 'custom', path: ['url'], message: 'a postgres:// or postgresql:// URL' });
       }
+      if (u !== undefined && (u.username === '' || u.pathname.length < 2)) {
+        ctx.addIssue({ code: 'custom', path: ['url'], message: 'a URL naming the user and the database' });
+      }
+      if (u !== undefined && u.search !== '') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message: 'a URL without query parameters (TLS goes in ssl:, the pool in poolSize)',
+        });
+      }
       if (u !== undefined && u.password !== '') {
         ctx.addIssue({
           code: 'custom',
@@ -120,7 +130,7 @@ export function poolConfig(
   return {
     ...(s.url === undefined
       ? { host: s.host, port: s.port, database: s.database, user: s.user }
-      : { connectionString: s.url }),
+      : urlParts(s.url)),
     ...(password === undefined ? {} : { password }),
     ...(ssl === undefined ? {} : { ssl }),
     max: s.poolSize,
@@ -129,5 +139,19 @@ export function poolConfig(
     keepAlive: true,
     application_name: 'keygate-gateway',
     statementTimeoutMs: s.statementTimeout,
+  };
+}
+
+/**
+ * host, port, database and user of a `postgres://` URL. Parsed here rather than handed to `pg` as
+ * a connection string: pg lets the string's (absent) password and TLS mode override ours.
+ */
+function urlParts(url: string): { host: string; port: number; database: string; user: string } {
+  const u = new URL(url);
+  return {
+    host: decodeURIComponent(u.hostname).replace(/^\[(.*)\]$/, '$1'),
+    port: u.port === '' ? 5432 : Number(u.port),
+    database: decodeURIComponent(u.pathname.replace(/^\//, '')),
+    user: decodeURIComponent(u.username),
   };
 }
