@@ -34,7 +34,12 @@ function database(): PgDatabase {
     poolSize: 4,
     reconcileInterval: 500,
   });
-  return new PgDatabase({ pool: poolConfig(settings, 'test.yaml'), describe: 'test', logger, reconcileMs: 500 });
+  return new PgDatabase({
+    pool: poolConfig(settings, 'test.yaml'),
+    describe: 'test',
+    logger,
+    reconcileMs: 500,
+  });
 }
 
 async function pgPair() {

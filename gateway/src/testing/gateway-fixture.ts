@@ -34,6 +34,8 @@ export interface GatewayFixture {
       access?: boolean;
       /** The key store file (default keys.json in the fixture's folder). */
       storeFile?: string;
+      /** The whole `store` section's body instead of the file store (e.g. postgresStoreYaml(pg)). */
+      store?: string;
       /** `store.createIfMissing` (default true: a fixture's gateway is a first start). */
       createIfMissing?: boolean;
       /** More keys of the `hsm` section, e.g. `simulatedLatencyMs: 50`. */
@@ -111,8 +113,11 @@ ${(opts.serverExtra ?? []).map((l) => `  ${l}\n`).join('')}hsm:
   pin: { ${pinRef} }
   sessions: 4
 ${opts.workerThreads === undefined ? '' : `  workerThreads: ${opts.workerThreads}\n`}${opts.hsmExtra === undefined ? '' : `  ${opts.hsmExtra}\n`}store:
-  file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
-  createIfMissing: ${opts.createIfMissing ?? true}
+${
+  opts.store ??
+  `  file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
+  createIfMissing: ${opts.createIfMissing ?? true}`
+}
 ${
   opts.access === false
     ? ''
@@ -202,4 +207,23 @@ export function call(
 export function errorCode(r: CallResult): string | undefined {
   const body = r.json<{ resources?: { reasons?: { code?: string }[] }[] }>();
   return body.resources?.[0]?.reasons?.[0]?.code;
+}
+
+/** The `store` section body for a test PostgreSQL (indented for writeConfig's `store` option). */
+export function postgresStoreYaml(
+  pg: {
+    readonly host: string;
+    readonly port: number;
+    readonly database: string;
+    readonly user: string;
+    readonly passwordFile: string;
+  },
+  extra: readonly string[] = [],
+): string {
+  return [
+    '  postgres:',
+    `    url: postgresql://${pg.user}@${pg.host}:${pg.port}/${pg.database}`,
+    `    passwordFile: ${pg.passwordFile}`,
+    ...extra.map((l) => `    ${l}`),
+  ].join('\n');
 }

@@ -122,11 +122,17 @@ describe('PostgreSQL connection (real server)', () => {
     assert.doesNotMatch(JSON.stringify(r.error?.issues), /hunter2xyz/);
     assert.equal(postgresSettingsSchema.safeParse({ host: 'h' }).success, false);
     assert.equal(postgresSettingsSchema.safeParse({ url: 'postgres://u@h/db', host: 'h' }).success, false);
-    assert.equal(postgresSettingsSchema.safeParse({ url: 'postgres://u@h/db?sslmode=disable' }).success, false);
+    assert.equal(
+      postgresSettingsSchema.safeParse({ url: 'postgres://u@h/db?sslmode=disable' }).success,
+      false,
+    );
     assert.equal(postgresSettingsSchema.safeParse({ url: 'postgres://h/db' }).success, false);
     assert.deepEqual(
       (({ host, port, database, user }) => ({ host, port, database, user }))(
-        poolConfig(postgresSettingsSchema.parse({ url: 'postgresql://kg%40x@db.example:6543/key%20gate' }), 't'),
+        poolConfig(
+          postgresSettingsSchema.parse({ url: 'postgresql://kg%40x@db.example:6543/key%20gate' }),
+          't',
+        ),
       ),
       { host: 'db.example', port: 6543, database: 'key gate', user: 'kg@x' },
     );

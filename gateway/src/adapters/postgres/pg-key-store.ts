@@ -62,18 +62,15 @@ export class PostgresKeyStore implements KeyStore {
   async create(record: KeyRecord): Promise<void> {
     await this.#db.tx(async (client) => {
       try {
-        await client.query(
-          `INSERT INTO keygate_keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-          [
-            record.instance,
-            record.id,
-            record.name,
-            record.description ?? null,
-            record.state,
-            record.creationDate,
-            record.lastUpdateDate,
-          ],
-        );
+        await client.query(`INSERT INTO keygate_keys (${KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+          record.instance,
+          record.id,
+          record.name,
+          record.description ?? null,
+          record.state,
+          record.creationDate,
+          record.lastUpdateDate,
+        ]);
       } catch (err) {
         if ((err as { code?: string }).code === '23505') {
           throw new KeygateError('KEY_ALREADY_EXISTS_ERR', { detail: { instance: record.instance } });
