@@ -14,6 +14,7 @@ import { toKeyResource } from './http/key-json.js';
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 import { reserveThreadPool, runServe } from './main.js';
 import { runPkiCommand } from './pki/pki-command.js';
+import { runStoreCommand, STORE_USAGE } from './store-command.js';
 
 const USAGE = `usage:
   keygate-gateway serve --config FILE
@@ -23,6 +24,7 @@ const USAGE = `usage:
   keygate-gateway hsm check    --config FILE
   keygate-gateway apikey create [--name NAME]
   keygate-gateway tokens keygen FILE
+${STORE_USAGE}
 ${AUDIT_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -32,6 +34,13 @@ async function main(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
     console.log(USAGE);
     return 0;
+  }
+  if (argv[0] === 'db' || argv[0] === 'store') {
+    return runStoreCommand(
+      argv,
+      (l) => console.log(l),
+      (l) => console.error(l),
+    );
   }
   if (argv[0] === 'audit') {
     return runAuditCommand(

@@ -37,6 +37,8 @@ export interface KeyRuntimeOptions {
   /** The key store to use instead of the config's JSON file. */
   readonly store?: KeyStore | undefined;
   readonly clock?: Clock | undefined;
+  /** Apply pending PostgreSQL migrations at open (default: store.postgres.migrate is auto). */
+  readonly migrate?: boolean | undefined;
 }
 
 /** Builds the HSM adapter, the store and the key use cases from the config (or takes the given ones). */
@@ -80,6 +82,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           describe: describeDatabase(pgSettings),
           logger: logger.child({ component: 'postgres' }),
           reconcileMs: pgSettings.reconcileInterval,
+          migrate: options.migrate ?? pgSettings.migrate === 'auto',
         });
   const file = fileStore(config);
   const store =

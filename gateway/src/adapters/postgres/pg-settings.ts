@@ -47,6 +47,12 @@ export const postgresSettingsSchema = z
     statementTimeout: duration(100, 600_000).default(10_000),
     /** Safety net under the notifications: every replica re-reads what changed this often. */
     reconcileInterval: duration(100, 600_000).default(5000),
+    /**
+     * `auto`: a replica applies pending schema migrations at start (one at a time, under an
+     * advisory lock). `manual`: it refuses to serve on an older schema until an operator runs
+     * `keygate-gateway db migrate` (for teams whose gateway role may not change the schema).
+     */
+    migrate: z.enum(['auto', 'manual']).default('auto'),
   })
   .superRefine((s, ctx) => {
     if ((s.url === undefined) === (s.host === undefined)) {
