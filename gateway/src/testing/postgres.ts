@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
@@ -13,6 +13,7 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 /**
  * Test support: a throw-away PostgreSQL cluster (Debian's `postgresql` package) in a temp folder,
@@ -67,6 +68,11 @@ export interface TestPostgres {
   start(): void;
   /** stop + start. */
   restart(mode?: 'fast' | 'immediate'): void;
+  /**
+   * stop, `downMs` of outage, start — without blocking this process's event loop, so load that
+   * runs in it goes on (and sees the outage) meanwhile.
+   */
+  restartInBackground(mode?: 'fast' | 'immediate', downMs?: number): Promise<void>;
   /** Runs SQL with psql as the superuser and returns its output (tuples only, unaligned). */
   psql(sql: string): string;
   /** Stops the server and removes the folder. */
@@ -126,16 +132,23 @@ export async function startTestPostgres(options: TestPostgresOptions = {}): Prom
   if (account !== undefined) {
     for (const p of [dir, sock, pwfile]) chownSync(p, account.uid, account.gid);
   }
-  const run = (program: string, args: string[], opts: { quiet?: boolean } = {}): string => {
+  const command = (program: string, args: string[]): [string, string[]] => {
     const cmd = join(bin, program);
-    const [file, argv] =
-      account === undefined ? [cmd, args] : ['runuser', ['-u', account.user, '--', cmd, ...args]];
+    return account === undefined ? [cmd, args] : ['runuser', ['-u', account.user, '--', cmd, ...args]];
+  };
+  const env = { ...process.env, LC_ALL: 'C', PGPASSWORD: password };
+  const run = (program: string, args: string[], opts: { quiet?: boolean } = {}): string => {
+    const [file, argv] = command(program, args);
     return execFileSync(file, argv, {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', opts.quiet === true ? 'ignore' : 'pipe'],
-      env: { ...process.env, LC_ALL: 'C', PGPASSWORD: password },
+      env,
       timeout: 60_000,
     });
+  };
+  const runAsync = async (program: string, args: string[]): Promise<void> => {
+    const [file, argv] = command(program, args);
+    await promisify(execFile)(file, argv, { env, timeout: 60_000 });
   };
   run('initdb', [
     '-D',
@@ -181,6 +194,11 @@ export async function startTestPostgres(options: TestPostgresOptions = {}): Prom
     restart(mode = 'fast') {
       pg.stop(mode);
       pg.start();
+    },
+    async restartInBackground(mode = 'fast', downMs = 0) {
+      await runAsync('pg_ctl', ['-D', data, '-w', '-t', '60', '-m', mode, 'stop']);
+      await new Promise((r) => setTimeout(r, downMs));
+      await runAsync('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '60', '-o', opts, 'start']);
     },
     psql(sql: string) {
       return run('psql', [
