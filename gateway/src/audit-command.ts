@@ -144,7 +144,7 @@ export function describeReport(r: AuditVerifyReport): string[] {
 async function acknowledgeLoss(configFile: string, reason: string, out: Print): Promise<number> {
   const config = loadGatewayConfig(configFile);
   const r = await acknowledgeAuditLoss(config, configFile, reason);
-  const dir = config.audit?.dir;
+  const dir = config.audit?.target === 'file' ? config.audit.dir : undefined;
   if (!r.acknowledged) {
     out(
       `nothing to acknowledge: the audit log in ${dir} matches its anchor (last seq ${r.lastSeq}); nothing written`,
@@ -158,7 +158,7 @@ async function acknowledgeLoss(configFile: string, reason: string, out: Print): 
       : `the anchor said seq ${l.anchorSeq} (boot ${l.anchorBoot})`;
   out(`loss acknowledged in ${dir}: ${l.problem}: ${anchor}, found seq ${l.foundSeq}`);
   out(
-    `loss record seq ${l.seq}, start boot ${r.boot}, sealed at seq ${r.lastSeq}; anchor ${config.audit?.anchorFile} rewritten`,
+    `loss record seq ${l.seq}, start boot ${r.boot}, sealed at seq ${r.lastSeq}; anchor ${config.audit?.target === 'file' ? config.audit.anchorFile : ''} rewritten`,
   );
   out('`keygate-gateway serve` starts again; `audit verify` reports the loss.');
   return 0;
