@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { type Clock, systemClock } from '@keygate/shared';
+import type { Clock } from '@keygate/shared';
 import { configError } from '@keygate/shared/config';
 import type { Logger } from '@keygate/shared/log';
 import { KeyFileAuditSigner } from './adapters/audit/key-file-signer.js';

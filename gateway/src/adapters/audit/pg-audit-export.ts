@@ -118,6 +118,14 @@ async function readHead(db: Reader): Promise<{ seq: number; hash: string }> {
   return { seq: Number(row?.seq ?? 0), hash: row?.hash ?? '' };
 }
 
+/** `audit export` into a folder that already holds audit files (it never mixes two logs). */
+export class ExportFolderNotEmpty extends Error {
+  constructor(dir: string, file: string) {
+    super(`${dir} already holds audit files (${file}): export to an empty folder`);
+    this.name = 'ExportFolderNotEmpty';
+  }
+}
+
 export interface ExportResult {
   readonly files: readonly string[];
   readonly records: number;
@@ -129,8 +137,8 @@ export interface ExportResult {
  * `audit export`: writes the rows with seq >= `from` as audit files in `dir` (named like the file
  * log's, `recordsPerFile` lines each), byte for byte the lines the chain hashes, so `audit verify
  * DIR` checks them (with `--pruned` when `from` > 1). Refuses a folder that already holds audit
- * files (an export never mixes with another log). Rows appended while it runs may be in it or not (the export is always a
- * prefix of the chain).
+ * files (an export never mixes with another log). Rows appended while it runs may be in it or
+ * not (the export is always a prefix of the chain).
  */
 export async function exportPostgresAudit(
   db: Reader,
@@ -139,8 +147,7 @@ export async function exportPostgresAudit(
 ): Promise<ExportResult> {
   await mkdir(dir, { recursive: true });
   const existing = (await readdir(dir)).filter((n) => parseAuditFileName(n) !== undefined);
-  if (existing.length > 0)
-    throw new Error(`${dir} already holds audit files (${existing[0]}): export to an empty folder`);
+  if (existing.length > 0) throw new ExportFolderNotEmpty(dir, existing[0] ?? '');
   const perFile = opts.recordsPerFile ?? 100_000;
   const now = opts.now ?? new Date();
   const files: string[] = [];
