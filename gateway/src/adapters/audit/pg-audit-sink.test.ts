@@ -14,7 +14,7 @@ import { PgDatabase } from '../postgres/pg-database.js';
 import { poolConfig, postgresSettingsSchema } from '../postgres/pg-settings.js';
 import { auditVerifyKey, KeyFileAuditSigner } from './key-file-signer.js';
 import { exportPostgresAudit, verifyPostgresAudit } from './pg-audit-export.js';
-import { PgAuditSink, type PgAuditSinkOptions } from './pg-audit-sink.js';
+import { appendToAuditChain, PgAuditSink, type PgAuditSinkOptions } from './pg-audit-sink.js';
 import { verifyAuditDir } from './verify-dir.js';
 
 const logger = createLogger({ level: 'silent', name: 'test' });
@@ -314,6 +314,44 @@ describe('PostgreSQL audit sink (real server)', () => {
     assert.equal(r.problem?.kind, 'cut-back');
     await db.query('DELETE FROM keygate_audit');
     assert.equal((await verifyPostgresAudit(db, keys)).problem?.kind, 'empty');
+  });
+
+  it("appendToAuditChain: a record written in a caller's transaction commits or rolls back with it", async () => {
+    const db = await connect(newDatabase());
+    const sink = await PgAuditSink.open(opts(db));
+    await sink.append(event(1));
+    const append = (client: Parameters<typeof appendToAuditChain>[0], i: number) =>
+      appendToAuditChain(client, {
+        events: [{ ...event(i), operation: 'key.destroy' }],
+        start: false,
+        closing: false,
+        checkpointDue: false,
+        signer,
+        replica: 'key-path',
+        checkpointEvery: 25,
+        time: clock.now().toISOString(),
+      });
+    await assert.rejects(
+      db.tx(async (client) => {
+        await append(client, 2);
+        throw new Error('the key change failed');
+      }),
+      /the key change failed/,
+    );
+    const done = await db.tx((client) => append(client, 3));
+    assert.equal(done.wrote, true);
+    await sink.append(event(4));
+    await sink.close();
+    const rows = await db.query<{ line: string }>(
+      "SELECT line FROM keygate_audit WHERE type = 'event' ORDER BY keygate_audit.seq",
+    );
+    assert.deepEqual(
+      rows.rows.map((r) => (JSON.parse(r.line) as { requestId: string }).requestId),
+      ['req-a-1', 'req-a-3', 'req-a-4'],
+    );
+    const r = await verifyPostgresAudit(db, keys, { requireSealed: true });
+    assert.equal(r.ok, true, JSON.stringify(r.problem));
+    assert.equal(r.events, 3);
   });
 
   it('closed: append rejects and assertAvailable throws AUDIT_UNAVAILABLE', async () => {

@@ -220,34 +220,18 @@ export class PgAuditSink implements AuditSink {
     const writeStart = this.#startPending;
     const due = this.#checkpointDue;
     const out = await o.database.tx(async (client) => {
-      const head = await lockHead(client);
+      const head = await lockAuditHead(client);
       await o.beforeCommit?.();
-      const time = o.clock.now().toISOString();
-      let seq = Number(head.seq);
-      let hash = head.hash;
-      let boot = head.boot;
-      const lines: string[] = [];
-      if (writeStart) {
-        boot += 1;
-        const start = { seq: ++seq, prev: hash, type: 'start', time, boot, replica: o.replica } as const;
-        const line = await signedRecordLine({ ...start, keyId: o.signer.keyId }, o.signer);
-        lines.push(line);
-        hash = lineHash(line);
-      }
-      const events = batch.map((p) => p.event);
-      const from = { lastSeq: seq, lastHash: hash, unsigned: head.since_checkpoint };
-      const policy = { closing, every: o.checkpointEvery, due };
-      const b = await batchRecords(events, from, policy, o.signer, time);
-      lines.push(...b.lines);
-      const unsigned = b.checkpoint === undefined ? head.since_checkpoint + events.length : 0;
-      if (lines.length > 0) {
-        await insertLines(client, Number(head.seq) + 1, lines, o.replica);
-        await client.query(
-          'UPDATE keygate_audit_head SET seq = $1, hash = $2, boot = $3, since_checkpoint = $4 WHERE id = 1',
-          [String(b.seq), b.hash, boot, unsigned],
-        );
-      }
-      return { seq: b.seq, boot, checkpoint: b.checkpoint, wrote: lines.length > 0 };
+      return appendLocked(client, head, {
+        events: batch.map((p) => p.event),
+        start: writeStart,
+        closing,
+        checkpointDue: due,
+        signer: o.signer,
+        replica: o.replica,
+        checkpointEvery: o.checkpointEvery,
+        time: o.clock.now().toISOString(),
+      });
     });
     this.#transactions++;
     this.#events += batch.length;
@@ -276,13 +260,80 @@ export class PgAuditSink implements AuditSink {
   }
 }
 
-async function lockHead(client: PgClient): Promise<Head> {
+/** What one append to the chain writes, and with what. */
+export interface ChainAppend {
+  readonly events: readonly AuditEvent[];
+  /** Write a signed start record for `replica` first (boot = the chain's last boot + 1). */
+  readonly start: boolean;
+  /** End with a `close` checkpoint. */
+  readonly closing: boolean;
+  /** End with an `interval` checkpoint when events are unsigned. */
+  readonly checkpointDue: boolean;
+  readonly signer: AuditSigner;
+  readonly replica: string;
+  /** A checkpoint once this many events of the chain are unsigned. */
+  readonly checkpointEvery: number;
+  /** ISO 8601 time of the start and checkpoint records. */
+  readonly time: string;
+}
+
+export interface ChainAppended {
+  /** seq and hash of the chain's head after the append. */
+  readonly seq: number;
+  readonly hash: string;
+  readonly boot: number;
+  readonly checkpoint: 'interval' | 'close' | undefined;
+  /** Records were written (false: nothing was due). */
+  readonly wrote: boolean;
+}
+
+/**
+ * Appends records to the audit chain inside the caller's transaction: locks the head row, chains
+ * the records on from it, inserts them and moves the head. They commit or roll back with the
+ * caller's transaction, so a use case can make its change and its audit record one atomic step
+ * (e.g. a key destroy that must not happen unaudited). Lock order: the caller's own rows first,
+ * the audit head last (the sink locks only the head), so no deadlock with the sinks. It holds the
+ * head until the caller commits: keep the transaction short.
+ */
+export async function appendToAuditChain(client: PgClient, a: ChainAppend): Promise<ChainAppended> {
+  return appendLocked(client, await lockAuditHead(client), a);
+}
+
+async function lockAuditHead(client: PgClient): Promise<Head> {
   const r = await client.query<Head>(
     'SELECT seq::text AS seq, hash, boot, since_checkpoint FROM keygate_audit_head WHERE id = 1 FOR UPDATE',
   );
   const head = r.rows[0];
   if (head === undefined) throw new Error('keygate_audit_head has no row (schema not migrated?)');
   return head;
+}
+
+async function appendLocked(client: PgClient, head: Head, a: ChainAppend): Promise<ChainAppended> {
+  let seq = Number(head.seq);
+  let hash = head.hash;
+  let boot = head.boot;
+  const lines: string[] = [];
+  if (a.start) {
+    boot += 1;
+    const start = { seq: ++seq, prev: hash, type: 'start', time: a.time, boot, replica: a.replica } as const;
+    const line = await signedRecordLine({ ...start, keyId: a.signer.keyId }, a.signer);
+    lines.push(line);
+    hash = lineHash(line);
+  }
+  const from = { lastSeq: seq, lastHash: hash, unsigned: head.since_checkpoint };
+  const policy = { closing: a.closing, every: a.checkpointEvery, due: a.checkpointDue };
+  const b = await batchRecords(a.events, from, policy, a.signer, a.time);
+  lines.push(...b.lines);
+  const unsigned = b.checkpoint === undefined ? head.since_checkpoint + a.events.length : 0;
+  if (lines.length > 0) {
+    await insertLines(client, Number(head.seq) + 1, lines, a.replica);
+    await client.query(
+      'UPDATE keygate_audit_head SET seq = $1, hash = $2, boot = $3, since_checkpoint = $4 WHERE id = 1',
+      [String(b.seq), b.hash, boot, unsigned],
+    );
+  }
+  const checkpoint = b.checkpoint === 'rotate' ? undefined : b.checkpoint;
+  return { seq: b.seq, hash: b.hash, boot, checkpoint, wrote: lines.length > 0 };
 }
 
 /** One INSERT for the whole batch (arrays unnested), seq numbers from `firstSeq` on. */
