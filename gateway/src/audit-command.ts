@@ -5,14 +5,22 @@ import { FileAuditAnchorStore } from './adapters/audit/anchor-file.js';
 import { auditVerifyKey, createAuditKeyFile } from './adapters/audit/key-file-signer.js';
 import { tailAudit } from './adapters/audit/tail.js';
 import { verifyAuditCopy, verifyAuditDir } from './adapters/audit/verify-dir.js';
+import { describeReport } from './audit-report.js';
 import { acknowledgeAuditLoss } from './audit-runtime.js';
+import { pgAuditExport, pgAuditVerify } from './pg-audit-command.js';
+
+export { describeReport } from './audit-report.js';
+
 import { loadGatewayConfig } from './config.js';
 import type { AuditAnchor } from './core/audit/audit-anchor.js';
-import type { AuditVerifyReport, ExpectedHead } from './core/audit/chain-verifier.js';
+import type { ExpectedHead } from './core/audit/chain-verifier.js';
 
 export const AUDIT_USAGE = `  keygate-gateway audit keygen FILE
   keygate-gateway audit verify DIR|COPY.jsonl --key PUBKEY.pem [--key OLD.pem ...] [--sealed] [--pruned]
                                [--expect-seq N --expect-head HASH | --anchor FILE]
+  keygate-gateway audit verify --postgres --config FILE --key PUBKEY.pem [--key OLD.pem ...] [--sealed]
+                               [--from SEQ] [--expect-seq N --expect-head HASH]
+  keygate-gateway audit export --config FILE --out DIR [--from SEQ]
   keygate-gateway audit tail DIR [-n N]
   keygate-gateway audit acknowledge-loss --config FILE [--reason TEXT]`;
 
@@ -33,6 +41,9 @@ export async function runAuditCommand(argv: readonly string[], out: Print, err: 
       anchor: { type: 'string' },
       reason: { type: 'string' },
       lines: { type: 'string', short: 'n' },
+      postgres: { type: 'boolean' },
+      out: { type: 'string' },
+      from: { type: 'string' },
     },
   });
   const [sub, arg] = positionals;
@@ -42,6 +53,16 @@ export async function runAuditCommand(argv: readonly string[], out: Print, err: 
     err('Public key for `audit verify --key` (save it where the auditors are):');
     out(publicKeyPem.trimEnd());
     return 0;
+  }
+  if (sub === 'verify' && values.postgres === true) {
+    if (arg !== undefined || values.config === undefined) {
+      err('audit verify --postgres takes --config FILE (its store.postgres), not a folder');
+      return 2;
+    }
+    return pgAuditVerify(values.config, values, out, err);
+  }
+  if (sub === 'export' && values.config !== undefined && values.out !== undefined) {
+    return pgAuditExport(values.config, values.out, values.from, out, err);
   }
   if (sub === 'verify' && arg !== undefined) return auditVerify(arg, values, out, err);
   if (sub === 'tail' && arg !== undefined) {
@@ -116,35 +137,10 @@ async function auditVerify(
   return r.ok ? 0 : 1;
 }
 
-/** The lines `audit verify` prints: OK or FAILED, the head to note, and every acknowledged loss. */
-export function describeReport(r: AuditVerifyReport): string[] {
-  const kinds = [`${r.events} events`, `${r.checkpoints} checkpoints`, `${r.starts} starts`];
-  if (r.losses.length > 0)
-    kinds.push(`${r.losses.length} acknowledged loss${r.losses.length > 1 ? 'es' : ''}`);
-  const counts = `${r.files} files, ${r.records} records (${kinds.join(', ')}), last seq ${r.lastSeq}, ${r.sealed ? 'sealed' : 'not sealed'}`;
-  const p = r.problem;
-  const lines: string[] = [];
-  if (r.ok && p === undefined) lines.push(`OK: ${counts}`);
-  else if (p === undefined) lines.push(`FAILED: ${counts}`);
-  else if (p.line === 0 || p.file === '') lines.push(`FAILED: ${p.kind}: ${p.message}`);
-  else lines.push(`FAILED: ${p.kind} in ${p.file} line ${p.line}: ${p.message} (${counts} before it)`);
-  if (r.records > 0) lines.push(`head: seq ${r.lastSeq} hash ${r.lastHash} boot ${r.lastBoot}`);
-  for (const l of r.losses) {
-    const anchor =
-      l.anchorSeq === undefined
-        ? 'no valid anchor'
-        : `the anchor said seq ${l.anchorSeq} (boot ${l.anchorBoot})`;
-    lines.push(
-      `loss acknowledged at seq ${l.seq} (${l.time}): ${l.problem}: ${anchor}, found seq ${l.foundSeq}; reason: ${JSON.stringify(l.reason)}`,
-    );
-  }
-  return lines;
-}
-
 async function acknowledgeLoss(configFile: string, reason: string, out: Print): Promise<number> {
   const config = loadGatewayConfig(configFile);
   const r = await acknowledgeAuditLoss(config, configFile, reason);
-  const dir = config.audit?.dir;
+  const dir = config.audit?.target === 'file' ? config.audit.dir : undefined;
   if (!r.acknowledged) {
     out(
       `nothing to acknowledge: the audit log in ${dir} matches its anchor (last seq ${r.lastSeq}); nothing written`,
@@ -158,7 +154,7 @@ async function acknowledgeLoss(configFile: string, reason: string, out: Print): 
       : `the anchor said seq ${l.anchorSeq} (boot ${l.anchorBoot})`;
   out(`loss acknowledged in ${dir}: ${l.problem}: ${anchor}, found seq ${l.foundSeq}`);
   out(
-    `loss record seq ${l.seq}, start boot ${r.boot}, sealed at seq ${r.lastSeq}; anchor ${config.audit?.anchorFile} rewritten`,
+    `loss record seq ${l.seq}, start boot ${r.boot}, sealed at seq ${r.lastSeq}; anchor ${config.audit?.target === 'file' ? config.audit.anchorFile : ''} rewritten`,
   );
   out('`keygate-gateway serve` starts again; `audit verify` reports the loss.');
   return 0;

@@ -15,8 +15,9 @@ import type { GatewayConfig } from './config.js';
 import type { AnchorVerdict } from './core/audit/anchor-check.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import type { LossRecord } from './core/audit/audit-record.js';
+import { buildPostgresAuditSink } from './pg-audit-runtime.js';
 
-type AuditConfig = NonNullable<GatewayConfig['audit']>;
+type AuditConfig = Extract<NonNullable<GatewayConfig['audit']>, { target: 'file' }>;
 
 /**
  * The audit sink of the config: the hash-chained file log checked against its anchor (plus a
@@ -30,7 +31,7 @@ export async function buildAuditSink(
   logger: Logger,
   stream: Writable = process.stdout,
   clock: Clock = systemClock,
-  _database?: PgDatabase,
+  database?: PgDatabase,
 ): Promise<AuditSink> {
   const a = config.audit;
   if (a === undefined) {
@@ -39,6 +40,7 @@ export async function buildAuditSink(
     );
     return new LogAuditSink(logger.child({ component: 'audit' }));
   }
+  if (a.target === 'postgres') return buildPostgresAuditSink(a, configFile, logger, clock, database);
   const log = logger.child({ component: 'audit' });
   const signer = await KeyFileAuditSigner.fromFile(a.signingKeyFile);
   const lock = await takeAuditDir(a, configFile);
@@ -114,6 +116,12 @@ export async function acknowledgeAuditLoss(
 ): Promise<AcknowledgeResult> {
   const a = config.audit;
   if (a === undefined) throw configError(configFile, [{ path: 'audit', expected: 'an audit section' }]);
+  if (a.target !== 'file') {
+    // The PostgreSQL chain has no anchor to disagree with: nothing to acknowledge.
+    throw configError(configFile, [
+      { path: 'audit.target', expected: 'file (acknowledge-loss is for the file log)' },
+    ]);
+  }
   const signer = await KeyFileAuditSigner.fromFile(a.signingKeyFile);
   const lock = await takeAuditDir(a, configFile);
   if (!lock.held) {

@@ -60,6 +60,7 @@ describe('gateway config modes and the key-material CLI commands', () => {
     assert.deepEqual(
       { ...c.audit },
       {
+        target: 'file',
         dir: '/var/lib/keygate/audit',
         signingKeyFile: 'audit.pem',
         anchorFile: '/var/lib/keygate/audit.anchor.json',

@@ -61,9 +61,11 @@ const duration = (min: number, max: number) =>
     }
   });
 
-/** The durable, hash-chained audit log (docs/audit.md). */
-const auditSchema = z
+/** The durable, hash-chained audit log in files (docs/audit.md). */
+const fileAuditSchema = z
   .strictObject({
+    /** `file` (the default when absent): the log in `dir`; `postgres`: the chain in the database. */
+    target: z.literal('file'),
     dir: z.string().min(1),
     signingKeyFile: z.string().min(1),
     /** The audit anchor (docs/audit.md "The anchor"); outside `dir`. Default `<dir>.anchor.json`. */
@@ -93,6 +95,28 @@ const auditSchema = z
     }
   })
   .transform((a) => ({ ...a, anchorFile: a.anchorFile ?? defaultAnchorFile(a.dir) }));
+
+/**
+ * The audit chain in PostgreSQL (docs/audit.md "PostgreSQL"): one chain for every replica, in the
+ * database of `store.postgres` (required).
+ */
+const postgresAuditSchema = z.strictObject({
+  target: z.literal('postgres'),
+  signingKeyFile: z.string().min(1),
+  checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
+  checkpointInterval: duration(1000, 3_600_000).default(60_000),
+  /** Named in this replica's start records; default the host name (in Kubernetes, the pod name). */
+  replica: z.string().min(1).max(253).optional(),
+});
+
+/** `audit:` — `target: file` (the default) or `target: postgres`. */
+const auditSchema = z.preprocess(
+  (v) =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) && !('target' in v)
+      ? { ...v, target: 'file' }
+      : v,
+  z.discriminatedUnion('target', [fileAuditSchema, postgresAuditSchema]),
+);
 
 /** `<dir>.anchor.json`: beside the audit folder, not in it. */
 function defaultAnchorFile(dir: string): string {
@@ -232,6 +256,13 @@ export const gatewayConfigSchema = baseSchema.superRefine((cfg, ctx) => {
       message: 'at most hsm.sessions (each worker thread holds one session)',
     });
   }
+  if (cfg.audit?.target === 'postgres' && !('postgres' in cfg.store)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['audit', 'target'],
+      message: 'file unless the store is store.postgres (the audit chain lives in that database)',
+    });
+  }
   if (cfg.tokens !== undefined && cfg.identities === undefined) {
     ctx.addIssue({
       code: 'custom',
@@ -299,6 +330,12 @@ export function postgresStore(config: GatewayConfig): PostgresStoreSettings | un
 /** The JSON file store's settings, or undefined with PostgreSQL. */
 export function fileStore(config: GatewayConfig): FileStoreSettings | undefined {
   return 'postgres' in config.store ? undefined : config.store;
+}
+
+/** The file audit log's settings, or undefined without an audit section or with `audit.target: postgres`. */
+export type FileAuditSettings = Extract<NonNullable<GatewayConfig['audit']>, { target: 'file' }>;
+export function fileAudit(config: GatewayConfig): FileAuditSettings | undefined {
+  return config.audit?.target === 'file' ? config.audit : undefined;
 }
 
 /** Where the key store is, for log lines: the file, or host:port/database. */

@@ -224,7 +224,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       hsm: ready.hsm,
       store: describeStore(config),
       access: access.mode,
-      audit: config.audit?.dir ?? (deps.audit ? 'custom' : 'log'),
+      audit: auditTarget(config) ?? (deps.audit ? 'custom' : 'log'),
     },
     'gateway listening',
   );
@@ -268,4 +268,9 @@ export async function runServe(config: GatewayConfig, configFile: string): Promi
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** Where audit records go, for the start log line: the folder, `postgres`, or undefined. */
+function auditTarget(config: GatewayConfig): string | undefined {
+  return config.audit?.target === 'postgres' ? 'postgres' : config.audit?.dir;
 }

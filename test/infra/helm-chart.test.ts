@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import { gatewayConfigSchema } from '@keygate/gateway';
+import { fileAudit, gatewayConfigSchema } from '@keygate/gateway';
 import { createCa, issueLeaf } from '@keygate/gateway/pki';
 import {
   arr,
@@ -102,12 +102,12 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
     assert.ok(m.readOnly, `${f} is mounted read-only`);
   }
   const store = mountOf(posix.dirname(storeFile(cfg)));
-  const audit = mountOf(cfg.audit?.dir ?? '/nonexistent');
+  const audit = mountOf(fileAudit(cfg)?.dir ?? '/nonexistent');
   assert.ok(store && !store.readOnly, 'store folder is writable');
   assert.ok(audit && !audit.readOnly, 'audit folder is writable');
   assert.equal(audit.subPathExpr, 'audit/$(POD_NAME)', 'one audit folder per pod (one writer per folder)');
   // The anchor is rewritten (temp file + rename) beside the log: a writable folder of the same pod.
-  const anchor = mountOf(posix.dirname(cfg.audit?.anchorFile ?? '/nonexistent/x'));
+  const anchor = mountOf(posix.dirname(fileAudit(cfg)?.anchorFile ?? '/nonexistent/x'));
   assert.ok(anchor && !anchor.readOnly, 'the audit anchor folder is writable');
   assert.equal(anchor.subPathExpr, 'audit/$(POD_NAME)', 'one anchor per audit folder');
   const writable = ms.filter((m) => !m.readOnly).map((m) => m.mountPath);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { describe, it } from 'node:test';
-import { gatewayConfigSchema } from '@keygate/gateway';
+import { fileAudit, gatewayConfigSchema } from '@keygate/gateway';
 import { inside, readRepo, readYaml } from './infra-files.js';
 
 /** `[Section]` -> key -> every value (systemd keys may repeat). */
@@ -56,7 +56,7 @@ describe('infra/systemd', () => {
     assert.ok(Number(get('LimitNOFILE')) >= 65536);
     const rw = (service.get('ReadWritePaths') ?? []).flatMap((v) => v.split(/\s+/));
     const store = posix.dirname(storeFile(cfg));
-    const audit = cfg.audit?.dir ?? '';
+    const audit = fileAudit(cfg)?.dir ?? '';
     assert.ok(
       rw.some((p) => inside(store, p)),
       `${store} is writable`,
@@ -67,7 +67,7 @@ describe('infra/systemd', () => {
     );
     assert.ok(!rw.some((p) => inside('/etc/keygate', p)), 'configuration and secrets stay read-only');
     // The audit anchor is rewritten (temp file + rename) beside the log: its folder must be writable.
-    const anchorFolder = posix.dirname(cfg.audit?.anchorFile ?? '/nonexistent/x');
+    const anchorFolder = posix.dirname(fileAudit(cfg)?.anchorFile ?? '/nonexistent/x');
     assert.ok(
       rw.some((p) => inside(anchorFolder, p)),
       `${anchorFolder} (audit.anchorFile's folder) is writable`,
@@ -86,8 +86,8 @@ describe('infra/systemd', () => {
       .filter((l) => /^d\s/.test(l))
       .map((l) => l.trim().split(/\s+/));
     const dir = (p: string) => lines.find((l) => l[1] === p);
-    const anchorFolder = posix.dirname(cfg.audit?.anchorFile ?? '');
-    for (const p of [posix.dirname(storeFile(cfg)), cfg.audit?.dir ?? '', anchorFolder]) {
+    const anchorFolder = posix.dirname(fileAudit(cfg)?.anchorFile ?? '');
+    for (const p of [posix.dirname(storeFile(cfg)), fileAudit(cfg)?.dir ?? '', anchorFolder]) {
       const l = dir(p);
       assert.ok(l, `tmpfiles.d creates ${p}`);
       assert.equal(l[3], 'keygate');

@@ -92,12 +92,18 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 4,
     name: 'audit chain',
+    // One hash chain for every replica (docs/audit.md "PostgreSQL"): a batch locks the head row,
+    // appends its record lines after it and moves it, in one transaction. `line` is the exact
+    // record line (what the chain hashes); `hash` its line hash; `replica` and `at` are for
+    // operators only (not covered by the chain). Rows are append-only: a trigger refuses UPDATE,
+    // DELETE and TRUNCATE, and `audit verify --postgres` finds any change made around it.
     sql: `
       CREATE TABLE keygate_audit (
-        seq bigint PRIMARY KEY,
+        seq bigint PRIMARY KEY CHECK (seq >= 1),
         hash text NOT NULL,
         type text NOT NULL,
-        time timestamptz NOT NULL,
+        replica text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
         line text NOT NULL
       );
       CREATE TABLE keygate_audit_head (
@@ -108,6 +114,14 @@ export const MIGRATIONS: readonly Migration[] = [
         since_checkpoint integer NOT NULL
       );
       INSERT INTO keygate_audit_head VALUES (1, 0, repeat('0', 64), 0, 0);
+      CREATE FUNCTION keygate_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'keygate_audit is append-only' USING ERRCODE = 'insufficient_privilege';
+      END $$;
+      CREATE TRIGGER keygate_audit_no_change BEFORE UPDATE OR DELETE ON keygate_audit
+        FOR EACH ROW EXECUTE FUNCTION keygate_audit_append_only();
+      CREATE TRIGGER keygate_audit_no_truncate BEFORE TRUNCATE ON keygate_audit
+        FOR EACH STATEMENT EXECUTE FUNCTION keygate_audit_append_only();
     `,
   },
 ];

@@ -171,6 +171,13 @@ export class PgDatabase {
         throw this.#translate(err);
       }
       let broken: unknown;
+      // A checked-out client has no 'error' listener (pg-pool removes its idle one): a connection
+      // that ends mid-transaction would emit an unhandled 'error' and kill the process. The
+      // query in flight rejects anyway; note the client as broken so it leaves the pool.
+      const onError = (err: Error) => {
+        broken ??= err;
+      };
+      client.on('error', onError);
       try {
         await client.query(`BEGIN ISOLATION LEVEL ${(options.isolation ?? 'read committed').toUpperCase()}`);
         const out = await work(client);
@@ -186,6 +193,7 @@ export class PgDatabase {
         if (isConnectionError(err)) broken ??= err;
         throw this.#translate(err);
       } finally {
+        client.removeListener('error', onError);
         // A client whose connection failed must not go back to the pool.
         client.release(broken instanceof Error ? broken : undefined);
       }

@@ -48,6 +48,11 @@ export interface StartRecord extends Chained {
   readonly time: string;
   /** 1 for a new log, then the previous run's boot + 1. */
   readonly boot: number;
+  /**
+   * Which replica started (PostgreSQL audit chain: several gateways write one chain; their start
+   * records count boots 1, 2, 3… together). Absent in a file log, which has one writer.
+   */
+  readonly replica?: string | undefined;
   readonly keyId: string;
   /** base64url signature over startSigningInput(). */
   readonly sig: string;
@@ -151,9 +156,13 @@ export function checkpointSigningInput(c: Omit<CheckpointRecord, 'sig'>): Buffer
   );
 }
 
-/** The bytes a start record's signature covers. */
+/** The bytes a start record's signature covers (the replica, as JSON, only when the record names one). */
 export function startSigningInput(s: Omit<StartRecord, 'sig'>): Buffer {
-  return Buffer.from(`keygate-audit-start/v1\n${s.seq}\n${s.prev}\n${s.time}\n${s.boot}\n${s.keyId}`, 'utf8');
+  const replica = s.replica === undefined ? '' : `\n${JSON.stringify(s.replica)}`;
+  return Buffer.from(
+    `keygate-audit-start/v1\n${s.seq}\n${s.prev}\n${s.time}\n${s.boot}\n${s.keyId}${replica}`,
+    'utf8',
+  );
 }
 
 /** The bytes a loss record's signature covers (absent anchor fields as `-`, the reason as JSON). */

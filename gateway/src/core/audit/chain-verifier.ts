@@ -73,10 +73,15 @@ export class ChainVerifier {
     this.#runs = new RunTracker(opts.allowPrunedStart === true);
   }
 
-  /** Feeds the next file's bytes. Returns the first problem found so far (then stop feeding). */
-  addFile(file: string, bytes: Uint8Array): AuditProblem | undefined {
+  /**
+   * Feeds the next file's bytes. Returns the first problem found so far (then stop feeding).
+   * `part`: these bytes go on the file of the previous call (a table read page by page), so the
+   * file is not counted again and lines are numbered on from `firstLine`.
+   */
+  addFile(file: string, bytes: Uint8Array, part?: { readonly firstLine: number }): AuditProblem | undefined {
     if (this.#problem !== undefined) return this.#problem;
-    this.#files++;
+    if (part === undefined) this.#files++;
+    const firstLine = part?.firstLine ?? 1;
     const lines = splitLines(bytes);
     // Last line index of each seq in this file, to tell a reordered record from a removed one.
     const lastIndex = new Map<number, number>();
@@ -86,14 +91,14 @@ export class ChainVerifier {
     });
     for (const [i, line] of lines.complete.entries()) {
       const comesLater = (seq: number) => (lastIndex.get(seq) ?? -1) > i;
-      const problem = this.#checkLine(file, i + 1, line, comesLater);
+      const problem = this.#checkLine(file, firstLine + i, line, comesLater);
       if (problem !== undefined) return this.#fail(problem);
     }
     if (lines.torn !== undefined) {
       return this.#fail({
         kind: 'torn',
         file,
-        line: lines.complete.length + 1,
+        line: firstLine + lines.complete.length,
         message: `torn last line: ${lines.torn.length} bytes without a newline (a crash mid-write, or the file was cut); the gateway cuts it away and records a recovery record when it next opens the log`,
       });
     }
