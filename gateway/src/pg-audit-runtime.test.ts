@@ -137,6 +137,10 @@ describe('audit.target: postgres (config, buildAuditSink, audit verify --postgre
       logger,
     });
     await database.open();
+    // The wrapping key, active in the key store (the destroy guard checks it in the audit transaction).
+    await database.query(
+      "INSERT INTO keygate_keys (instance, id, name, state, creation_date, last_update_date) VALUES ('inst-a', 'crk-1', 'crk-1', 1, now(), now())",
+    );
     try {
       const sink = await buildAuditSink(config, configFile, logger, process.stdout, undefined, database);
       sink.assertAvailable();

@@ -1,6 +1,6 @@
 import { HEADERS, isInstanceId, isKeyId } from '@keygate/shared/api';
-import { asKeygateError, errorKind, KeygateError } from '@keygate/shared/errors';
-import type { AuditEvent, AuditOutcome } from '../core/audit/audit-event.js';
+import { asKeygateError, errorKind, isKeygateError, KeygateError } from '@keygate/shared/errors';
+import { type AuditEvent, type AuditOutcome, KEY_GUARD_CODES } from '../core/audit/audit-event.js';
 import type { PeerCertificate, Principal } from '../core/auth/principal.js';
 import { type GuardedOperation, roleFor } from '../core/auth/role-policy.js';
 import type { Release } from '../core/limits/admission.js';
@@ -105,6 +105,11 @@ export async function runOperation<T>(
     );
   } catch (err) {
     result.dispose?.();
+    // The destroy guard: the key changed state (on another replica) before the record committed.
+    if (isKeygateError(err) && KEY_GUARD_CODES.has(err.code)) {
+      deps.metrics.observe(spec.operation, 'failure', err.code, seconds());
+      throw err;
+    }
     deps.metrics.observe(spec.operation, 'failure', 'AUDIT_UNAVAILABLE', seconds());
     throw new KeygateError('AUDIT_UNAVAILABLE', { cause: err });
   } finally {

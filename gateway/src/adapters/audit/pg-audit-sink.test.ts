@@ -14,7 +14,7 @@ import { PgDatabase } from '../postgres/pg-database.js';
 import { poolConfig, postgresSettingsSchema } from '../postgres/pg-settings.js';
 import { auditVerifyKey, KeyFileAuditSigner } from './key-file-signer.js';
 import { exportPostgresAudit, verifyPostgresAudit } from './pg-audit-export.js';
-import { appendToAuditChain, PgAuditSink, type PgAuditSinkOptions } from './pg-audit-sink.js';
+import { PgAuditSink, type PgAuditSinkOptions } from './pg-audit-sink.js';
 import { verifyAuditDir } from './verify-dir.js';
 
 const logger = createLogger({ level: 'silent', name: 'test' });
@@ -84,6 +84,10 @@ async function connect(name: string): Promise<PgDatabase> {
   const db = new PgDatabase({ pool: poolConfig(settings, 'test.yaml'), describe: name, logger });
   open.push(db);
   await db.open();
+  // The key the events use, active (the destroy guard refuses key uses of unknown keys).
+  await db.query(
+    "INSERT INTO keygate_keys (instance, id, name, state, creation_date, last_update_date) VALUES ('inst-a', 'crk-1', 'crk-1', 1, now(), now()) ON CONFLICT DO NOTHING",
+  );
   return db;
 }
 
@@ -316,42 +320,65 @@ describe('PostgreSQL audit sink (real server)', () => {
     assert.equal((await verifyPostgresAudit(db, keys)).problem?.kind, 'empty');
   });
 
-  it("appendToAuditChain: a record written in a caller's transaction commits or rolls back with it", async () => {
+  it('the destroy guard: a key use whose key was destroyed or disabled before its record committed is refused, and recorded so', async () => {
     const db = await connect(newDatabase());
     const sink = await PgAuditSink.open(opts(db));
     await sink.append(event(1));
-    const append = (client: Parameters<typeof appendToAuditChain>[0], i: number) =>
-      appendToAuditChain(client, {
-        events: [{ ...event(i), operation: 'key.destroy' }],
-        start: false,
-        closing: false,
-        checkpointDue: false,
-        signer,
-        replica: 'key-path',
-        checkpointEvery: 25,
-        time: clock.now().toISOString(),
-      });
+    await db.query("UPDATE keygate_keys SET state = 2 WHERE id = 'crk-1'");
     await assert.rejects(
-      db.tx(async (client) => {
-        await append(client, 2);
-        throw new Error('the key change failed');
-      }),
-      /the key change failed/,
+      sink.append(event(2)),
+      (e: unknown) => isKeygateError(e) && e.code === 'KEY_ACTION_INVALID_STATE_ERR',
     );
-    const done = await db.tx((client) => append(client, 3));
-    assert.equal(done.wrote, true);
-    await sink.append(event(4));
+    // Not a key use: a key.get of the suspended key is recorded as it happened.
+    await sink.append({ ...event(3), operation: 'key.get' });
+    await db.query("UPDATE keygate_keys SET state = 5 WHERE id = 'crk-1'");
+    await assert.rejects(
+      sink.append(event(4)),
+      (e: unknown) => isKeygateError(e) && e.code === 'KEY_DELETED_ERR',
+    );
+    await assert.rejects(
+      sink.append({ ...event(5), keyId: 'crk-never' }),
+      (e: unknown) => isKeygateError(e) && e.code === 'KEY_NOT_FOUND_ERR',
+    );
+    assert.doesNotThrow(() => sink.assertAvailable(), 'a refused key use is not an audit failure');
     await sink.close();
     const rows = await db.query<{ line: string }>(
-      "SELECT line FROM keygate_audit WHERE type = 'event' ORDER BY keygate_audit.seq",
+      "SELECT line FROM keygate_audit WHERE type = 'event' ORDER BY seq",
     );
     assert.deepEqual(
-      rows.rows.map((r) => (JSON.parse(r.line) as { requestId: string }).requestId),
-      ['req-a-1', 'req-a-3', 'req-a-4'],
+      rows.rows.map((r) => {
+        const e = JSON.parse(r.line) as { requestId: string; outcome: string; errorCode?: string };
+        return `${e.requestId} ${e.outcome} ${e.errorCode ?? ''}`.trim();
+      }),
+      [
+        'req-a-1 success',
+        'req-a-2 failure KEY_ACTION_INVALID_STATE_ERR',
+        'req-a-3 success',
+        'req-a-4 failure KEY_DELETED_ERR',
+        'req-a-5 failure KEY_NOT_FOUND_ERR',
+      ],
     );
     const r = await verifyPostgresAudit(db, keys, { requireSealed: true });
     assert.equal(r.ok, true, JSON.stringify(r.problem));
-    assert.equal(r.events, 3);
+  });
+
+  it('the destroy guard serializes with a destroy in flight: the key use waits for its commit and is refused', async () => {
+    const db = await connect(newDatabase());
+    const sink = await PgAuditSink.open(opts(db));
+    let appended: Promise<void> | undefined;
+    await db.tx(async (client) => {
+      // A destroy holds the key's row lock (as PostgresKeyStore.update does) while a wrap's record comes in.
+      await client.query("SELECT state FROM keygate_keys WHERE id = 'crk-1' FOR UPDATE");
+      appended = sink.append({ ...event(1), operation: 'wrap' });
+      appended.catch(() => undefined);
+      await sleep(300);
+      await client.query("UPDATE keygate_keys SET state = 5 WHERE id = 'crk-1'");
+    });
+    await assert.rejects(
+      appended as Promise<void>,
+      (e: unknown) => isKeygateError(e) && e.code === 'KEY_DELETED_ERR',
+    );
+    await sink.close();
   });
 
   it('closed: append rejects and assertAvailable throws AUDIT_UNAVAILABLE', async () => {

@@ -1,4 +1,5 @@
 import type { Clock } from '@keygate/shared';
+import { KeyState } from '@keygate/shared/api';
 import { type ErrorDetail, KeygateError } from '@keygate/shared/errors';
 import type { AuditEvent, AuditSink } from '../../core/audit/audit-event.js';
 import { lineHash } from '../../core/audit/audit-record.js';
@@ -117,7 +118,11 @@ export class PgAuditSink implements AuditSink {
     if (!this.#available) throw unavailable({ reason: 'the last audit transaction failed' }, this.#lastError);
   }
 
-  /** Resolves once the record is committed; rejects with AUDIT_UNAVAILABLE. */
+  /**
+   * Resolves once the record is committed; rejects with AUDIT_UNAVAILABLE, or for a wrap, unwrap
+   * or rewrap whose key is no longer active in the database with KEY_DELETED_ERR,
+   * KEY_ACTION_INVALID_STATE_ERR or KEY_NOT_FOUND_ERR (the destroy guard: the record says so).
+   */
   append(event: AuditEvent): Promise<void> {
     if (this.#closing) return Promise.reject(unavailable({ reason: 'closed' }));
     return new Promise<void>((resolve, reject) => {
@@ -193,9 +198,13 @@ export class PgAuditSink implements AuditSink {
         // Nothing to write and the database is unreachable: the chain shows no close for this run.
         if (closeNow && batch.length === 0 && !this.#available) return;
         try {
-          await this.#commitBatch(batch, closeNow);
+          const refused = await this.#commitBatch(batch, closeNow);
           this.#available = true;
-          for (const p of batch) p.resolve();
+          for (const p of batch) {
+            const no = refused.get(p);
+            if (no === undefined) p.resolve();
+            else p.reject(no);
+          }
         } catch (cause) {
           const err = this.#fail(cause);
           for (const p of batch) p.reject(err);
@@ -215,15 +224,21 @@ export class PgAuditSink implements AuditSink {
    * One transaction: lock the head, chain the start record (once per run), the batch's events and
    * a checkpoint when one is due on from it, insert them, move the head, commit.
    */
-  async #commitBatch(batch: readonly Pending[], closing: boolean): Promise<void> {
+  async #commitBatch(batch: readonly Pending[], closing: boolean): Promise<Map<Pending, KeygateError>> {
     const o = this.#o;
     const writeStart = this.#startPending;
     const due = this.#checkpointDue;
+    let refused = new Map<Pending, KeygateError>();
     const out = await o.database.tx(async (client) => {
+      // The destroy guard, before the head (lock order: key rows, then the audit head).
+      refused = await guardKeyUse(client, batch);
       const head = await lockAuditHead(client);
       await o.beforeCommit?.();
       return appendLocked(client, head, {
-        events: batch.map((p) => p.event),
+        events: batch.map((p) => {
+          const no = refused.get(p);
+          return no === undefined ? p.event : { ...p.event, outcome: 'failure', errorCode: no.code };
+        }),
         start: writeStart,
         closing,
         checkpointDue: due,
@@ -248,6 +263,7 @@ export class PgAuditSink implements AuditSink {
       this.#mine += batch.length;
     }
     if (due) this.#checkpointDue = false;
+    return refused;
   }
 
   #fail(cause: unknown): KeygateError {
@@ -287,16 +303,49 @@ export interface ChainAppended {
   readonly wrote: boolean;
 }
 
+/** Key operations whose answer carries key material made with the key: wrap, unwrap, rewrap. */
+const KEY_USES: ReadonlySet<string> = new Set(['wrap', 'unwrap', 'rewrap']);
+
 /**
- * Appends records to the audit chain inside the caller's transaction: locks the head row, chains
- * the records on from it, inserts them and moves the head. They commit or roll back with the
- * caller's transaction, so a use case can make its change and its audit record one atomic step
- * (e.g. a key destroy that must not happen unaudited). Lock order: the caller's own rows first,
- * the audit head last (the sink locks only the head), so no deadlock with the sinks. It holds the
- * head until the caller commits: keep the transaction short.
+ * The destroy guard (docs/audit.md "PostgreSQL"): in the transaction that commits their audit
+ * records, the successful key uses of a batch take a share lock on their keys' rows and read the
+ * state. A key that was destroyed, disabled or removed by any replica since the request read its
+ * (possibly cached) record makes that request's record a failure and its answer that error, so
+ * no answer made with a key leaves a replica after the key's state change committed. A destroy
+ * (which takes the row's update lock) and a key use are thereby serialized: whichever commits
+ * first is first.
  */
-export async function appendToAuditChain(client: PgClient, a: ChainAppend): Promise<ChainAppended> {
-  return appendLocked(client, await lockAuditHead(client), a);
+async function guardKeyUse(client: PgClient, batch: readonly Pending[]): Promise<Map<Pending, KeygateError>> {
+  const refused = new Map<Pending, KeygateError>();
+  const uses = batch.filter(
+    (p) =>
+      p.event.outcome === 'success' &&
+      KEY_USES.has(p.event.operation) &&
+      p.event.instance !== undefined &&
+      p.event.keyId !== undefined,
+  );
+  if (uses.length === 0) return refused;
+  const pairs = [
+    ...new Map(uses.map((p) => [`${p.event.instance}\u0000${p.event.keyId}`, p.event])).values(),
+  ];
+  const r = await client.query<{ instance: string; id: string; state: number }>(
+    `SELECT k.instance, k.id, k.state FROM keygate_keys k
+       JOIN unnest($1::text[], $2::text[]) AS u(instance, id) ON k.instance = u.instance AND k.id = u.id
+       ORDER BY k.instance, k.id
+       FOR SHARE OF k`,
+    [pairs.map((e) => e.instance), pairs.map((e) => e.keyId)],
+  );
+  const states = new Map(r.rows.map((row) => [`${row.instance}\u0000${row.id}`, row.state]));
+  for (const p of uses) {
+    const state = states.get(`${p.event.instance}\u0000${p.event.keyId}`);
+    const detail = { keyId: p.event.keyId as string };
+    if (state === undefined) refused.set(p, new KeygateError('KEY_NOT_FOUND_ERR', { detail }));
+    else if (state === KeyState.DESTROYED) refused.set(p, new KeygateError('KEY_DELETED_ERR', { detail }));
+    else if (state !== KeyState.ACTIVE) {
+      refused.set(p, new KeygateError('KEY_ACTION_INVALID_STATE_ERR', { detail: { ...detail, state } }));
+    }
+  }
+  return refused;
 }
 
 async function lockAuditHead(client: PgClient): Promise<Head> {

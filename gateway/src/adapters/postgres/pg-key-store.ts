@@ -153,6 +153,11 @@ export class PostgresKeyStore implements KeyStore {
     return out;
   }
 
+  /** Whether an ordinary get() of the key would be answered from this replica's cache now. */
+  isCached(instance: string, id: string): boolean {
+    return this.#db.listening && this.#cache.has(cacheKey(instance, id));
+  }
+
   #heard(change: StoreChange): void {
     this.#epoch++;
     if (change.kind === 'key') this.#forget(change.instance, change.id);

@@ -53,7 +53,9 @@ export interface AuditEvent {
 
 /**
  * Where audit records go. `append` resolves only once the record is durable; a request is
- * answered after that. `assertAvailable` throws AUDIT_UNAVAILABLE when records cannot be
+ * answered after that. A sink that shares a transaction with the key store (PostgreSQL) may
+ * refuse a key use whose key changed state meanwhile with that key-state error (KEY_GUARD_CODES):
+ * the record then says so, and the request answers that error. `assertAvailable` throws AUDIT_UNAVAILABLE when records cannot be
  * written right now, so a key operation is refused before it touches the HSM (fail closed).
  */
 export interface AuditSink {
@@ -61,3 +63,10 @@ export interface AuditSink {
   append(event: AuditEvent): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Errors with which a sink's `append` refuses a key use (the destroy guard); anything else is AUDIT_UNAVAILABLE. */
+export const KEY_GUARD_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'KEY_DELETED_ERR',
+  'KEY_ACTION_INVALID_STATE_ERR',
+  'KEY_NOT_FOUND_ERR',
+]);
