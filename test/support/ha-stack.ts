@@ -22,38 +22,49 @@ export function haGatewayConfig(
     passwordFile: ${pg.passwordFile}
     reconcileInterval: 1s
 `;
+  const signingKey = /^ {2}signingKeyFile: (.*)$/m.exec(base.slice(base.indexOf('\naudit:')))?.[1];
+  if (signingKey === undefined) throw new Error('the dev stack config has no audit signing key');
+  const audit = `audit:
+  target: postgres
+  signingKeyFile: ${signingKey}
+  replica: gateway-${o.replica}
+  checkpointEvery: 500
+`;
   const text = base
     .replace(/^store:\n(?: {2}.*\n)+/m, store)
-    .replace(/^ {2}port: \d+$/m, `  port: ${o.port}`)
-    .replace(/^ {2}dir: .*$/m, `  dir: ${auditDir(o.home, o.replica)}`);
+    .replace(/^audit:\n(?: {2}.*\n)+/m, audit)
+    .replace(/^ {2}port: \d+$/m, `  port: ${o.port}`);
   const file = join(o.home, `gateway-${o.replica}.yaml`);
   writeFileSync(file, text);
   return file;
 }
 
-function auditDir(home: string, replica: string): string {
-  return join(home, `audit-${replica}`);
-}
-
-/** Every audit record of the replicas, and the verifier's verdict ("OK …" or the failure). */
+/**
+ * Every audit record of the service (exported from the one chain in PostgreSQL into `home`) and
+ * the verifier's verdict on the chain ("OK …" or the failure).
+ */
 export async function haAuditRecords(
   p: PreparedStack,
-  _pg: TestPostgres,
+  config: string,
   home: string,
 ): Promise<{ events: AuditLine[]; verified: string }> {
-  const events: AuditLine[] = [];
-  const verdicts: string[] = [];
-  for (const r of ['a', 'b', 'c']) {
-    const dir = auditDir(home, r);
-    events.push(...readAuditRecords(dir));
-    verdicts.push(
-      execFileSync(process.execPath, [GATEWAY_CLI, 'audit', 'verify', dir, '--key', p.auditPublicKeyFile], {
+  const run = (...args: string[]) => {
+    try {
+      return execFileSync(process.execPath, [GATEWAY_CLI, ...args], {
         encoding: 'utf8',
-      }).split('\n')[0] ?? '',
-    );
-  }
+        env: { ...process.env, ...p.env },
+      });
+    } catch (e) {
+      const x = e as { stdout?: string; stderr?: string };
+      return `${x.stdout ?? ''}${x.stderr ?? ''}`;
+    }
+  };
+  const verified = run('audit', 'verify', '--postgres', '--config', config, '--key', p.auditPublicKeyFile);
+  const out = join(home, 'audit-export');
+  run('audit', 'export', '--config', config, '--out', out);
+  const fileVerdict = run('audit', 'verify', out, '--key', p.auditPublicKeyFile);
   return {
-    events,
-    verified: verdicts.every((v) => v.startsWith('OK')) ? `OK (${verdicts.join('; ')})` : verdicts.join('; '),
+    events: readAuditRecords(out),
+    verified: `${verified.split('\n')[0]} | export: ${fileVerdict.split('\n')[0]}`,
   };
 }

@@ -20,7 +20,7 @@ export interface PgAuditSinkOptions {
   readonly checkpointIntervalMs?: number;
   /** Most events in one transaction (default 1024). */
   readonly maxBatch?: number;
-  /** While unavailable, try again this often (default 5 s). */
+  /** While unavailable, try again this often (default 1 s: key operations are refused until then). */
   readonly probeIntervalMs?: number;
   /** Told about every failed transaction (for logs; the cause, never a record). */
   readonly onError?: (err: KeygateError) => void;
@@ -44,7 +44,7 @@ const DEFAULTS = {
   checkpointEvery: 1000,
   checkpointIntervalMs: 60_000,
   maxBatch: 1024,
-  probeIntervalMs: 5000,
+  probeIntervalMs: 1000,
 } as const;
 
 interface Pending {
