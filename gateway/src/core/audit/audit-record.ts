@@ -105,6 +105,7 @@ const EVENT_FIELDS = [
   'instance',
   'keyId',
   'keyVersion',
+  'target',
   'operation',
   'outcome',
   'errorCode',
