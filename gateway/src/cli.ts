@@ -11,6 +11,7 @@ import { fileStore, loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
 import { newId } from './core/keys/ids.js';
 import { toKeyResource } from './http/key-json.js';
+import { IDENTITY_USAGE, isIdentityCommand, runIdentityCommand } from './identity-command.js';
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 import { reserveThreadPool, runServe } from './main.js';
 import { runPkiCommand } from './pki/pki-command.js';
@@ -23,6 +24,7 @@ const USAGE = `usage:
   keygate-gateway hsm check    --config FILE
   keygate-gateway apikey create [--name NAME]
   keygate-gateway tokens keygen FILE
+${IDENTITY_USAGE}
 ${AUDIT_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -36,6 +38,14 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'audit') {
     return runAuditCommand(
       argv.slice(1),
+      (l) => console.log(l),
+      (l) => console.error(l),
+    );
+  }
+  // Identities in PostgreSQL (own options); `apikey create` without --identity stays below.
+  if (isIdentityCommand(argv)) {
+    return runIdentityCommand(
+      argv,
       (l) => console.log(l),
       (l) => console.error(l),
     );

@@ -36,6 +36,8 @@ export interface GatewayFixture {
       storeFile?: string;
       /** `store.createIfMissing` (default true: a fixture's gateway is a first start). */
       createIfMissing?: boolean;
+      /** The whole `store:` section's body instead of the file store, e.g. `  postgres: {…}`. */
+      storeYaml?: string;
       /** More keys of the `hsm` section, e.g. `simulatedLatencyMs: 50`. */
       hsmExtra?: string;
       /** `log.level` (default info). */
@@ -111,8 +113,11 @@ ${(opts.serverExtra ?? []).map((l) => `  ${l}\n`).join('')}hsm:
   pin: { ${pinRef} }
   sessions: 4
 ${opts.workerThreads === undefined ? '' : `  workerThreads: ${opts.workerThreads}\n`}${opts.hsmExtra === undefined ? '' : `  ${opts.hsmExtra}\n`}store:
-  file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
-  createIfMissing: ${opts.createIfMissing ?? true}
+${
+  opts.storeYaml ??
+  `  file: ${opts.storeFile ?? join(softhsm.dir, 'keys.json')}
+  createIfMissing: ${opts.createIfMissing ?? true}`
+}
 ${
   opts.access === false
     ? ''
