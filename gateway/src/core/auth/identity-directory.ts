@@ -1,14 +1,9 @@
 import { constantTimeEqual, sha256 } from '@keygate/shared/crypto';
 import { hashApiKey } from './api-key.js';
-import type { ApiKeyMatch, IdentitySource } from './identity-source.js';
+import type { ApiKeyMatch, IdentitySource, ServiceIdentity } from './identity-source.js';
 import type { Role } from './principal.js';
 
-/** A service identity as the token issuer uses it. */
-export interface ServiceIdentity {
-  readonly name: string;
-  readonly certIdentities: readonly string[];
-  readonly roles: Readonly<Record<string, readonly Role[]>>;
-}
+export type { ServiceIdentity } from './identity-source.js';
 
 /** One configured identity (an `identities:` entry, possibly deep-frozen by the config loader). */
 export interface IdentityInput {

@@ -1,5 +1,11 @@
-import type { ServiceIdentity } from './identity-directory.js';
 import type { Role } from './principal.js';
+
+/** A service identity as the token issuer and authenticator use it. */
+export interface ServiceIdentity {
+  readonly name: string;
+  readonly certIdentities: readonly string[];
+  readonly roles: Readonly<Record<string, readonly Role[]>>;
+}
 
 /** The identity an API key belongs to, and the key's id (carried in tokens as `akid`). */
 export interface ApiKeyMatch {
