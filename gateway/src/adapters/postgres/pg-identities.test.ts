@@ -257,4 +257,32 @@ describe('identities in PostgreSQL (real server, two replicas)', () => {
     assert.ok(lines.lines.some((l) => String(l.msg).includes('another replica uses token signing keys')));
     assert.deepEqual(await a.ids.announceSigningKeys(['kid-shared', 'kid-new']), []);
   });
+
+  it('keeps checking tokens with the last state while the database is down, and reloads everything after it is back', async () => {
+    const a = await replica();
+    await a.ids.create('svc-outage', { certIdentities: [cert.identity], roles: { 'inst-1': ['wrap'] } });
+    const { apiKey, record } = await a.ids.createApiKey('svc-outage');
+    const { issuer, auth } = await tokenSide(a.ids);
+    const token = (await issuer.issue({ grantType: GRANT, apikey: apiKey, cert })).response.access_token;
+    // A change written without any announcement (by hand, say) is not heard...
+    pg.psql(`UPDATE keygate_api_keys SET revoked_at = now() WHERE id = '${record.id}'`);
+    await sleep(700); // longer than the periodic re-read (500 ms): it reads announced changes only
+    assert.equal(await refused(auth, token), false);
+    pg.stop('immediate');
+    try {
+      // No database: tokens already issued still work with the last state; new ones cannot be issued.
+      assert.equal(
+        (await auth.authenticate({ cert, authorization: `Bearer ${token}` })).subject,
+        'svc-outage',
+      );
+      await assert.rejects(
+        issuer.issue({ grantType: GRANT, apikey: apiKey, cert }),
+        code('STORE_UNAVAILABLE'),
+      );
+    } finally {
+      pg.start();
+    }
+    // ...until the change feed reconnects, which reloads everything.
+    await within(15_000, 'full reload after reconnect', () => refused(auth, token));
+  });
 });
