@@ -51,11 +51,16 @@ async function replica(log = logger, signingKids?: string[]) {
     logger: log,
     reconcileMs: 500,
   });
+  // The change feed announces {kind: 'all'} once its LISTEN connection is up (and after each reconnect).
+  let listening = false;
+  db.onChange((c) => {
+    if (c.kind === 'all') listening = true;
+  });
   await db.open();
   const ids = new PgIdentities(db, { logger: log, ...(signingKids ? { signingKids } : {}) });
   await ids.start();
   open.push({ db, ids });
-  return { db, ids };
+  return { db, ids, listening: () => listening };
 }
 
 async function tokenSide(ids: PgIdentities) {
@@ -264,6 +269,8 @@ describe('identities in PostgreSQL (real server, two replicas)', () => {
     const { apiKey, record } = await a.ids.createApiKey('svc-outage');
     const { issuer, auth } = await tokenSide(a.ids);
     const token = (await issuer.issue({ grantType: GRANT, apikey: apiKey, cert })).response.access_token;
+    await within(2000, 'change feed listening', async () => a.listening());
+    await a.ids.settled();
     // A change written without any announcement (by hand, say) is not heard...
     pg.psql(`UPDATE keygate_api_keys SET revoked_at = now() WHERE id = '${record.id}'`);
     await sleep(700); // longer than the periodic re-read (500 ms): it reads announced changes only
