@@ -174,13 +174,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     clock,
   });
   let access: AccessRuntime;
+  let accessBuilt: AccessRuntime | undefined;
   let audit: AuditSink;
   try {
     access = await buildAccess(config, clock, runtime.database, logger);
+    accessBuilt = access;
     audit =
       deps.audit ??
       (await buildAuditSink(config, configFile, logger, deps.auditStream, clock, runtime.database));
   } catch (err) {
+    accessBuilt?.close();
     await runtime.close().catch(() => undefined);
     throw err;
   }
