@@ -11,6 +11,7 @@ import { fileStore, loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
 import { newId } from './core/keys/ids.js';
 import { toKeyResource } from './http/key-json.js';
+import { IDENTITY_USAGE, isIdentityCommand, runIdentityCommand } from './identity-command.js';
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 import { reserveThreadPool, runServe } from './main.js';
 import { runPkiCommand } from './pki/pki-command.js';
@@ -25,6 +26,7 @@ const USAGE = `usage:
   keygate-gateway apikey create [--name NAME]
   keygate-gateway tokens keygen FILE
 ${STORE_USAGE}
+${IDENTITY_USAGE}
 ${AUDIT_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -45,6 +47,14 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'audit') {
     return runAuditCommand(
       argv.slice(1),
+      (l) => console.log(l),
+      (l) => console.error(l),
+    );
+  }
+  // Identities in PostgreSQL (own options); `apikey create` without --identity stays below.
+  if (isIdentityCommand(argv)) {
+    return runIdentityCommand(
+      argv,
       (l) => console.log(l),
       (l) => console.error(l),
     );

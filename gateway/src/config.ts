@@ -263,11 +263,20 @@ export const gatewayConfigSchema = baseSchema.superRefine((cfg, ctx) => {
       message: 'file unless the store is store.postgres (the audit chain lives in that database)',
     });
   }
-  if (cfg.tokens !== undefined && cfg.identities === undefined) {
+  // With PostgreSQL, token mode may keep its identities in the database (docs/identity.md).
+  if (cfg.tokens !== undefined && cfg.identities === undefined && !('postgres' in cfg.store)) {
     ctx.addIssue({
       code: 'custom',
       path: ['identities'],
-      message: 'identities when a tokens section is set',
+      message:
+        'identities when a tokens section is set (or store.postgres, which keeps them in the database)',
+    });
+  }
+  if (cfg.tokens !== undefined && cfg.identities === undefined && cfg.access.clients.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['access', 'clients'],
+      message: 'either tokens (token mode) or access.clients (certificate allow-list), not both',
     });
   }
 });

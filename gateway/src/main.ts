@@ -7,11 +7,13 @@ import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlis
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import type { PgDatabase } from './adapters/postgres/pg-database.js';
+import { PgIdentities } from './adapters/postgres/pg-identities.js';
 import { buildAuditSink } from './audit-runtime.js';
 import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
+import type { IdentityAdmin, IdentitySource } from './core/auth/identity-source.js';
 import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
 import { RolePolicy } from './core/auth/role-policy.js';
 import { TokenAuthenticator } from './core/auth/token-authenticator.js';
@@ -33,41 +35,73 @@ export interface AccessRuntime {
   readonly policy: AccessPolicy;
   /** Token mode only: `/identity/token` and the JWKS. */
   readonly tokens?: TokenService | undefined;
+  /** Token mode with identities in PostgreSQL: run-time identity management (admin API). */
+  readonly identityAdmin?: IdentityAdmin | undefined;
+  /** Stops following identity changes. */
+  close(): void;
 }
 
-/** Builds the authenticator and policy from the config (reads the token signing keys). */
+/**
+ * Builds the authenticator and policy from the config (reads the token signing keys). Token mode
+ * takes its identities from the config's `identities:`, or, when that is absent and the store is
+ * PostgreSQL, from the database (managed at run time; docs/identity.md "PostgreSQL").
+ */
 export async function buildAccess(
   config: GatewayConfig,
   clock: Clock = systemClock,
-  _database?: PgDatabase,
+  database?: PgDatabase,
+  logger?: Logger,
 ): Promise<AccessRuntime> {
-  if (config.identities === undefined || config.tokens === undefined) {
+  if (config.tokens === undefined || (config.identities === undefined && database === undefined)) {
     return {
       mode: 'allowlist',
       authenticator: new CertAllowlistAuthenticator(config.access.clients),
       policy: new AllowlistPolicy(),
+      close: () => undefined,
     };
   }
   const t = config.tokens;
   const leewaySeconds = Math.round(t.leeway / 1000);
+  const signingKeys = await readSigningKeyFiles(t.signingKeyFiles);
   const jwt = new JwtTokens({
-    keys: await readSigningKeyFiles(t.signingKeyFiles),
+    keys: signingKeys,
     issuer: t.issuer,
     audience: t.audience,
     clock,
     leewaySeconds,
   });
+  let identities: IdentitySource;
+  let pg: PgIdentities | undefined;
+  if (config.identities !== undefined) {
+    identities = new IdentityDirectory(config.identities);
+  } else {
+    pg = new PgIdentities(database as PgDatabase, {
+      logger: (logger ?? createLogger({ level: 'silent', name: 'keygate-gateway' })).child({
+        component: 'identities',
+      }),
+      signingKids: signingKeys.map((k) => k.kid),
+    });
+    identities = pg;
+    // Loads once the database is open (and again on every change any replica announces).
+    void pg.start();
+  }
   const issuer = new TokenIssuer({
-    identities: new IdentityDirectory(config.identities),
+    identities,
     signer: jwt,
     clock,
     lifetimeSeconds: Math.round(t.lifetime / 1000),
   });
+  const authenticator = new TokenAuthenticator({ verifier: jwt, clock, leewaySeconds, identities });
   return {
     mode: 'tokens',
-    authenticator: new TokenAuthenticator({ verifier: jwt, clock, leewaySeconds }),
+    authenticator,
     policy: new RolePolicy(),
     tokens: { issue: (req) => issuer.issue(req), jwks: () => jwt.jwks() },
+    identityAdmin: pg,
+    close() {
+      authenticator.close();
+      pg?.close();
+    },
   };
 }
 
@@ -140,13 +174,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     clock,
   });
   let access: AccessRuntime;
+  let accessBuilt: AccessRuntime | undefined;
   let audit: AuditSink;
   try {
-    access = await buildAccess(config, clock, runtime.database);
+    access = await buildAccess(config, clock, runtime.database, logger);
+    accessBuilt = access;
     audit =
       deps.audit ??
       (await buildAuditSink(config, configFile, logger, deps.auditStream, clock, runtime.database));
   } catch (err) {
+    accessBuilt?.close();
     await runtime.close().catch(() => undefined);
     throw err;
   }
@@ -182,6 +219,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     authenticator: access.authenticator,
     policy: access.policy,
     tokens: access.tokens,
+    identityAdmin: access.identityAdmin,
     audit,
     refusals,
     limits,
@@ -213,6 +251,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     });
   } catch (err) {
     clearInterval(summaryTimer);
+    access.close();
     await audit.close().catch(() => undefined);
     await runtime.close();
     throw err;
@@ -243,6 +282,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
           logger.error({ err: asKeygateError(err).toLog() }, 'audit close failed');
         });
       } finally {
+        access.close();
         await runtime.close();
       }
       logger.info('gateway stopped');

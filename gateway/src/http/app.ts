@@ -13,6 +13,15 @@ import { handleDestroyKey } from './routes/destroy-key.js';
 import { handleSetKeyEnabled } from './routes/enable-disable-key.js';
 import { handleGetKey } from './routes/get-key.js';
 import { handleHealthz, handleMetrics, handleReadyz } from './routes/health.js';
+import {
+  handleCreateApiKey,
+  handleCreateIdentity,
+  handleDeleteIdentity,
+  handleGetIdentity,
+  handleListIdentities,
+  handleReplaceIdentity,
+  handleRevokeApiKey,
+} from './routes/identities.js';
 import { handleKeyVersions } from './routes/key-versions.js';
 import { handleListKeys } from './routes/list-keys.js';
 import { handleRewrap } from './routes/rewrap.js';
@@ -82,6 +91,14 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
   );
   // Key Protect's older form: POST /api/v2/keys/:id?action=wrap
   app.post(`${PATHS.keys}/:id`, (c) => keyAction(c, deps, c.req.param('id'), c.req.query('action') ?? ''));
+
+  app.get(PATHS.identities, (c) => handleListIdentities(c, deps));
+  app.post(PATHS.identities, (c) => handleCreateIdentity(c, deps));
+  app.get(`${PATHS.identities}/:name`, (c) => handleGetIdentity(c, deps, c.req.param('name')));
+  app.put(`${PATHS.identities}/:name`, (c) => handleReplaceIdentity(c, deps, c.req.param('name')));
+  app.delete(`${PATHS.identities}/:name`, (c) => handleDeleteIdentity(c, deps, c.req.param('name')));
+  app.post(`${PATHS.identities}/:name/apikeys`, (c) => handleCreateApiKey(c, deps, c.req.param('name')));
+  app.delete(`${PATHS.apiKeys}/:id`, (c) => handleRevokeApiKey(c, deps, c.req.param('id')));
 
   app.notFound((c) => toResponse(c, new KeygateError('NOT_FOUND_ERR')));
   app.onError((err, c) => toResponse(c, err));

@@ -2,6 +2,7 @@ import type { Clock } from '@keygate/shared';
 import type { Logger } from '@keygate/shared/log';
 import type { AuditSink } from '../core/audit/audit-event.js';
 import type { RefusalSummary } from '../core/audit/refusal-summary.js';
+import type { IdentityAdmin } from '../core/auth/identity-source.js';
 import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
 import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
 import type { KeyService } from '../core/keys/key-service.js';
@@ -34,6 +35,11 @@ export interface AppDeps {
   readonly readiness: () => Readiness;
   /** Present in token mode; without it `/identity/token` and the JWKS answer 404. */
   readonly tokens?: TokenService | undefined;
+  /**
+   * Run-time identity management (token mode with identities in PostgreSQL). Without it the
+   * identity routes answer 409 IDENTITIES_READ_ONLY.
+   */
+  readonly identityAdmin?: IdentityAdmin | undefined;
   /** Largest accepted request body, in bytes. */
   readonly bodyLimitBytes: number;
   /** Log every answered request at info (`log.requests`); otherwise only slow ones, at warn. */

@@ -1,7 +1,7 @@
 import { HEADERS, isInstanceId, isKeyId } from '@keygate/shared/api';
 import { asKeygateError, errorKind, isKeygateError, KeygateError } from '@keygate/shared/errors';
 import { type AuditEvent, type AuditOutcome, KEY_GUARD_CODES } from '../core/audit/audit-event.js';
-import type { PeerCertificate, Principal } from '../core/auth/principal.js';
+import { GLOBAL_SCOPE, type PeerCertificate, type Principal } from '../core/auth/principal.js';
 import { type GuardedOperation, roleFor } from '../core/auth/role-policy.js';
 import type { Release } from '../core/limits/admission.js';
 import type { AppDeps } from './deps.js';
@@ -22,6 +22,16 @@ export interface OperationResult<T> {
 export interface OperationSpec {
   readonly operation: GuardedOperation;
   readonly keyId?: string | undefined;
+  /**
+   * Not about one instance (identity management): no instance header is needed, and the role is
+   * asked for under GLOBAL_SCOPE (`'*'`).
+   */
+  readonly global?: boolean | undefined;
+  /**
+   * The identity name or API key id the operation is about, for the audit record (a function
+   * when it is known only once the body is read).
+   */
+  readonly target?: string | (() => string | undefined) | undefined;
 }
 
 export interface OperationScope {
@@ -56,6 +66,7 @@ export async function runOperation<T>(
     subject: principal?.subject,
     instance,
     keyId: spec.keyId,
+    target: typeof spec.target === 'function' ? spec.target() : spec.target,
     operation: spec.operation,
     outcome,
     latencyMs: Math.round((performance.now() - started) * 1000) / 1000,
@@ -66,21 +77,27 @@ export async function runOperation<T>(
   let release: Release | undefined;
   let result: OperationResult<T>;
   try {
-    const header = c.req.header(HEADERS.instance);
-    if (!isInstanceId(header)) throw new KeygateError('INSTANCE_HEADER_MISSING_ERR');
-    instance = header;
+    let scope: string;
+    if (spec.global === true) {
+      scope = GLOBAL_SCOPE;
+    } else {
+      const header = c.req.header(HEADERS.instance);
+      if (!isInstanceId(header)) throw new KeygateError('INSTANCE_HEADER_MISSING_ERR');
+      instance = header;
+      scope = header;
+    }
     if (spec.keyId !== undefined && !isKeyId(spec.keyId)) throw new KeygateError('KEY_NOT_FOUND_ERR');
     cert = peerCertificate(c);
     principal = await deps.authenticator.authenticate({
       cert,
       authorization: c.req.header(HEADERS.authorization),
     });
-    deps.policy.authorize(principal, instance, roleFor(spec.operation));
+    deps.policy.authorize(principal, scope, roleFor(spec.operation));
     deps.audit.assertAvailable();
     const slot = deps.limits.admission.acquire(deadlineAt);
     release = slot instanceof Promise ? await slot : slot;
     assertBefore(deps, deadlineAt, 'before the HSM');
-    result = await body({ instance, principal });
+    result = await body({ instance: scope, principal });
     if (passed(deps, deadlineAt)) {
       result.dispose?.();
       assertBefore(deps, deadlineAt, 'before the audit log');

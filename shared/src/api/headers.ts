@@ -24,6 +24,12 @@ export const PATHS = {
   key: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}`,
   keyMetadata: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/metadata`,
   keyVersions: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/versions`,
+  /** Identity management (identities in PostgreSQL; docs/api.md "Identities"). */
+  identities: '/api/v2/keygate/identities',
+  identity: (name: string) => `/api/v2/keygate/identities/${encodeURIComponent(name)}`,
+  identityApiKeys: (name: string) => `/api/v2/keygate/identities/${encodeURIComponent(name)}/apikeys`,
+  apiKeys: '/api/v2/keygate/apikeys',
+  apiKey: (id: string) => `/api/v2/keygate/apikeys/${encodeURIComponent(id)}`,
   jwks: '/.well-known/jwks.json',
   healthz: '/healthz',
   readyz: '/readyz',

@@ -192,6 +192,38 @@ export const ERROR_CATALOGUE = {
     grpc: 'PERMISSION_DENIED',
     message: 'The caller is not allowed to perform this action on this instance or key.',
   },
+  AUTH_TOKEN_REVOKED: {
+    kind: 'auth',
+    http: 401,
+    grpc: 'UNAUTHENTICATED',
+    message: 'The API key or identity the access token was issued to has been revoked or changed.',
+  },
+
+  // Identity management (identities in PostgreSQL)
+  IDENTITIES_READ_ONLY: {
+    kind: 'input',
+    http: 409,
+    grpc: 'FAILED_PRECONDITION',
+    message: 'Identities are set in the gateway config file and cannot be changed at run time.',
+  },
+  IDENTITY_NOT_FOUND: {
+    kind: 'input',
+    http: 404,
+    grpc: 'NOT_FOUND',
+    message: 'The identity does not exist.',
+  },
+  IDENTITY_EXISTS: {
+    kind: 'input',
+    http: 409,
+    grpc: 'ALREADY_EXISTS',
+    message: 'An identity with this name already exists.',
+  },
+  APIKEY_NOT_FOUND: {
+    kind: 'input',
+    http: 404,
+    grpc: 'NOT_FOUND',
+    message: 'The API key does not exist.',
+  },
 
   // Gateway dependencies
   HSM_UNAVAILABLE: {

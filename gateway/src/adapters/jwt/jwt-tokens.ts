@@ -5,12 +5,14 @@ import { KeygateError } from '@keygate/shared/errors';
 import { type JSONWebKeySet, type JWTHeaderParameters, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import type { AccessTokenClaims, TokenSigner, TokenVerifier } from '../../core/auth/access-token.js';
-import { ROLES } from '../../core/auth/principal.js';
+import { GLOBAL_SCOPE, ROLES } from '../../core/auth/principal.js';
 import { translateJoseError } from './jose-errors.js';
 import type { SigningKey } from './signing-keys.js';
 
 /** Name of the claim carrying roles per instance. */
 export const ROLES_CLAIM = 'keygate_roles';
+/** Name of the claim carrying the id of the API key a token was issued for. */
+export const API_KEY_ID_CLAIM = 'akid';
 
 export interface JwtTokensOptions {
   /** Signing keys; the first signs, all verify (see loadSigningKeys). */
@@ -29,7 +31,11 @@ const payloadSchema = z.object({
   iat: z.number().int(),
   exp: z.number().int(),
   cnf: z.object({ 'x5t#S256': z.string().regex(/^[A-Za-z0-9_-]{43}$/) }),
-  [ROLES_CLAIM]: z.record(z.string().regex(INSTANCE_ID_PATTERN), z.array(z.enum(ROLES))),
+  [ROLES_CLAIM]: z.record(
+    z.string().refine((k) => k === GLOBAL_SCOPE || INSTANCE_ID_PATTERN.test(k)),
+    z.array(z.enum(ROLES)),
+  ),
+  [API_KEY_ID_CLAIM]: z.string().min(1).max(128).optional(),
 });
 
 /**
@@ -62,7 +68,11 @@ export class JwtTokens implements TokenSigner, TokenVerifier {
 
   /** Signs `claims` as an ES256 JWT with the first key. */
   async sign(claims: AccessTokenClaims): Promise<string> {
-    return new SignJWT({ [ROLES_CLAIM]: claims.roles, cnf: { 'x5t#S256': claims.certThumbprint } })
+    return new SignJWT({
+      [ROLES_CLAIM]: claims.roles,
+      cnf: { 'x5t#S256': claims.certThumbprint },
+      ...(claims.apiKeyId === undefined ? {} : { [API_KEY_ID_CLAIM]: claims.apiKeyId }),
+    })
       .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: this.#signer.kid })
       .setIssuer(this.#opts.issuer)
       .setAudience(this.#opts.audience)
@@ -98,6 +108,7 @@ export class JwtTokens implements TokenSigner, TokenVerifier {
       roles[instance] = Object.freeze(list);
     return {
       subject: parsed.data.sub,
+      ...(parsed.data[API_KEY_ID_CLAIM] === undefined ? {} : { apiKeyId: parsed.data[API_KEY_ID_CLAIM] }),
       roles: Object.freeze(roles),
       certThumbprint: parsed.data.cnf['x5t#S256'],
       issuedAt: parsed.data.iat,

@@ -66,22 +66,25 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 3,
     name: 'identities',
     sql: `
+      -- Changed at run time by the admin API and CLI; every change is announced (kind 'identity').
       CREATE TABLE keygate_identities (
         name text PRIMARY KEY,
-        cert_identities text[] NOT NULL,
-        roles jsonb NOT NULL,
+        cert_identities text[] NOT NULL CHECK (cardinality(cert_identities) > 0),
+        roles jsonb NOT NULL CHECK (jsonb_typeof(roles) = 'object'),
         created_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now()
       );
       CREATE TABLE keygate_api_keys (
         id text PRIMARY KEY,
-        hash text NOT NULL UNIQUE,
+        -- Only the SHA-256 of a key is stored; the key is shown once, when created.
+        hash text NOT NULL UNIQUE CHECK (hash ~ '^sha256:[0-9a-f]{64}$'),
         identity text NOT NULL REFERENCES keygate_identities (name) ON DELETE CASCADE,
         label text,
         created_at timestamptz NOT NULL DEFAULT now(),
         revoked_at timestamptz
       );
       CREATE INDEX keygate_api_keys_identity ON keygate_api_keys (identity);
+      -- Token signing key ids each replica verifies with (replicas must share them).
       CREATE TABLE keygate_signing_keys (
         kid text PRIMARY KEY,
         first_seen timestamptz NOT NULL DEFAULT now(),

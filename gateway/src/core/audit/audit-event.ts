@@ -17,7 +17,14 @@ export type AuditOperation =
   | 'key.rotate'
   | 'key.disable'
   | 'key.enable'
-  | 'key.destroy';
+  | 'key.destroy'
+  | 'identity.list'
+  | 'identity.get'
+  | 'identity.create'
+  | 'identity.update'
+  | 'identity.delete'
+  | 'apikey.create'
+  | 'apikey.revoke';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 
@@ -33,6 +40,8 @@ export interface AuditEvent {
   readonly instance?: string | undefined;
   readonly keyId?: string | undefined;
   readonly keyVersion?: string | undefined;
+  /** Identity operations: the identity name or API key id changed or read (never a key or hash). */
+  readonly target?: string | undefined;
   readonly operation: AuditOperation;
   readonly outcome: AuditOutcome;
   readonly errorCode?: ErrorCode | undefined;

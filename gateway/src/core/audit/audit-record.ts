@@ -110,6 +110,7 @@ const EVENT_FIELDS = [
   'instance',
   'keyId',
   'keyVersion',
+  'target',
   'operation',
   'outcome',
   'errorCode',

@@ -22,6 +22,7 @@ export function formatRecord(r: AuditRecord): string {
       'key',
       r.keyId === undefined ? undefined : r.keyId + (r.keyVersion === undefined ? '' : `@${r.keyVersion}`),
     ],
+    ['target', r.target],
     ['subject', r.subject],
     ['cert', r.certIdentity],
     ['dek', r.wrappedDekHash],

@@ -4,6 +4,11 @@ import type { Role } from './principal.js';
 export interface AccessTokenClaims {
   /** Service identity name. */
   readonly subject: string;
+  /**
+   * The API key the token was issued for (JWT claim `akid`): every request checks it is still
+   * live, so revoking the key refuses its tokens at once. Absent in tokens of older gateways.
+   */
+  readonly apiKeyId?: string | undefined;
   /** Roles per instance id, as granted when the token was issued. */
   readonly roles: Readonly<Record<string, readonly Role[]>>;
   /** RFC 8705 `cnf.x5t#S256`: the thumbprint of the client certificate that asked for the token. */

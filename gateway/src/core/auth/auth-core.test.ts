@@ -43,10 +43,10 @@ describe('identities config', () => {
       { ...base, name: 'svc2', apiKeyHashes: [hashApiKey('kg_b')] },
     ]);
     const dir = new IdentityDirectory(parsed);
-    assert.equal(dir.findByApiKey('kg_a')?.name, 'svc');
-    assert.equal(dir.findByApiKey('kg_b')?.name, 'svc2');
-    assert.equal(dir.findByApiKey('kg_c'), undefined);
-    assert.ok(Object.isFrozen(dir.findByApiKey('kg_a')?.roles));
+    assert.equal(dir.match('kg_a')?.identity.name, 'svc');
+    assert.equal(dir.match('kg_b')?.identity.name, 'svc2');
+    assert.equal(dir.match('kg_c'), undefined);
+    assert.ok(Object.isFrozen(dir.match('kg_a')?.identity.roles));
   });
   it('rejects duplicates, unknown roles, plaintext keys, bad instance ids and unknown fields', () => {
     const bad = [

@@ -4,9 +4,18 @@
  * AccessPolicy before any key operation. Both are ports: core never sees TLS or JWT libraries.
  */
 
-/** Roles a service identity can hold on an instance. */
-export const ROLES = ['wrap', 'unwrap', 'rewrap', 'keys:read', 'keys:admin'] as const;
+/**
+ * Roles a service identity can hold on an instance. `identities:admin` is global: it is held under
+ * the scope GLOBAL_SCOPE (`'*'`) only, and lets its holder manage identities and API keys when they
+ * live in PostgreSQL.
+ */
+export const ROLES = ['wrap', 'unwrap', 'rewrap', 'keys:read', 'keys:admin', 'identities:admin'] as const;
 export type Role = (typeof ROLES)[number];
+
+/** The roles map key of global roles (never an instance id: those start with a letter or digit). */
+export const GLOBAL_SCOPE = '*';
+/** Roles that exist only under GLOBAL_SCOPE, and the only roles allowed there. */
+export const GLOBAL_ROLES: readonly Role[] = ['identities:admin'];
 
 /** The client certificate of the connection, as the TLS layer saw it. */
 export interface PeerCertificate {

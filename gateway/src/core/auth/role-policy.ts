@@ -19,6 +19,13 @@ export const OPERATION_ROLES: Readonly<Record<GuardedOperation, Role>> = Object.
   'key.disable': 'keys:admin',
   'key.enable': 'keys:admin',
   'key.destroy': 'keys:admin',
+  'identity.list': 'identities:admin',
+  'identity.get': 'identities:admin',
+  'identity.create': 'identities:admin',
+  'identity.update': 'identities:admin',
+  'identity.delete': 'identities:admin',
+  'apikey.create': 'identities:admin',
+  'apikey.revoke': 'identities:admin',
 });
 
 /** The role `operation` needs. */
@@ -33,6 +40,7 @@ const IMPLIED_BY: Readonly<Record<Role, readonly Role[]>> = {
   rewrap: ['rewrap'],
   'keys:read': ['keys:read', 'keys:admin'],
   'keys:admin': ['keys:admin'],
+  'identities:admin': ['identities:admin'],
 };
 
 /** Allows a role on an instance only when the principal holds it (or a role implying it) there. */

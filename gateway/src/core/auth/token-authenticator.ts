@@ -2,6 +2,7 @@ import type { Clock } from '@keygate/shared';
 import { constantTimeEqual, sha256 } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { TokenVerifier } from './access-token.js';
+import type { IdentitySource } from './identity-source.js';
 import type { Authenticator, AuthInput, Principal } from './principal.js';
 import { TokenCache } from './token-cache.js';
 
@@ -18,6 +19,12 @@ export interface TokenAuthenticatorOptions {
   readonly leewaySeconds?: number;
   /** Bound of the verified-token cache (default 10,000; 0 disables it). */
   readonly cacheSize?: number;
+  /**
+   * Where identities live. When given, every request checks that the token's API key and
+   * identity are still live and takes the identity's roles as they are now (not as the token
+   * says), and the cache drops the tokens of an identity when it changes.
+   */
+  readonly identities?: IdentitySource;
 }
 
 /**
@@ -30,6 +37,8 @@ export class TokenAuthenticator implements Authenticator {
   readonly #clock: Clock;
   readonly #leeway: number;
   readonly #cache: TokenCache;
+  readonly #identities: IdentitySource | undefined;
+  readonly #unsubscribe: () => void;
 
   constructor(opts: TokenAuthenticatorOptions) {
     this.#verifier = opts.verifier;
@@ -39,6 +48,17 @@ export class TokenAuthenticator implements Authenticator {
       throw new RangeError(`token leeway must be between 0 and ${MAX_TOKEN_LEEWAY_SECONDS} seconds`);
     }
     this.#cache = new TokenCache(opts.cacheSize);
+    this.#identities = opts.identities;
+    this.#unsubscribe =
+      opts.identities?.onInvalidate((subject) => {
+        if (subject === undefined) this.#cache.clear();
+        else this.#cache.deleteWhere((c) => c.subject === subject);
+      }) ?? (() => undefined);
+  }
+
+  /** Stops listening to identity changes. */
+  close(): void {
+    this.#unsubscribe();
   }
 
   /** Returns the token's Principal, or throws AUTH_TOKEN_MISSING/INVALID/EXPIRED/CERT_MISMATCH. */
@@ -66,7 +86,23 @@ export class TokenAuthenticator implements Authenticator {
         detail: { subject: claims.subject, certIdentity: input.cert.identity },
       });
     }
-    return { cert: input.cert, subject: claims.subject, roles: claims.roles };
+    if (this.#identities === undefined) {
+      return { cert: input.cert, subject: claims.subject, roles: claims.roles };
+    }
+    // Revocation and role changes: the identity as it is now, from memory kept current by the store.
+    const live = this.#identities.liveIdentity(claims.subject, claims.apiKeyId);
+    if (live === undefined || !live.certIdentities.includes(input.cert.identity)) {
+      this.#cache.delete(key);
+      throw new KeygateError('AUTH_TOKEN_REVOKED', {
+        detail: {
+          subject: claims.subject,
+          certIdentity: input.cert.identity,
+          reason:
+            live === undefined ? 'api key or identity no longer live' : 'cert identity no longer allowed',
+        },
+      });
+    }
+    return { cert: input.cert, subject: claims.subject, roles: live.roles };
   }
 
   /** Entries in the verified-token cache (for metrics and tests). */

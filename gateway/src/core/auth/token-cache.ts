@@ -43,4 +43,13 @@ export class TokenCache {
   delete(key: string): void {
     this.#map.delete(key);
   }
+
+  /** Drops every entry whose claims match (e.g. all tokens of one identity). */
+  deleteWhere(match: (claims: AccessTokenClaims) => boolean): void {
+    for (const [key, claims] of this.#map) if (match(claims)) this.#map.delete(key);
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
 }

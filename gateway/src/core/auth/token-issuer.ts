@@ -2,7 +2,7 @@ import type { Clock } from '@keygate/shared';
 import { APIKEY_GRANT_TYPE, type TokenResponse } from '@keygate/shared/api';
 import { KeygateError } from '@keygate/shared/errors';
 import type { TokenSigner } from './access-token.js';
-import type { IdentityDirectory } from './identity-directory.js';
+import type { IdentitySource } from './identity-source.js';
 import type { PeerCertificate } from './principal.js';
 
 /** Default access token lifetime: 10 minutes. */
@@ -23,7 +23,7 @@ export interface IssuedToken {
 }
 
 export interface TokenIssuerOptions {
-  readonly identities: IdentityDirectory;
+  readonly identities: IdentitySource;
   readonly signer: TokenSigner;
   readonly clock: Clock;
   readonly lifetimeSeconds?: number;
@@ -56,8 +56,9 @@ export class TokenIssuer {
     if (req.apikey === undefined || req.apikey.length === 0 || req.apikey.length > 512) {
       throw new KeygateError('AUTH_APIKEY_INVALID');
     }
-    const identity = this.#opts.identities.findByApiKey(req.apikey);
-    if (identity === undefined) throw new KeygateError('AUTH_APIKEY_INVALID');
+    const found = await this.#opts.identities.findByApiKey(req.apikey);
+    if (found === undefined) throw new KeygateError('AUTH_APIKEY_INVALID');
+    const { identity, apiKeyId } = found;
     if (!identity.certIdentities.includes(req.cert.identity)) {
       throw new KeygateError('FORBIDDEN_ERR', {
         detail: {
@@ -71,6 +72,7 @@ export class TokenIssuer {
     const expiresAt = issuedAt + this.#lifetime;
     const accessToken = await this.#opts.signer.sign({
       subject: identity.name,
+      apiKeyId,
       roles: identity.roles,
       certThumbprint: req.cert.thumbprint,
       issuedAt,
