@@ -17,6 +17,24 @@ const PAGE = 5000;
 
 type Reader = Pick<PgDatabase, 'query'>;
 
+/**
+ * Runs `read` on one consistent snapshot of the database (a read-only REPEATABLE READ
+ * transaction): the rows and the head row it sees are those of one moment, however many replicas
+ * append meanwhile.
+ */
+function onSnapshot<T>(db: Pick<PgDatabase, 'tx'>, read: (r: Reader) => Promise<T>): Promise<T> {
+  return db.tx(
+    async (client) => {
+      await client.query('SET TRANSACTION READ ONLY');
+      const reader: Reader = {
+        query: ((sql: string, params: unknown[] = []) => client.query(sql, params)) as Reader['query'],
+      };
+      return read(reader);
+    },
+    { isolation: 'repeatable read' },
+  );
+}
+
 interface Row {
   seq: string;
   hash: string;
@@ -51,9 +69,17 @@ export interface VerifyPostgresOptions extends ChainVerifyOptions {
  * in seq order (line N = the Nth row read).
  */
 export async function verifyPostgresAudit(
-  db: Reader,
+  db: Pick<PgDatabase, 'tx'>,
   keys: readonly AuditVerifyKey[],
   opts: VerifyPostgresOptions = {},
+): Promise<AuditVerifyReport> {
+  return onSnapshot(db, (reader) => verifySnapshot(reader, keys, opts));
+}
+
+async function verifySnapshot(
+  db: Reader,
+  keys: readonly AuditVerifyKey[],
+  opts: VerifyPostgresOptions,
 ): Promise<AuditVerifyReport> {
   const from = opts.from ?? 1;
   const verifier = new ChainVerifier(keys, { ...opts, allowPrunedStart: opts.allowPrunedStart ?? from > 1 });
@@ -137,17 +163,25 @@ export interface ExportResult {
  * `audit export`: writes the rows with seq >= `from` as audit files in `dir` (named like the file
  * log's, `recordsPerFile` lines each), byte for byte the lines the chain hashes, so `audit verify
  * DIR` checks them (with `--pruned` when `from` > 1). Refuses a folder that already holds audit
- * files (an export never mixes with another log). Rows appended while it runs may be in it or
- * not (the export is always a prefix of the chain).
+ * files (an export never mixes with another log). It reads one snapshot: rows appended while it
+ * runs are not in it (the export is the chain as it was when it began).
  */
 export async function exportPostgresAudit(
-  db: Reader,
+  db: Pick<PgDatabase, 'tx'>,
   dir: string,
   opts: { readonly from?: number; readonly recordsPerFile?: number; readonly now?: Date } = {},
 ): Promise<ExportResult> {
   await mkdir(dir, { recursive: true });
   const existing = (await readdir(dir)).filter((n) => parseAuditFileName(n) !== undefined);
   if (existing.length > 0) throw new ExportFolderNotEmpty(dir, existing[0] ?? '');
+  return onSnapshot(db, (reader) => exportSnapshot(reader, dir, opts));
+}
+
+async function exportSnapshot(
+  db: Reader,
+  dir: string,
+  opts: { readonly from?: number; readonly recordsPerFile?: number; readonly now?: Date },
+): Promise<ExportResult> {
   const perFile = opts.recordsPerFile ?? 100_000;
   const now = opts.now ?? new Date();
   const files: string[] = [];
