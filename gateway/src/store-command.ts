@@ -5,6 +5,11 @@ import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import { MIGRATIONS } from './adapters/postgres/migrations.js';
 import { PgDatabase } from './adapters/postgres/pg-database.js';
+import {
+  type ConfigIdentity,
+  type IdentityImport,
+  importConfigIdentity,
+} from './adapters/postgres/pg-identities.js';
 import { PostgresKeyStore } from './adapters/postgres/pg-key-store.js';
 import { describeDatabase, poolConfig } from './adapters/postgres/pg-settings.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
@@ -91,7 +96,8 @@ async function schemaReport(db: PgDatabase, out: Print): Promise<number> {
 }
 
 /**
- * Copies every key record of a JSON file store into PostgreSQL. Keys already there with the same
+ * Copies every key record of a JSON file store (and the identities of a file-store config) into
+ * PostgreSQL. Keys already there with the same
  * record are skipped (a re-run is harmless); a key whose record differs, or whose name is taken by
  * another live key, is a conflict: reported, left alone, exit code 1. The HSM is not touched: the
  * PostgreSQL gateway must use the same token (it holds the key versions' objects).
@@ -103,7 +109,7 @@ async function migrateFromFile(
   out: Print,
   err: Print,
 ): Promise<number> {
-  const file = storeFileOf(from);
+  const { file, identities } = sourceOf(from);
   const source = new JsonFileKeyStore(file);
   await source.open();
   if (!source.status().ready) {
@@ -142,15 +148,33 @@ async function migrateFromFile(
   out(
     `${dryRun ? 'would copy' : 'copied'} ${copied} key(s) from ${file}; ${present} already present; ${conflicts} conflict(s)`,
   );
-  return conflicts === 0 ? 0 : 1;
+  const tally: Record<IdentityImport, number> = { copied: 0, present: 0, conflict: 0 };
+  for (const identity of identities) {
+    const outcome = dryRun ? 'copied' : await importConfigIdentity(db, identity);
+    tally[outcome]++;
+    if (outcome === 'conflict') {
+      err(
+        `conflict: identity ${identity.name} differs in the database (or one of its API keys belongs to another): left as it is there`,
+      );
+    }
+  }
+  if (identities.length > 0) {
+    out(
+      `${dryRun ? 'would copy' : 'copied'} ${tally.copied} identities with their API-key hashes from ${from}; ${tally.present} already present; ${tally.conflict} conflict(s)`,
+    );
+  }
+  return conflicts + tally.conflict === 0 ? 0 : 1;
 }
 
-/** The JSON store file named directly, or by the `store.file` of a (file-store) gateway config. */
-function storeFileOf(from: string): string {
+/**
+ * The JSON store file named directly, or the `store.file` of a (file-store) gateway config with
+ * that config's `identities:` (copied too; their API keys are kept as hashes).
+ */
+function sourceOf(from: string): { file: string; identities: readonly ConfigIdentity[] } {
   const text = readFileSync(from, 'utf8');
   try {
     const data = JSON.parse(text) as { format?: unknown };
-    if (data.format === 1) return from;
+    if (data.format === 1) return { file: from, identities: [] };
   } catch {
     // Not JSON: a gateway config.
   }
@@ -158,7 +182,7 @@ function storeFileOf(from: string): string {
   const file = fileStore(old);
   if (file === undefined)
     throw configError(from, [{ path: 'store.file', expected: 'a JSON file store to copy from' }]);
-  return file.file;
+  return { file: file.file, identities: old.identities ?? [] };
 }
 
 /** Every key of every instance in a file store (its list() is per instance). */

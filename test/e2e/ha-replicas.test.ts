@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -186,6 +186,94 @@ describe('three gateway replicas on one PostgreSQL', () => {
     } finally {
       for (const c of clients) c.close();
     }
+  });
+
+  it('revocation through replica b: tokens for the API key stop working on a and c within a second', async () => {
+    const cli = (...args: string[]) =>
+      execFileSync(
+        process.execPath,
+        [GATEWAY_CLI, ...args, '--config', replicas.get('a')?.config as string],
+        {
+          env: { ...process.env, ...prepared.env },
+          encoding: 'utf8',
+        },
+      );
+    // The first identity administrator comes from the CLI on the database, as an operator would.
+    cli(
+      'identities',
+      'create',
+      'ha-admin',
+      '--cert-identity',
+      prepared.pki.adminIdentity,
+      '--role',
+      '*=identities:admin',
+    );
+    const adminKey = /^kg_\S+$/m.exec(cli('apikey', 'create', '--identity', 'ha-admin'))?.[0];
+    assert.ok(adminKey, 'apikey create printed no key');
+    const keyFile = (name: string, key: string) => {
+      const f = join(home, `${name}.key`);
+      writeFileSync(f, `${key}\n`, { mode: 0o600 });
+      return f;
+    };
+    const admin = await kpSession({
+      url: url('b'),
+      caFile: prepared.pki.caFile,
+      certFile: prepared.pki.adminCertFile,
+      keyFile: prepared.pki.adminKeyFile,
+      apiKeyFile: keyFile('ha-admin', adminKey),
+      instance: prepared.instanceId,
+    });
+    sessions.push(admin);
+    const made = await admin.call('POST', '/api/v2/keygate/identities', {
+      name: 'ha-victim',
+      certIdentities: [prepared.pki.clientIdentity],
+      roles: { [prepared.instanceId]: ['wrap', 'unwrap'] },
+    });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const key = await admin.call('POST', '/api/v2/keygate/identities/ha-victim/apikeys', {
+      label: 'ha suite',
+    });
+    assert.equal(key.status, 201, JSON.stringify(key.body));
+    const victimKey = keyFile('ha-victim', String(key.body?.apiKey));
+    const onAC = await Promise.all(
+      (['a', 'c'] as const).map(async (n) => {
+        const s = await kpSession({
+          url: url(n),
+          caFile: prepared.pki.caFile,
+          certFile: prepared.pki.clientCertFile,
+          keyFile: prepared.pki.clientKeyFile,
+          apiKeyFile: victimKey,
+          instance: prepared.instanceId,
+        });
+        sessions.push(s);
+        return s;
+      }),
+    );
+    const wrap = (s: KpSession) =>
+      s.call('POST', `/api/v2/keys/${prepared.crkId}/actions/wrap`, {
+        plaintext: Buffer.alloc(32, 1).toString('base64'),
+      });
+    for (const s of onAC) assert.equal((await wrap(s)).status, 200);
+    const revoked = await admin.call('DELETE', `/api/v2/keygate/apikeys/${String(key.body?.id)}`);
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    const at = performance.now();
+    const refusedAfter = await Promise.all(
+      onAC.map(async (s) => {
+        for (;;) {
+          const r = await wrap(s);
+          if (r.status === 401) return performance.now() - at;
+          assert.ok(
+            performance.now() - at < 5000,
+            `token still accepted 5 s after the revocation: ${r.status}`,
+          );
+          await sleep(5);
+        }
+      }),
+    );
+    console.log(
+      `# HA revocation through b: tokens refused on a after ${Math.round(refusedAfter[0] ?? 0)} ms, on c after ${Math.round(refusedAfter[1] ?? 0)} ms`,
+    );
+    for (const ms of refusedAfter) assert.ok(ms < 1000, `refused only after ${Math.round(ms)} ms`);
   });
 
   it('destroy through replica c: from its answer on, no replica wraps or unwraps with the key', async () => {

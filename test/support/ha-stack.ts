@@ -7,8 +7,8 @@ import type { PreparedStack } from '#devstack/prepare-stack.js';
 import { type AuditLine, readAuditRecords } from './e2e-helpers.js';
 
 /**
- * A replica's config for the multi-replica suite: the dev stack's gateway config with its store
- * in `pg`, its own port, and its audit records in its own folder.
+ * A replica's config for the multi-replica suite: the dev stack's gateway config with its store,
+ * identities and audit chain in `pg`, and its own port.
  */
 export function haGatewayConfig(
   p: PreparedStack,
@@ -30,7 +30,9 @@ export function haGatewayConfig(
   replica: gateway-${o.replica}
   checkpointEvery: 500
 `;
+  // Identities live in the database (copied there by `store migrate-from-file`), managed at run time.
   const text = base
+    .replace(/^identities:\n(?: {2}.*\n)+/m, '')
     .replace(/^store:\n(?: {2}.*\n)+/m, store)
     .replace(/^audit:\n(?: {2}.*\n)+/m, audit)
     .replace(/^ {2}port: \d+$/m, `  port: ${o.port}`);
