@@ -79,6 +79,7 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
   const cfg = gatewayConfigSchema.parse(
     parseYaml(str(obj(cm.data, 'data')['gateway.yaml'], 'gateway.yaml'), 'gateway.yaml'),
   );
+  const pgStore = 'postgres' in cfg.store ? cfg.store.postgres : undefined;
   const args = arr(c.args, 'args').map((a) => str(a, 'arg'));
   const configFile = args[args.indexOf('--config') + 1] ?? '';
   const ms = mounts(c, 'gateway');
@@ -95,26 +96,24 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
     ...(cfg.hsm.backend === 'pkcs11' ? [cfg.hsm.module, cfg.hsm.pin.file ?? ''] : []),
     ...(cfg.tokens?.signingKeyFiles ?? []),
     cfg.audit?.signingKeyFile ?? '',
+    ...(pgStore === undefined
+      ? []
+      : [pgStore.passwordFile ?? '', ...Object.values(pgStore.ssl ?? {}).filter((v) => v.startsWith('/'))]),
   ];
   for (const f of readOnlyFiles) {
     const m = mountOf(f);
     assert.ok(m, `${f} is inside a mount`);
     assert.ok(m.readOnly, `${f} is mounted read-only`);
   }
-  const store = mountOf(posix.dirname(storeFile(cfg)));
-  const audit = mountOf(fileAudit(cfg)?.dir ?? '/nonexistent');
-  assert.ok(store && !store.readOnly, 'store folder is writable');
-  assert.ok(audit && !audit.readOnly, 'audit folder is writable');
-  assert.equal(audit.subPathExpr, 'audit/$(POD_NAME)', 'one audit folder per pod (one writer per folder)');
-  // The anchor is rewritten (temp file + rename) beside the log: a writable folder of the same pod.
-  const anchor = mountOf(posix.dirname(fileAudit(cfg)?.anchorFile ?? '/nonexistent/x'));
-  assert.ok(anchor && !anchor.readOnly, 'the audit anchor folder is writable');
-  assert.equal(anchor.subPathExpr, 'audit/$(POD_NAME)', 'one anchor per audit folder');
   const writable = ms.filter((m) => !m.readOnly).map((m) => m.mountPath);
-  assert.deepEqual(writable.sort(), [store.mountPath, audit.mountPath, '/tmp'].sort());
   for (const [name, v] of vols) {
     if (v.secret !== undefined) assert.equal(at(v, 'secret.defaultMode'), 0o440, `${name} secret mode 0440`);
   }
+  if (pgStore !== undefined && fileAudit(cfg) === undefined) {
+    // Store, identities and audit in PostgreSQL: nothing of the gateway's state is on a volume.
+    assert.deepEqual(writable, ['/tmp'], 'only /tmp is writable');
+    assert.equal(vols.has('data'), false, 'no data volume');
+  } else checkDataMounts(cfg, mountOf, writable, pgStore !== undefined);
 
   // Ports: config, container, Service agree.
   const port = obj(at(c, 'ports.0'), 'port');
@@ -134,6 +133,26 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
     assert.ok(mountOf(env.get(k) ?? '')?.readOnly, `${k} is in a read-only mount`);
   }
   if (cfg.hsm.backend === 'pkcs11') assert.equal(env.get('UV_THREADPOOL_SIZE'), String(cfg.hsm.sessions + 4));
+}
+
+/** File audit logs (one folder per pod) and, with the file store, a writable store folder. */
+function checkDataMounts(
+  cfg: ReturnType<typeof gatewayConfigSchema.parse>,
+  mountOf: (file: string) => ReturnType<typeof mounts>[number] | undefined,
+  writable: readonly string[],
+  storeInDatabase: boolean,
+): void {
+  const store = storeInDatabase ? undefined : mountOf(posix.dirname(storeFile(cfg)));
+  const audit = mountOf(fileAudit(cfg)?.dir ?? '/nonexistent');
+  if (!storeInDatabase) assert.ok(store && !store.readOnly, 'store folder is writable');
+  assert.ok(audit && !audit.readOnly, 'audit folder is writable');
+  assert.equal(audit.subPathExpr, 'audit/$(POD_NAME)', 'one audit folder per pod (one writer per folder)');
+  // The anchor is rewritten (temp file + rename) beside the log: a writable folder of the same pod.
+  const anchor = mountOf(posix.dirname(fileAudit(cfg)?.anchorFile ?? '/nonexistent/x'));
+  assert.ok(anchor && !anchor.readOnly, 'the audit anchor folder is writable');
+  assert.equal(anchor.subPathExpr, 'audit/$(POD_NAME)', 'one anchor per audit folder');
+  const expected = [audit.mountPath, '/tmp', ...(store === undefined ? [] : [store.mountPath])];
+  assert.deepEqual([...writable].sort(), expected.sort());
 }
 
 describe('infra/helm/keygate-gateway', () => {
@@ -181,6 +200,41 @@ describe('infra/helm/keygate-gateway', () => {
     assert.match(bad.stderr, /hsm.library.mode must be/);
     const rwo = renderChart(['--set', 'persistence.accessModes={ReadWriteOnce}']);
     assert.equal(rwo.ok, false, 'three replicas cannot share a ReadWriteOnce store');
+  });
+
+  it('renders with helm: an external PostgreSQL (store, identities, audit): no volume, no ReadWriteMany', {
+    skip: helm ? false : NO_HELM,
+  }, () => {
+    const objs = render(
+      '--set',
+      'postgres.enabled=true,postgres.tls.secretName=db-ca,postgres.tls.certKey=tls.crt,postgres.tls.keyKey=tls.key',
+      '--set',
+      'persistence.accessModes={ReadWriteOnce}',
+    );
+    checkRendered(objs, { replicas: 3, serviceMonitor: false });
+    assert.equal(byKind(objs, 'PersistentVolumeClaim').length, 0, 'no claim');
+    const cfg = obj(
+      parseYaml(
+        str(obj(one(objs, 'ConfigMap').data, 'data')['gateway.yaml'], 'gateway.yaml'),
+        'gateway.yaml',
+      ),
+      'config',
+    );
+    assert.equal(at(cfg, 'audit.target'), 'postgres');
+    assert.equal(cfg.identities, undefined, 'identities live in the database');
+    assert.equal(at(cfg, 'store.postgres.ssl.caFile'), '/etc/keygate/db-tls/ca.crt');
+    // Keeping YAML identities and file audit logs (per pod) on PostgreSQL is still possible.
+    const mixed = render('--set', 'postgres.enabled=true,postgres.identities=false,postgres.audit=false');
+    checkRendered(mixed, { replicas: 3, serviceMonitor: false });
+    assert.ok(
+      obj(
+        parseYaml(
+          str(obj(one(mixed, 'ConfigMap').data, 'data')['gateway.yaml'], 'gateway.yaml'),
+          'gateway.yaml',
+        ),
+        'config',
+      ).identities,
+    );
   });
 
   it('is well-formed without helm: Chart.yaml, values.yaml and every template', () => {
