@@ -173,6 +173,11 @@ ${tokens}`,
       async () =>
         (await api('GET', '/api/v2/keygate/identities', { client: fx.clients.admin, token })).status === 200,
     );
+    await until(
+      async () =>
+        (await call(gw.url, 'GET', '/readyz', { client: fx.clients.admin, ca: fx.ca.certPem })).status ===
+        200,
+    );
     adminToken = token;
     secrets.push(adminToken);
     const none = await api('GET', '/api/v2/keygate/identities', { client: fx.clients.admin });
@@ -301,6 +306,30 @@ ${tokens}`,
     for (const s of secrets) {
       assert.ok(!text.includes(s), 'a secret in the audit log');
       assert.ok(!logs.includes(s), 'a secret in the log');
+    }
+  });
+  it('a replica started while the database is down is not ready until it has loaded the identities', async () => {
+    pg.stop('fast');
+    let late: RunningGateway | undefined;
+    try {
+      late = await startGatewayFromFile(config, { logDestination: captureLines().stream });
+      const r = await call(late.url, 'GET', '/readyz', { client: fx.clients.admin, ca: fx.ca.certPem });
+      assert.equal(r.status, 503, r.text);
+      assert.match(r.text, /identities not loaded from the database yet/);
+    } finally {
+      pg.start();
+    }
+    const started = late as RunningGateway;
+    try {
+      await until(
+        async () =>
+          (await call(started.url, 'GET', '/readyz', { client: fx.clients.admin, ca: fx.ca.certPem }))
+            .status === 200,
+      );
+      const token = await requestToken(started.url, fx.ca.certPem, fx.clients.admin, adminKey);
+      assert.equal(token.status, 200, token.text);
+    } finally {
+      await started.close();
     }
   });
 });

@@ -39,6 +39,8 @@ export interface AccessRuntime {
   readonly identityAdmin?: IdentityAdmin | undefined;
   /** Stops following identity changes. */
   close(): void;
+  /** Identities from the database: not ready until loaded (every token is refused before). */
+  identitiesStatus?(): { readonly ready: boolean; readonly reasons: readonly string[] };
 }
 
 /**
@@ -98,6 +100,19 @@ export async function buildAccess(
     policy: new RolePolicy(),
     tokens: { issue: (req) => issuer.issue(req), jwks: () => jwt.jwks() },
     identityAdmin: pg,
+    ...(pg === undefined
+      ? {}
+      : {
+          identitiesStatus: () =>
+            pg?.loaded === true
+              ? { ready: true, reasons: [] }
+              : {
+                  ready: false,
+                  reasons: [
+                    'identities not loaded from the database yet (tokens are refused until they are)',
+                  ],
+                },
+        }),
     close() {
       authenticator.close();
       pg?.close();
@@ -199,7 +214,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     );
   }
   await runtime.store.open();
-  const readiness = (): Readiness => ({ hsm: runtime.hsm.status(), store: runtime.store.status() });
+  const readiness = (): Readiness => {
+    const store = runtime.store.status();
+    const identities = access.identitiesStatus?.();
+    return {
+      hsm: runtime.hsm.status(),
+      store:
+        identities === undefined || identities.ready
+          ? store
+          : { ready: false, reasons: [...store.reasons, ...identities.reasons] },
+    };
+  };
   const clockMs = () => clock.now().getTime();
   const limits = createGatewayLimits(config.limits, clockMs);
   const connections = new ConnectionGuard(config.server.perSource);
