@@ -62,7 +62,7 @@ describe('PostgreSQL connection (real server)', () => {
     await Promise.all([a.open(), b.open()]);
     const heard: StoreChange[] = [];
     b.onChange((c) => heard.push(c));
-    await until('listener', () => heard.some((c) => c.kind === 'all'));
+    await until('listener', () => b.listening);
     heard.length = 0;
     await a
       .tx(async (client) => {
