@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { runG1 } from './g1.bench.js';
 import { runG2 } from './g2.bench.js';
 import { runG3 } from './g3.bench.js';
+import { runH1 } from './h1.bench.js';
 import { median } from './lib/measure.js';
 import { stopAll } from './lib/procs.js';
 import { type BenchResult, saveResult } from './lib/result.js';
@@ -33,6 +34,7 @@ const ALL: Record<string, () => Promise<BenchResult>> = {
   G2: runG2,
   G3: runG3,
   M1: runM1,
+  H1: runH1,
 };
 
 function arg(name: string): string | undefined {
