@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { runA1 } from './a1.bench.js';
 import { runG1 } from './g1.bench.js';
 import { runG2 } from './g2.bench.js';
 import { runG3 } from './g3.bench.js';
@@ -35,6 +36,7 @@ const ALL: Record<string, () => Promise<BenchResult>> = {
   G3: runG3,
   M1: runM1,
   H1: runH1,
+  A1: runA1,
 };
 
 function arg(name: string): string | undefined {
