@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { startTestPostgres, type TestPostgres } from '@keygate/gateway/testing/postgres';
 import { GATEWAY_CLI } from '#devstack/paths.js';
-import { fmt, interleave, line, type Summary, warmUp } from './lib/measure.js';
+import { fmt, interleave, line, runLoad, type Summary, warmUp } from './lib/measure.js';
 import { type BenchResult, mainIf, type Point, point } from './lib/result.js';
 import {
   fetchToken,
@@ -197,6 +197,18 @@ export async function runH1(): Promise<BenchResult> {
       console.log(
         `    (b)/(a) ${fmt(b.ratio, 3)} (p99 ${fmt(b.p99Ratio, 2)}x)   (c)/(a) ${fmt(cc.ratio, 3)} (p99 ${fmt(cc.p99Ratio, 2)}x)`,
       );
+      // What one round trip costs the database, on (b) alone: transactions and table reads.
+      const before = dbCounters(pg);
+      const alone = await runLoad(calls.pg1, c, t.roundMs);
+      const after = dbCounters(pg);
+      const per = (k: string) => ((after[k] ?? 0) - (before[k] ?? 0)) / Math.max(1, alone.ops);
+      const reads = Object.keys(after)
+        .filter((k) => k.startsWith('read:') && per(k) >= 0.01)
+        .map((k) => `${k.slice(5)} ${fmt(per(k), 2)}`);
+      extra[`pg1TxPerRoundTrip${c}`] = Math.round(per('xact_commit') * 100) / 100;
+      console.log(
+        `    (b) alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(per('xact_commit'), 2)} transactions, table reads: ${reads.join(', ') || 'none'}`,
+      );
       await Promise.all(H1_CASES.flatMap((k) => targets[k].clients.map((x) => x.close())));
     }
     // Stop the replicas (SIGTERM: each commits its close checkpoint), then compare the chain with the answers.
@@ -233,6 +245,21 @@ export async function runH1(): Promise<BenchResult> {
     await Promise.all(gateways.map((g) => g.proc.stop()));
     pg.remove();
   }
+}
+
+/** The database's committed transactions and each table's scans (seq + index), cumulative. */
+function dbCounters(pg: TestPostgres): Record<string, number> {
+  const out: Record<string, number> = {};
+  const tx = pg.psql('SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()');
+  out.xact_commit = Number(tx.trim());
+  const rows = pg.psql(
+    'SELECT relname, coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables',
+  );
+  for (const row of rows.trim().split('\n')) {
+    const [rel, n] = row.split('|');
+    if (rel) out[`read:${rel}`] = Number(n);
+  }
+  return out;
 }
 
 /** Success records of wraps and unwraps in the one chain (every replica's). */
