@@ -197,18 +197,20 @@ export async function runH1(): Promise<BenchResult> {
       console.log(
         `    (b)/(a) ${fmt(b.ratio, 3)} (p99 ${fmt(b.p99Ratio, 2)}x)   (c)/(a) ${fmt(cc.ratio, 3)} (p99 ${fmt(cc.p99Ratio, 2)}x)`,
       );
-      // What one round trip costs the database, on (b) alone: transactions and table reads.
-      const before = dbCounters(pg);
-      const alone = await runLoad(calls.pg1, c, t.roundMs);
-      const after = dbCounters(pg);
-      const per = (k: string) => ((after[k] ?? 0) - (before[k] ?? 0)) / Math.max(1, alone.ops);
-      const reads = Object.keys(after)
-        .filter((k) => k.startsWith('read:') && per(k) >= 0.01)
-        .map((k) => `${k.slice(5)} ${fmt(per(k), 2)}`);
-      extra[`pg1TxPerRoundTrip${c}`] = Math.round(per('xact_commit') * 100) / 100;
-      console.log(
-        `    (b) alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(per('xact_commit'), 2)} transactions, table reads: ${reads.join(', ') || 'none'}`,
-      );
+      // What one round trip costs the database, on (b) and (c) alone: transactions and table reads.
+      for (const k of ['pg1', 'pg3'] as const) {
+        const before = dbCounters(pg);
+        const alone = await runLoad(calls[k], c, t.roundMs);
+        const after = dbCounters(pg);
+        const per = (n: string) => ((after[n] ?? 0) - (before[n] ?? 0)) / Math.max(1, alone.ops);
+        const reads = Object.keys(after)
+          .filter((n) => n.startsWith('read:') && per(n) >= 0.01)
+          .map((n) => `${n.slice(5)} ${fmt(per(n), 2)}`);
+        extra[`${k}TxPerRoundTrip${c}`] = Math.round(per('xact_commit') * 100) / 100;
+        console.log(
+          `    ${k} alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(per('xact_commit'), 2)} transactions, table reads: ${reads.join(', ') || 'none'}`,
+        );
+      }
       await Promise.all(H1_CASES.flatMap((k) => targets[k].clients.map((x) => x.close())));
     }
     // Stop the replicas (SIGTERM: each commits its close checkpoint), then compare the chain with the answers.
@@ -219,7 +221,9 @@ export async function runH1(): Promise<BenchResult> {
     console.log(
       `  PostgreSQL chain: answered ${answered.wrap} wraps / ${answered.unwrap} unwraps, audited ${audited.wrap} / ${audited.unwrap}; verify: ${verdict.text}`,
     );
-    notes.push('2 vCPU machine: 3 replicas cannot scale throughput here; (c) shows the cost of the shared store.');
+    notes.push(
+      '2 vCPU machine: 3 replicas cannot scale throughput here; (c) shows the cost of the shared store.',
+    );
     const worst = Math.min(...points.map((x) => x.ratio));
     return {
       id: 'H1',
@@ -282,7 +286,17 @@ function verifyChain(p: PreparedStack, config: string): { ok: boolean; text: str
   try {
     const out = execFileSync(
       process.execPath,
-      [GATEWAY_CLI, 'audit', 'verify', '--postgres', '--config', config, '--key', p.auditPublicKeyFile, '--sealed'],
+      [
+        GATEWAY_CLI,
+        'audit',
+        'verify',
+        '--postgres',
+        '--config',
+        config,
+        '--key',
+        p.auditPublicKeyFile,
+        '--sealed',
+      ],
       { env: { ...process.env, ...p.env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
     );
     return { ok: true, text: out.split('\n')[0] ?? '' };
