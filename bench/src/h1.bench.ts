@@ -34,25 +34,31 @@ import {
 } from './lib/stack.js';
 
 export const H1_CONCURRENCY = [16, 64];
-export const H1_CASES = ['file', 'pg1', 'pg3'] as const;
+export const H1_CASES = ['file', 'pg1', 'pg3', 'pg3f'] as const;
 export type H1Case = (typeof H1_CASES)[number];
 export const H1_LABELS: Record<H1Case, string> = {
   file: '(a) 1 gateway, file store + file audit',
   pg1: '(b) 1 gateway, PostgreSQL',
   pg3: '(c) 3 replicas, PostgreSQL',
+  pg3f: '(d) 3 replicas, PostgreSQL store, file audit',
 };
+/** The cases whose audit records go to the PostgreSQL chain. */
+const CHAINED: readonly H1Case[] = ['pg1', 'pg3'];
 
-/** The gateway config's store and audit sections pointed at `pg` (as ha-stack.ts does for the suite). */
-function onPostgres(pg: TestPostgres, replica: string): (cfg: GatewayYaml) => void {
+/**
+ * The gateway config's store (and, unless `fileAudit`, its audit) pointed at `pg`, as ha-stack.ts
+ * does for the multi-replica suite. With `fileAudit` each replica keeps its own audit folder.
+ */
+function onPostgres(pg: TestPostgres, replica: string, fileAudit = false): (cfg: GatewayYaml) => void {
   return (cfg) => {
-    const fileAudit = cfg.audit as { signingKeyFile: string };
+    const audit = cfg.audit as { signingKeyFile: string };
     cfg.store = {
       postgres: {
         url: `postgresql://${pg.user}@${pg.host}:${pg.port}/${pg.database}`,
         passwordFile: pg.passwordFile,
       },
     };
-    cfg.audit = { target: 'postgres', signingKeyFile: fileAudit.signingKeyFile, replica };
+    if (!fileAudit) cfg.audit = { target: 'postgres', signingKeyFile: audit.signingKeyFile, replica };
   };
 }
 
@@ -136,15 +142,23 @@ export async function runH1(): Promise<BenchResult> {
     const replicas = await Promise.all(
       ['h1-pg-a', 'h1-pg-b', 'h1-pg-c'].map((name) => startGateway(p, { name, edit: onPostgres(pg, name) })),
     );
-    gateways.push(file, ...replicas);
+    // (d): the same three replicas' shape, but each with its own file audit log: what is left of
+    // (c)'s cost without the one chain (three processes on two cores, the shared store).
+    const fileAudited = await Promise.all(
+      ['h1-pgf-a', 'h1-pgf-b', 'h1-pgf-c'].map((name) =>
+        startGateway(p, { name, edit: onPostgres(pg, name, true) }),
+      ),
+    );
+    gateways.push(file, ...replicas, ...fileAudited);
     const [pgA1] = replicas as [RunningGateway, RunningGateway, RunningGateway];
     const urls: Record<H1Case, string[]> = {
       file: [file.url],
       pg1: [pgA1.url],
       pg3: replicas.map((r) => r.url),
+      pg3f: fileAudited.map((r) => r.url),
     };
     const headers = new Map<string, Record<string, string>>();
-    for (const url of [file.url, ...urls.pg3]) headers.set(url, await headersFor(p, url));
+    for (const url of [file.url, ...urls.pg3, ...urls.pg3f]) headers.set(url, await headersFor(p, url));
     console.log(
       'H1 wrap+unwrap round trips; NOTE: 2 vCPU machine: 3 replicas share the cores with PostgreSQL, SoftHSM2 and the client, so (c) shows the cost of the shared store, not scaling',
     );
@@ -166,7 +180,7 @@ export async function runH1(): Promise<BenchResult> {
         }),
       ) as Record<H1Case, Target>;
       const calls = Object.fromEntries(
-        H1_CASES.map((k) => [k, roundTrip(p, targets[k], c, k !== 'file')]),
+        H1_CASES.map((k) => [k, roundTrip(p, targets[k], c, CHAINED.includes(k))]),
       ) as Record<H1Case, () => Promise<void>>;
       if (!warmed) {
         for (const k of H1_CASES) await warmUp(calls[k], t.warmMs);
@@ -187,18 +201,17 @@ export async function runH1(): Promise<BenchResult> {
         extra[`${k}P50ms${c}`] = Math.round(s(k).p50 * 100) / 100;
         extra[`${k}P99ms${c}`] = Math.round(s(k).p99 * 100) / 100;
       }
-      const b = point(c, s('pg1'), s('file'));
-      const cc = point(c, s('pg3'), s('file'));
-      points.push(cc);
-      extra[`pg1Ratio${c}`] = Math.round(b.ratio * 1000) / 1000;
-      extra[`pg3Ratio${c}`] = Math.round(cc.ratio * 1000) / 1000;
-      extra[`pg1P99Ratio${c}`] = Math.round(b.p99Ratio * 100) / 100;
-      extra[`pg3P99Ratio${c}`] = Math.round(cc.p99Ratio * 100) / 100;
-      console.log(
-        `    (b)/(a) ${fmt(b.ratio, 3)} (p99 ${fmt(b.p99Ratio, 2)}x)   (c)/(a) ${fmt(cc.ratio, 3)} (p99 ${fmt(cc.p99Ratio, 2)}x)`,
-      );
+      const ratios: string[] = [];
+      for (const k of H1_CASES.filter((x) => x !== 'file')) {
+        const pt = point(c, s(k), s('file'));
+        if (k === 'pg3') points.push(pt);
+        extra[`${k}Ratio${c}`] = Math.round(pt.ratio * 1000) / 1000;
+        extra[`${k}P99Ratio${c}`] = Math.round(pt.p99Ratio * 100) / 100;
+        ratios.push(`${k}/file ${fmt(pt.ratio, 3)} (p99 ${fmt(pt.p99Ratio, 2)}x)`);
+      }
+      console.log(`    ${ratios.join('   ')}`);
       // What one round trip costs the database, on (b) and (c) alone: transactions and table reads.
-      for (const k of ['pg1', 'pg3'] as const) {
+      for (const k of ['pg1', 'pg3', 'pg3f'] as const) {
         const before = dbCounters(pg);
         const alone = await runLoad(calls[k], c, t.roundMs);
         const after = dbCounters(pg);

@@ -9,7 +9,7 @@ import { fmt, median } from './measure.js';
 import type { BenchResult } from './result.js';
 import { type ChartSpec, svgDocument } from './svg.js';
 
-const COLORS = { file: '#999', pg1: '#1f77b4', pg3: '#d62728' } as const;
+const COLORS = { file: '#999', pg1: '#1f77b4', pg3: '#d62728', pg3f: '#2ca02c' } as const;
 
 /** Median over the runs of one extra figure of benchmark `id`. */
 function med(runs: readonly (readonly BenchResult[])[], id: string, key: string): number {
