@@ -19,6 +19,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestPostgres, type TestPostgres } from '@keygate/gateway/testing/postgres';
 import { GATEWAY_CLI } from '#devstack/paths.js';
 import { fmt, interleave, line, runLoad, type Summary, warmUp } from './lib/measure.js';
@@ -47,6 +48,8 @@ export const H1_LABELS: Record<H1Case, string> = {
 };
 /** The cases whose audit records go to the PostgreSQL chain. */
 const CHAINED: readonly H1Case[] = ['pg1', 'pg3'];
+/** PostgreSQL backends report their statistics at most once a second (PG 15). */
+const STATS_SETTLE_MS = 1500;
 
 /**
  * The gateway config's store (and, unless `fileAudit`, its audit) pointed at `pg`, as ha-stack.ts
@@ -213,18 +216,24 @@ export async function runH1(): Promise<BenchResult> {
         ratios.push(`${k}/file ${fmt(pt.ratio, 3)} (p99 ${fmt(pt.p99Ratio, 2)}x)`);
       }
       console.log(`    ${ratios.join('   ')}`);
-      // What one round trip costs the database, on (b) and (c) alone: transactions and table reads.
+      // What one round trip costs the database, on (b), (c) and (d) alone: transactions, table
+      // reads (pg_stat: backends report at most once a second, so settle before each reading) and
+      // records per audit transaction (from the chain: `at` is the transaction's start time).
       for (const k of ['pg1', 'pg3', 'pg3f'] as const) {
+        await sleep(STATS_SETTLE_MS);
         const before = dbCounters(pg);
         const alone = await runLoad(calls[k], c, t.roundMs);
+        await sleep(STATS_SETTLE_MS);
         const after = dbCounters(pg);
         const per = (n: string) => ((after[n] ?? 0) - (before[n] ?? 0)) / Math.max(1, alone.ops);
         const reads = Object.keys(after)
           .filter((n) => n.startsWith('read:') && per(n) >= 0.01)
           .map((n) => `${n.slice(5)} ${fmt(per(n), 2)}`);
+        const chain = chainBatches(pg, before.headSeq ?? 0, after.headSeq ?? 0);
         extra[`${k}TxPerRoundTrip${c}`] = Math.round(per('xact_commit') * 100) / 100;
+        if (CHAINED.includes(k)) extra[`${k}RecordsPerAuditTx${c}`] = Math.round(chain.perTx * 10) / 10;
         console.log(
-          `    ${k} alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(per('xact_commit'), 2)} transactions, table reads: ${reads.join(', ') || 'none'}`,
+          `    ${k} alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(per('xact_commit'), 2)} database transactions; table reads per round trip: ${reads.join(', ') || 'none'}; audit chain: ${chain.records} records in ${chain.transactions} transactions (${fmt(chain.perTx, 1)} per transaction)`,
         );
       }
       await Promise.all(H1_CASES.flatMap((k) => targets[k].clients.map((x) => x.close())));
@@ -267,11 +276,12 @@ export async function runH1(): Promise<BenchResult> {
   }
 }
 
-/** The database's committed transactions and each table's scans (seq + index), cumulative. */
+/** The database's committed transactions, each table's scans (seq + index), cumulative, and the chain's head. */
 function dbCounters(pg: TestPostgres): Record<string, number> {
   const out: Record<string, number> = {};
   const tx = pg.psql('SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()');
   out.xact_commit = Number(tx.trim());
+  out.headSeq = Number(pg.psql('SELECT seq FROM keygate_audit_head WHERE id = 1').trim());
   const rows = pg.psql(
     'SELECT relname, coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables',
   );
@@ -280,6 +290,19 @@ function dbCounters(pg: TestPostgres): Record<string, number> {
     if (rel) out[`read:${rel}`] = Number(n);
   }
   return out;
+}
+
+/** Records of the chain in (fromSeq, toSeq] and the transactions that wrote them. */
+function chainBatches(
+  pg: TestPostgres,
+  fromSeq: number,
+  toSeq: number,
+): { records: number; transactions: number; perTx: number } {
+  const row = pg.psql(
+    `SELECT count(*), count(DISTINCT (replica, at)) FROM keygate_audit WHERE seq > ${fromSeq} AND seq <= ${toSeq}`,
+  );
+  const [records, transactions] = row.trim().split('|').map(Number) as [number, number];
+  return { records, transactions, perTx: transactions > 0 ? records / transactions : Number.NaN };
 }
 
 /** Success records of wraps and unwraps in the one chain (every replica's). */
