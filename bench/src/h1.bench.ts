@@ -19,7 +19,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestPostgres, type TestPostgres } from '@keygate/gateway/testing/postgres';
 import { GATEWAY_CLI } from '#devstack/paths.js';
 import { fmt, interleave, line, runLoad, type Summary, warmUp } from './lib/measure.js';
@@ -48,8 +47,6 @@ export const H1_LABELS: Record<H1Case, string> = {
 };
 /** The cases whose audit records go to the PostgreSQL chain. */
 const CHAINED: readonly H1Case[] = ['pg1', 'pg3'];
-/** PostgreSQL backends report their statistics at most once a second (PG 15). */
-const STATS_SETTLE_MS = 1500;
 
 /**
  * The gateway config's store (and, unless `fileAudit`, its audit) pointed at `pg`, as ha-stack.ts
@@ -133,7 +130,9 @@ export async function runH1(): Promise<BenchResult> {
   answered.wrap = 0;
   answered.unwrap = 0;
   // Durable settings (fsync, synchronous_commit on): the same promise the file audit log keeps.
-  const pg = await startTestPostgres();
+  // pg_stat_statements: what one round trip asks of the database (counted as each statement ends).
+  const pg = await startTestPostgres({ settings: { shared_preload_libraries: 'pg_stat_statements' } });
+  pg.psql('CREATE EXTENSION pg_stat_statements');
   const gateways: RunningGateway[] = [];
   const notes: string[] = [];
   try {
@@ -216,25 +215,28 @@ export async function runH1(): Promise<BenchResult> {
         ratios.push(`${k}/file ${fmt(pt.ratio, 3)} (p99 ${fmt(pt.p99Ratio, 2)}x)`);
       }
       console.log(`    ${ratios.join('   ')}`);
-      // What one round trip costs the database, on (b), (c) and (d) alone: transactions, table
-      // reads (pg_stat: backends report at most once a second, so settle before each reading) and
-      // records per audit transaction (from the chain: `at` is the transaction's start time).
+      // What one round trip costs the database, on (b), (c) and (d) alone: statements
+      // (pg_stat_statements, counted as each ends) and audit transactions and records per
+      // transaction (from the chain itself: `at` is the transaction's start time).
       for (const k of ['pg1', 'pg3', 'pg3f'] as const) {
-        await sleep(STATS_SETTLE_MS);
-        const before = dbCounters(pg);
+        const before = statementCalls(pg);
+        const seq0 = headSeq(pg);
         const alone = await runLoad(calls[k], c, t.roundMs);
-        await sleep(STATS_SETTLE_MS);
-        const after = dbCounters(pg);
-        const per = (n: string) => ((after[n] ?? 0) - (before[n] ?? 0)) / Math.max(1, alone.ops);
-        const reads = Object.keys(after)
-          .filter((n) => n.startsWith('read:') && per(n) >= 0.01)
-          .map((n) => `${n.slice(5)} ${fmt(per(n), 2)}`);
-        const chain = chainBatches(pg, before.headSeq ?? 0, after.headSeq ?? 0);
-        extra[`${k}TxPerRoundTrip${c}`] = Math.round(per('xact_commit') * 100) / 100;
+        const after = statementCalls(pg);
+        const chain = chainBatches(pg, seq0, headSeq(pg));
+        const rt = Math.max(1, alone.ops);
+        const perStatement = [...after]
+          .map(([q, n]) => [q, (n - (before.get(q) ?? 0)) / rt] as const)
+          .filter(([, n]) => n > 0)
+          .sort((x, y) => y[1] - x[1]);
+        const statements = perStatement.reduce((sum, [, n]) => sum + n, 0);
+        extra[`${k}StatementsPerRoundTrip${c}`] = Math.round(statements * 100) / 100;
+        extra[`${k}AuditTxPerRoundTrip${c}`] = Math.round((chain.transactions / rt) * 100) / 100;
         if (CHAINED.includes(k)) extra[`${k}RecordsPerAuditTx${c}`] = Math.round(chain.perTx * 10) / 10;
         console.log(
-          `    ${k} alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(per('xact_commit'), 2)} database transactions; table reads per round trip: ${reads.join(', ') || 'none'}; audit chain: ${chain.records} records in ${chain.transactions} transactions (${fmt(chain.perTx, 1)} per transaction)`,
+          `    ${k} alone: ${fmt(alone.ops / alone.seconds)} round trips/s; per round trip ${fmt(statements, 2)} SQL statements, ${fmt(chain.transactions / rt, 2)} audit transactions (${fmt(chain.perTx, 1)} records each)`,
         );
+        for (const [q, n] of perStatement.slice(0, 6)) console.log(`      ${fmt(n, 3).padStart(6)}  ${q}`);
       }
       await Promise.all(H1_CASES.flatMap((k) => targets[k].clients.map((x) => x.close())));
     }
@@ -276,20 +278,26 @@ export async function runH1(): Promise<BenchResult> {
   }
 }
 
-/** The database's committed transactions, each table's scans (seq + index), cumulative, and the chain's head. */
-function dbCounters(pg: TestPostgres): Record<string, number> {
-  const out: Record<string, number> = {};
-  const tx = pg.psql('SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()');
-  out.xact_commit = Number(tx.trim());
-  out.headSeq = Number(pg.psql('SELECT seq FROM keygate_audit_head WHERE id = 1').trim());
+/** Calls of every statement in the database so far (pg_stat_statements), by normalized text. */
+function statementCalls(pg: TestPostgres): Map<string, number> {
   const rows = pg.psql(
-    'SELECT relname, coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables',
+    `SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_statements
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%-- bench%'`,
   );
+  const out = new Map<string, number>();
   for (const row of rows.trim().split('\n')) {
-    const [rel, n] = row.split('|');
-    if (rel) out[`read:${rel}`] = Number(n);
+    const bar = row.indexOf('|');
+    if (bar > 0) {
+      const q = row.slice(bar + 1);
+      out.set(q, (out.get(q) ?? 0) + Number(row.slice(0, bar)));
+    }
   }
   return out;
+}
+
+function headSeq(pg: TestPostgres): number {
+  return Number(pg.psql('SELECT seq FROM keygate_audit_head WHERE id = 1 -- bench').trim());
 }
 
 /** Records of the chain in (fromSeq, toSeq] and the transactions that wrote them. */
@@ -299,7 +307,7 @@ function chainBatches(
   toSeq: number,
 ): { records: number; transactions: number; perTx: number } {
   const row = pg.psql(
-    `SELECT count(*), count(DISTINCT (replica, at)) FROM keygate_audit WHERE seq > ${fromSeq} AND seq <= ${toSeq}`,
+    `SELECT count(*), count(DISTINCT (replica, at)) FROM keygate_audit WHERE seq > ${fromSeq} AND seq <= ${toSeq} -- bench`,
   );
   const [records, transactions] = row.trim().split('|').map(Number) as [number, number];
   return { records, transactions, perTx: transactions > 0 ? records / transactions : Number.NaN };

@@ -70,15 +70,15 @@ export function replicasMarkdown(runs: readonly (readonly BenchResult[])[]): str
   const out: string[] = [];
   if (has(runs, 'H1')) {
     out.push(
-      '| concurrency | case | round trips/s | p50 ms | p99 ms | throughput vs (a) | p99 vs (a) | database transactions per round trip | audit records per transaction |',
-      '|---|---|---|---|---|---|---|---|---|',
+      '| concurrency | case | round trips/s | p50 ms | p99 ms | throughput vs (a) | p99 vs (a) | SQL statements per round trip | audit transactions per round trip | audit records per transaction |',
+      '|---|---|---|---|---|---|---|---|---|---|',
     );
     for (const c of H1_CONCURRENCY) {
       for (const k of H1_CASES) {
         const ratio = k === 'file' ? '1' : fmt(med(runs, 'H1', `${k}Ratio${c}`), 2);
         const p99 = k === 'file' ? '1' : fmt(med(runs, 'H1', `${k}P99Ratio${c}`), 2);
         out.push(
-          `| ${c} | ${H1_LABELS[k]} | ${fmt(med(runs, 'H1', `${k}RoundTrips${c}`))} | ${fmt(med(runs, 'H1', `${k}P50ms${c}`), 1)} | ${fmt(med(runs, 'H1', `${k}P99ms${c}`), 1)} | **${ratio}x** | ${p99}x | ${k === 'file' ? '-' : fmt(med(runs, 'H1', `${k}TxPerRoundTrip${c}`), 2)} | ${fmt(med(runs, 'H1', `${k}RecordsPerAuditTx${c}`), 1)} |`,
+          `| ${c} | ${H1_LABELS[k]} | ${fmt(med(runs, 'H1', `${k}RoundTrips${c}`))} | ${fmt(med(runs, 'H1', `${k}P50ms${c}`), 1)} | ${fmt(med(runs, 'H1', `${k}P99ms${c}`), 1)} | **${ratio}x** | ${p99}x | ${k === 'file' ? '-' : fmt(med(runs, 'H1', `${k}StatementsPerRoundTrip${c}`), 2)} | ${k === 'file' ? '-' : fmt(med(runs, 'H1', `${k}AuditTxPerRoundTrip${c}`), 2)} | ${fmt(med(runs, 'H1', `${k}RecordsPerAuditTx${c}`), 1)} |`,
         );
       }
     }
