@@ -8,8 +8,9 @@
  *   (d) three more replicas on that PostgreSQL store but each with its own file audit log (a
  *       diagnosis: what of (c)'s cost is the one audit chain, what three processes on two cores),
  * on the same SoftHSM2 token, interleaved rounds, 16 and 64 concurrent. Prints throughput,
- * p50/p99 and the ratios (b)/(a), (c)/(a) and (d)/(a), and per round trip the database
- * transactions and table reads of (b), (c) and (d) run alone for one round. No target: the figure is what the shared store
+ * p50/p99 and the ratios (b)/(a), (c)/(a) and (d)/(a), and, with (b), (c) and (d) each run
+ * alone for one round, per round trip: SQL statements (pg_stat_statements), audit transactions
+ * and records per transaction (from the chain). No target: the figure is what the shared store
  * costs. The check is that nothing breaks: no failed round trip, and the one audit chain holds
  * exactly one success record per answered wrap and unwrap of (b) and (c), and verifies.
  *
