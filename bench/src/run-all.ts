@@ -1,20 +1,24 @@
 /**
- * Runs every benchmark (S1-S4, G1-G3, M1), each against its same-run baseline, and writes
+ * Runs every benchmark (S1-S4, G1-G3, M1, H1, A1), each against its same-run baseline, and writes
  * bench/results/latest.json and bench/results/concurrency.svg. Options:
  *   --repeat N   run the whole suite N times (interleaved suites) and report medians
  *   --only S1,G1 run only these
- *   --docs       also write docs/benchmarks-concurrency.svg and print the markdown table
+ *   --docs       also write docs/benchmarks-concurrency.svg (with S1 and G1) and
+ *                docs/benchmarks-replicas.svg (with H1), and print the markdown table
  * Env: BENCH_QUICK=1 (short smoke run), BENCH_ROUND_MS, BENCH_ROUNDS, BENCH_WARM_MS.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { runA1 } from './a1.bench.js';
 import { runG1 } from './g1.bench.js';
 import { runG2 } from './g2.bench.js';
 import { runG3 } from './g3.bench.js';
+import { runH1 } from './h1.bench.js';
 import { median } from './lib/measure.js';
 import { stopAll } from './lib/procs.js';
+import { replicasMarkdown, replicasPlot } from './lib/replicas-report.js';
 import { type BenchResult, saveResult } from './lib/result.js';
 import { REPO_ROOT, RESULTS_DIR, timing } from './lib/stack.js';
 import { type ChartSpec, svgDocument } from './lib/svg.js';
@@ -33,6 +37,8 @@ const ALL: Record<string, () => Promise<BenchResult>> = {
   G2: runG2,
   G3: runG3,
   M1: runM1,
+  H1: runH1,
+  A1: runA1,
 };
 
 function arg(name: string): string | undefined {
@@ -188,6 +194,16 @@ async function main(): Promise<void> {
     writeFileSync(join(REPO_ROOT, 'docs/benchmarks-concurrency.svg'), svg);
     console.log('wrote docs/benchmarks-concurrency.svg');
   }
+  // H1/A1: replicas on PostgreSQL (docs/benchmarks.md "H1 and A1: replicas on PostgreSQL").
+  const replicas = replicasPlot(runs, caption);
+  if (replicas) {
+    writeFileSync(join(RESULTS_DIR, 'replicas.svg'), replicas);
+    if (process.argv.includes('--docs')) {
+      writeFileSync(join(REPO_ROOT, 'docs/benchmarks-replicas.svg'), replicas);
+      console.log('wrote docs/benchmarks-replicas.svg');
+    }
+  }
+  if (only.includes('H1') || only.includes('A1')) console.log(`\n${replicasMarkdown(runs)}\n`);
   console.log(
     `total ${((performance.now() - t0) / 1000).toFixed(0)} s; results in bench/results/latest.json`,
   );

@@ -65,13 +65,15 @@ export interface GatewayVariant {
   readonly extraCertIdentities?: readonly string[];
   /** Another client CA file (a bundle) for the gateway's mTLS (G3). */
   readonly clientCaFile?: string;
+  /** Last edit of the config before it is written (H1: the PostgreSQL store and audit chain). */
+  readonly edit?: (cfg: GatewayYaml) => void;
 }
 
-type Yaml = Record<string, Record<string, unknown> | unknown[] | unknown>;
+export type GatewayYaml = Record<string, Record<string, unknown> | unknown[] | unknown>;
 
 /** Writes a gateway config derived from prepareStack's, with its own audit folder. */
 export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
-  const cfg = parse(readFileSync(p.gatewayConfig, 'utf8')) as Yaml;
+  const cfg = parse(readFileSync(p.gatewayConfig, 'utf8')) as GatewayYaml;
   const hsm = cfg.hsm as Record<string, unknown>;
   if (v.sessions !== undefined) hsm.sessions = v.sessions;
   const workers = process.env.BENCH_GATEWAY_WORKERS ?? v.workerThreads ?? hsm.workerThreads;
@@ -102,6 +104,7 @@ export function gatewayConfigFor(p: PreparedStack, v: GatewayVariant): string {
     server.perSource = { connections: 100_000, handshakes: 100_000, newConnections: lots };
     cfg.limits = { ...((cfg.limits as Record<string, unknown> | undefined) ?? {}), tokenPerIdentity: lots };
   }
+  v.edit?.(cfg);
   const file = join(BENCH_HOME, `gateway-${v.name}.yaml`);
   writeFileSync(file, stringify(cfg));
   return file;
