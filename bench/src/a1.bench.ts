@@ -74,6 +74,12 @@ export async function runA1(): Promise<BenchResult> {
   try {
     await db.open();
     if (!db.status().ready) throw new Error(`database not ready: ${JSON.stringify(db.status())}`);
+    // The key the records name, active: the sink checks it (the destroy guard) as a gateway's would.
+    const e = unwrapEvent();
+    await db.query(
+      'INSERT INTO keygate_keys (instance, id, name, state, creation_date, last_update_date) VALUES ($1, $2, $3, 1, now(), now())',
+      [e.instance, e.keyId, 'a1-key'],
+    );
     pgSink = await PgAuditSink.open({ database: db, signer, clock: systemClock, replica: 'a1' });
     fileSink = await FileAuditSink.open({
       dir: join(home, 'file'),

@@ -230,9 +230,10 @@ export class PgAuditSink implements AuditSink {
     const due = this.#checkpointDue;
     let refused = new Map<Pending, KeygateError>();
     const out = await o.database.tx(async (client) => {
-      // The destroy guard, before the head (lock order: key rows, then the audit head).
-      refused = await guardKeyUse(client, batch);
-      const head = await lockAuditHead(client);
+      // One statement takes the keys' share locks (the destroy guard) and the head's update lock.
+      const locked = await lockKeysAndHead(client, batch);
+      refused = locked.refused;
+      const head = locked.head;
       await o.beforeCommit?.();
       return appendLocked(client, head, {
         events: batch.map((p) => {
@@ -313,10 +314,13 @@ const KEY_USES: ReadonlySet<string> = new Set(['wrap', 'unwrap', 'rewrap']);
  * (possibly cached) record makes that request's record a failure and its answer that error, so
  * no answer made with a key leaves a replica after the key's state change committed. A destroy
  * (which takes the row's update lock) and a key use are thereby serialized: whichever commits
- * first is first.
+ * first is first. The same statement locks the chain's head row (one round trip: the head is
+ * the one serialization point of all replicas, so every round trip under it counts).
  */
-async function guardKeyUse(client: PgClient, batch: readonly Pending[]): Promise<Map<Pending, KeygateError>> {
-  const refused = new Map<Pending, KeygateError>();
+async function lockKeysAndHead(
+  client: PgClient,
+  batch: readonly Pending[],
+): Promise<{ head: Head; refused: Map<Pending, KeygateError> }> {
   const uses = batch.filter(
     (p) =>
       p.event.outcome === 'success' &&
@@ -324,20 +328,25 @@ async function guardKeyUse(client: PgClient, batch: readonly Pending[]): Promise
       p.event.instance !== undefined &&
       p.event.keyId !== undefined,
   );
-  if (uses.length === 0) return refused;
-  const pairs = [
-    ...new Map(uses.map((p) => [`${p.event.instance}\u0000${p.event.keyId}`, p.event])).values(),
-  ];
-  const r = await client.query<{ instance: string; id: string; state: number }>(
-    `SELECT k.instance, k.id, k.state FROM keygate_keys k
-       JOIN unnest($1::text[], $2::text[]) AS u(instance, id) ON k.instance = u.instance AND k.id = u.id
-       ORDER BY k.instance, k.id
-       FOR SHARE OF k`,
+  const pairs = [...new Map(uses.map((p) => [slot(p.event.instance, p.event.keyId), p.event])).values()];
+  const r = await client.query<Head & { keys: [string, string, number][] | null }>(
+    `WITH k AS (
+       SELECT k.instance, k.id, k.state FROM keygate_keys k
+         JOIN unnest($1::text[], $2::text[]) AS u(instance, id) ON k.instance = u.instance AND k.id = u.id
+        ORDER BY k.instance, k.id
+          FOR SHARE OF k
+     )
+     SELECT h.seq::text AS seq, h.hash, h.boot, h.since_checkpoint,
+            (SELECT json_agg(json_build_array(k.instance, k.id, k.state)) FROM k) AS keys
+       FROM keygate_audit_head h WHERE h.id = 1 FOR UPDATE OF h`,
     [pairs.map((e) => e.instance), pairs.map((e) => e.keyId)],
   );
-  const states = new Map(r.rows.map((row) => [`${row.instance}\u0000${row.id}`, row.state]));
+  const row = r.rows[0];
+  if (row === undefined) throw new Error('keygate_audit_head has no row (schema not migrated?)');
+  const states = new Map((row.keys ?? []).map(([instance, id, state]) => [slot(instance, id), state]));
+  const refused = new Map<Pending, KeygateError>();
   for (const p of uses) {
-    const state = states.get(`${p.event.instance}\u0000${p.event.keyId}`);
+    const state = states.get(slot(p.event.instance, p.event.keyId));
     const detail = { keyId: p.event.keyId as string };
     if (state === undefined) refused.set(p, new KeygateError('KEY_NOT_FOUND_ERR', { detail }));
     else if (state === KeyState.DESTROYED) refused.set(p, new KeygateError('KEY_DELETED_ERR', { detail }));
@@ -345,16 +354,12 @@ async function guardKeyUse(client: PgClient, batch: readonly Pending[]): Promise
       refused.set(p, new KeygateError('KEY_ACTION_INVALID_STATE_ERR', { detail: { ...detail, state } }));
     }
   }
-  return refused;
+  const { keys: _, ...head } = row;
+  return { head, refused };
 }
 
-async function lockAuditHead(client: PgClient): Promise<Head> {
-  const r = await client.query<Head>(
-    'SELECT seq::text AS seq, hash, boot, since_checkpoint FROM keygate_audit_head WHERE id = 1 FOR UPDATE',
-  );
-  const head = r.rows[0];
-  if (head === undefined) throw new Error('keygate_audit_head has no row (schema not migrated?)');
-  return head;
+function slot(instance: string | undefined, id: string | undefined): string {
+  return `${instance}\u0000${id}`;
 }
 
 async function appendLocked(client: PgClient, head: Head, a: ChainAppend): Promise<ChainAppended> {
@@ -375,30 +380,38 @@ async function appendLocked(client: PgClient, head: Head, a: ChainAppend): Promi
   lines.push(...b.lines);
   const unsigned = b.checkpoint === undefined ? head.since_checkpoint + a.events.length : 0;
   if (lines.length > 0) {
-    await insertLines(client, Number(head.seq) + 1, lines, a.replica);
-    await client.query(
-      'UPDATE keygate_audit_head SET seq = $1, hash = $2, boot = $3, since_checkpoint = $4 WHERE id = 1',
-      [String(b.seq), b.hash, boot, unsigned],
-    );
+    await insertLinesAndMoveHead(client, Number(head.seq) + 1, lines, a.replica, {
+      seq: b.seq,
+      hash: b.hash,
+      boot,
+      unsigned,
+    });
   }
   const checkpoint = b.checkpoint === 'rotate' ? undefined : b.checkpoint;
   return { seq: b.seq, hash: b.hash, boot, checkpoint, wrote: lines.length > 0 };
 }
 
-/** One INSERT for the whole batch (arrays unnested), seq numbers from `firstSeq` on. */
-async function insertLines(
+/**
+ * One statement for the whole batch: the rows (arrays unnested; seq numbers from `firstSeq` on)
+ * and the head moved to the last of them.
+ */
+async function insertLinesAndMoveHead(
   client: PgClient,
   firstSeq: number,
   lines: readonly string[],
   replica: string,
+  to: { readonly seq: number; readonly hash: string; readonly boot: number; readonly unsigned: number },
 ): Promise<void> {
   const seqs = lines.map((_, i) => String(firstSeq + i));
   const hashes = lines.map((l) => lineHash(l));
   const types = lines.map(recordType);
   await client.query(
-    `INSERT INTO keygate_audit (seq, hash, type, replica, line)
-     SELECT s, h, t, $4, l FROM unnest($1::bigint[], $2::text[], $3::text[], $5::text[]) AS x(s, h, t, l)`,
-    [seqs, hashes, types, replica, lines],
+    `WITH rows AS (
+       INSERT INTO keygate_audit (seq, hash, type, replica, line)
+       SELECT s, h, t, $4, l FROM unnest($1::bigint[], $2::text[], $3::text[], $5::text[]) AS x(s, h, t, l)
+     )
+     UPDATE keygate_audit_head SET seq = $6, hash = $7, boot = $8, since_checkpoint = $9 WHERE id = 1`,
+    [seqs, hashes, types, replica, lines, String(to.seq), to.hash, to.boot, to.unsigned],
   );
 }
 
