@@ -53,7 +53,8 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           pin: resolvePin(config, configFile, options.env ?? process.env),
           sessions: config.hsm.sessions,
           workerThreads: config.hsm.workerThreads,
-          ivSource: config.hsm.ivSource,
+          gcmIv: config.hsm.gcmIv,
+          restrictMechanisms: config.hsm.restrictMechanisms,
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),
         })
@@ -63,6 +64,12 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           systemRandom,
           logger.child({ component: 'soft-hsm' }),
         ));
+  if (config.hsm.backend === 'pkcs11' && config.hsm.deprecatedIvSource !== undefined) {
+    logger.warn(
+      { ivSource: config.hsm.deprecatedIvSource, gcmIv: config.hsm.gcmIv.mode },
+      'hsm.ivSource is deprecated: write hsm.gcmIv instead (ivSource hsm was an IV from C_GenerateRandom passed in by the host, now gcmIv token-random; a module that generates its own IVs is gcmIv token-appended)',
+    );
+  }
   const simulated = config.hsm.simulatedLatencyMs ?? 0;
   let hsm = device;
   if (simulated > 0) {
