@@ -16,6 +16,8 @@ import type { KeyStore } from './core/keys/key-store.js';
 /** The key side of a gateway: HSM, store and use cases (what `keys` CLI commands use too). */
 export interface KeyRuntime {
   readonly hsm: Hsm;
+  /** The HSM adapter itself, without the development latency wrapper (`hsm check` probes it). */
+  readonly device: Hsm;
   readonly store: KeyStore;
   readonly keys: KeyService;
   /** The PostgreSQL connection when the store is PostgreSQL (identities and audit use it too). */
@@ -100,6 +102,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
   const keys = createKeyService({ hsm, store, clock: options.clock ?? systemClock, random: systemRandom });
   return {
     hsm,
+    device,
     store,
     keys,
     database,
