@@ -24,6 +24,19 @@ const secretRef = z.strictObject({
   env: z.string().min(1).optional(),
 });
 
+/** A duration ("30s", "24h" or milliseconds) between `min` and `max` ms, as milliseconds. */
+const duration = (min: number, max: number) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      const ms = parseDuration(v);
+      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
+      return ms;
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `a duration like 30s or 24h (${(err as Error).message})` });
+      return z.NEVER;
+    }
+  });
+
 const pkcs11Hsm = z.strictObject({
   backend: z.literal('pkcs11'),
   module: z.string().min(1),
@@ -49,6 +62,11 @@ const pkcs11Hsm = z.strictObject({
   gcmIvBytes: z.union([z.literal(12), z.literal(16)]).optional(),
   /** Deprecated: `host` is gcmIv host, `hsm` is gcmIv token-random (not IV generation in the module). */
   ivSource: z.enum(['host', 'hsm']).optional(),
+  /**
+   * A PKCS#11 call still running after this long is given up: the request answers 503
+   * HSM_UNAVAILABLE and the session is abandoned and replaced (a hung network HSM). 0: never.
+   */
+  operationTimeout: z.union([z.literal(0), duration(100, 600_000)]).default(10_000),
   /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
   simulatedLatencyMs: z.number().min(0).max(1000).optional(),
 });
@@ -94,19 +112,6 @@ function withProfile(h: z.output<typeof pkcs11Hsm>, ctx: z.RefinementCtx) {
     deprecatedIvSource: ivSource,
   };
 }
-
-/** A duration ("30s", "24h" or milliseconds) between `min` and `max` ms, as milliseconds. */
-const duration = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      const ms = parseDuration(v);
-      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
-      return ms;
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `a duration like 30s or 24h (${(err as Error).message})` });
-      return z.NEVER;
-    }
-  });
 
 /** The durable, hash-chained audit log in files (docs/audit.md). */
 const fileAuditSchema = z

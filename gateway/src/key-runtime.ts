@@ -57,6 +57,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           workerThreads: config.hsm.workerThreads,
           gcmIv: config.hsm.gcmIv,
           restrictMechanisms: config.hsm.restrictMechanisms,
+          operationTimeoutMs: config.hsm.operationTimeout,
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),
         })

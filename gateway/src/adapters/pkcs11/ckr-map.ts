@@ -46,7 +46,9 @@ export function ckrName(err: unknown): string | undefined {
 export function ckrKind(err: unknown, decrypting = false): CkrKind {
   const name = ckrName(err);
   if (name === undefined) return 'other';
-  if (decrypting && name === 'CKR_GENERAL_ERROR') return 'data';
+  // SoftHSM2 answers a wrong GCM tag with CKR_GENERAL_ERROR; elsewhere it is a device failing
+  // (a network HSM mid-failover): the pool tries a decrypt once more before calling it data.
+  if (name === 'CKR_GENERAL_ERROR') return decrypting ? 'data' : 'device';
   return KINDS[name] ?? 'other';
 }
 

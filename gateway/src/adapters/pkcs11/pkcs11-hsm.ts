@@ -45,6 +45,8 @@ export interface Pkcs11HsmOptions {
    * CKA_COPYABLE false (profiles.ts; off for modules that do not accept them).
    */
   readonly restrictMechanisms?: boolean | undefined;
+  /** A call still running after this long is given up (503) and its session abandoned; default 10 s. */
+  readonly operationTimeoutMs?: number | undefined;
   readonly random: Random;
   readonly logger: Logger;
   readonly backoffInitialMs?: number;
@@ -83,6 +85,7 @@ export class Pkcs11Hsm implements Hsm {
         size: options.sessions,
         backoffInitialMs: options.backoffInitialMs,
         backoffMaxMs: options.backoffMaxMs,
+        operationTimeoutMs: options.operationTimeoutMs,
       },
       options.logger,
     );
@@ -109,6 +112,7 @@ export class Pkcs11Hsm implements Hsm {
         threads,
         pool: this.pool,
         logger: options.logger,
+        operationTimeoutMs: options.operationTimeoutMs,
       });
     }
     try {

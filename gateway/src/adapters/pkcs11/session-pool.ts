@@ -11,8 +11,17 @@ export interface SessionPoolOptions {
   /** First and largest delay between reopen attempts after a device failure. */
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
+  /**
+   * An operation still running after this long is given up: its caller gets HSM_UNAVAILABLE and
+   * its session is abandoned (never used again, replaced by a new one; closed if the call ever
+   * returns). A hung network HSM then costs a session, not the pool. Default 10 s; 0 turns it off.
+   */
+  readonly operationTimeoutMs?: number;
   readonly now?: () => number;
 }
+
+/** Default of SessionPoolOptions.operationTimeoutMs. */
+export const DEFAULT_OPERATION_TIMEOUT_MS = 10_000;
 
 /** What a pooled operation gets: a logged-in session. */
 export type SessionWork<T> = (session: Handle) => Promise<T>;
@@ -28,6 +37,7 @@ export class SessionPool {
   #open = 0;
   #busy = 0;
   #failures = 0;
+  #abandoned = 0;
   #retryAt = 0;
   #lastFailure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -71,13 +81,21 @@ export class SessionPool {
     for (let attempt = 0; ; attempt++) {
       const session = await this.acquire();
       try {
-        const out = await work(session);
+        const out = await this.#timed(session, work);
         this.release(session, false);
         return out;
       } catch (err) {
+        if (err instanceof OperationTimedOut) throw err.error;
         if (isKeygateError(err)) {
           this.release(session, false);
           throw err;
+        }
+        // A failed decrypt is tried once more on a fresh session: CKR_GENERAL_ERROR is both
+        // SoftHSM2's answer to a wrong tag and a network HSM's answer mid-failover, and a
+        // glitch must never read as "this ciphertext is bad". A wrong tag fails again.
+        if (decrypting && attempt === 0 && ckrName(err) === 'CKR_GENERAL_ERROR') {
+          this.release(session, true);
+          continue;
         }
         const kind = ckrKind(err, decrypting);
         if (kind === 'session' || kind === 'device') {
@@ -93,6 +111,60 @@ export class SessionPool {
         throw ckrToKeygate(err, decrypting);
       }
     }
+  }
+
+  /** Runs `work`, giving up after the operation timeout (the session is then abandoned). */
+  #timed<T>(session: Handle, work: SessionWork<T>): Promise<T> {
+    const ms = this.options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
+    const running = work(session);
+    if (ms <= 0) return running;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.abandon(session, 'an operation did not return in time');
+        // If the call ever returns, the module answers again: close the session then.
+        running.then(
+          () => this.token.closeQuietly(session),
+          () => this.token.closeQuietly(session),
+        );
+        reject(
+          new OperationTimedOut(
+            new KeygateError('HSM_UNAVAILABLE', {
+              detail: { reason: `no answer from the HSM within ${ms} ms` },
+            }),
+          ),
+        );
+      }, ms);
+      timer.unref();
+    });
+    return Promise.race([running, late]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Gives up a lent session whose call does not return (a hung HSM): it is never used or closed
+   * from here (closing could hang too), and a new one may open in its place.
+   */
+  abandon(_session: Handle, reason: string): void {
+    this.#abandoned++;
+    this.logger.error(
+      { abandoned: this.#abandoned, reason },
+      'pkcs11 session abandoned (a call hung); opening another',
+    );
+    this.#busy--;
+    this.#open--;
+    if (this.#busy === 0) for (const done of this.#idleWaiters.splice(0)) done();
+    const waiter = this.#waiters.shift();
+    if (waiter === undefined) return;
+    try {
+      waiter.resolve(this.#idle.pop() ?? this.openSession());
+    } catch (err) {
+      waiter.reject(err);
+    }
+  }
+
+  /** Sessions given up because a call hung (since start). */
+  get abandoned(): number {
+    return this.#abandoned;
   }
 
   /** Takes a session for longer than one operation (a worker thread's own); give it back with checkin or lost. */
@@ -269,4 +341,11 @@ export class SessionPool {
 
 function recovering(): KeygateError {
   return new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'recovering' } });
+}
+
+/** Carries the timeout's error past use()'s retry logic: a hung call is not tried again. */
+class OperationTimedOut extends Error {
+  constructor(readonly error: KeygateError) {
+    super(error.message);
+  }
 }

@@ -4,7 +4,7 @@ import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { ckrKind, ckrToKeygate } from './ckr-map.js';
 import { refused } from './key-object.js';
-import type { SessionPool } from './session-pool.js';
+import { DEFAULT_OPERATION_TIMEOUT_MS, type SessionPool } from './session-pool.js';
 import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply, WorkerStop } from './worker-protocol.js';
 
 type Handle = Buffer;
@@ -29,6 +29,8 @@ interface Lane {
   /** The session of the batch in flight. */
   session: Handle | undefined;
   inFlight: Pending[];
+  /** The operation timeout of the batch in flight. */
+  timer?: NodeJS.Timeout | undefined;
 }
 
 export interface WorkerLanesOptions {
@@ -38,6 +40,8 @@ export interface WorkerLanesOptions {
   readonly logger: Logger;
   /** Delay before a crashed worker thread is replaced. */
   readonly respawnMs?: number;
+  /** A batch not back after this long is given up (SessionPoolOptions.operationTimeoutMs). */
+  readonly operationTimeoutMs?: number;
 }
 
 /** The compiled worker next to this file (dist/adapters/pkcs11/pkcs11-worker.js). */
@@ -192,9 +196,39 @@ export class Pkcs11WorkerLanes {
     });
     const msg: WorkerBatch = { session: new Uint8Array(lane.session), generation: this.#generation, ops };
     worker.postMessage(msg, transfer);
+    const ms = this.#o.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
+    if (ms > 0) {
+      lane.timer = setTimeout(() => this.#hung(lane, worker, batch, ms), ms);
+      lane.timer.unref();
+    }
+  }
+
+  /**
+   * A batch did not come back in time: its worker is stuck in a device call. The operations fail
+   * with HSM_UNAVAILABLE, the session is abandoned, and the worker is left behind (a worker is
+   * never terminated: see stopWorker) while a new one takes the lane.
+   */
+  #hung(lane: Lane, worker: Worker, batch: Pending[], ms: number): void {
+    if (lane.worker !== worker || lane.inFlight !== batch) return;
+    lane.timer = undefined;
+    lane.worker = undefined;
+    lane.inFlight = [];
+    for (const p of batch) {
+      p.reject(
+        new KeygateError('HSM_UNAVAILABLE', { detail: { reason: `no answer from the HSM within ${ms} ms` } }),
+      );
+    }
+    if (lane.session)
+      this.#o.pool.abandon(lane.session, 'a worker thread did not return from the HSM in time');
+    lane.session = undefined;
+    this.#o.logger.error({ lane: lane.index, timeoutMs: ms }, 'pkcs11 worker hung in a call; replacing it');
+    if (!this.#closed) this.#spawn(lane);
+    this.#pump();
   }
 
   #onReply(lane: Lane, reply: WorkerReply): void {
+    clearTimeout(lane.timer);
+    lane.timer = undefined;
     const batch = lane.inFlight;
     lane.inFlight = [];
     let lostAt: { kind: 'session' | 'device'; ckr: string | undefined } | undefined;
@@ -215,7 +249,13 @@ export class Pkcs11WorkerLanes {
       } else {
         const err = Object.assign(new Error(r.ckr ?? 'not a PKCS#11 error'), { method: r.method });
         const kind = ckrKind(err, p.decrypting);
-        if ((kind === 'session' || kind === 'device') && p.attempt < 2) {
+        const retryDecrypt = p.decrypting && p.attempt === 0 && r.ckr === 'CKR_GENERAL_ERROR';
+        if (retryDecrypt) {
+          // As SessionPool.use: once more on a fresh session before it counts as a bad ciphertext.
+          lostAt ??= { kind: 'session', ckr: r.ckr };
+          p.attempt++;
+          this.#queue.push(p);
+        } else if ((kind === 'session' || kind === 'device') && p.attempt < 2) {
           lostAt ??= { kind, ckr: r.ckr };
           p.attempt++;
           this.#queue.push(p);
@@ -237,6 +277,8 @@ export class Pkcs11WorkerLanes {
     worker.unref();
     lane.worker = worker;
     worker.on('message', (m: WorkerReply | WorkerFatal) => {
+      // A worker given up as hung that answers after all: its batch was already failed.
+      if (lane.worker !== worker) return;
       if ('fatal' in m) {
         this.#o.logger.error(
           { lane: lane.index, reason: m.fatal },
