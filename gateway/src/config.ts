@@ -26,6 +26,11 @@ const secretRef = z.strictObject({
 const pkcs11Hsm = z.strictObject({
   backend: z.literal('pkcs11'),
   module: z.string().min(1),
+  /**
+   * C_Initialize library parameters (pReserved), for modules configured that way: NSS softoken's
+   * `configdir='sql:/path' certPrefix='' keyPrefix='' secmod='' flags=...`. Most modules take none.
+   */
+  libraryParameters: z.string().min(1).max(4096).optional(),
   tokenLabel: z.string().min(1).max(32),
   pin: secretRef,
   sessions: z.number().int().min(1).max(64).default(4),

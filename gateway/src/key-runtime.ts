@@ -49,6 +49,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
     (config.hsm.backend === 'pkcs11'
       ? new Pkcs11Hsm({
           modulePath: config.hsm.module,
+          libraryParameters: config.hsm.libraryParameters,
           tokenLabel: config.hsm.tokenLabel,
           pin: resolvePin(config, configFile, options.env ?? process.env),
           sessions: config.hsm.sessions,

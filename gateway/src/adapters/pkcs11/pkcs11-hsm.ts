@@ -20,6 +20,8 @@ type Handle = Buffer;
 
 export interface Pkcs11HsmOptions {
   readonly modulePath: string;
+  /** C_Initialize library parameters (`hsm.libraryParameters`; NSS softoken needs them). */
+  readonly libraryParameters?: string;
   readonly tokenLabel: string;
   readonly pin: Secret;
   readonly sessions: number;
@@ -61,7 +63,13 @@ export class Pkcs11Hsm implements Hsm {
   #startFailure: string | undefined;
 
   constructor(private readonly options: Pkcs11HsmOptions) {
-    this.token = new Pkcs11Token(options.modulePath, options.tokenLabel, options.pin, options.logger);
+    this.token = new Pkcs11Token(
+      options.modulePath,
+      options.tokenLabel,
+      options.pin,
+      options.logger,
+      options.libraryParameters,
+    );
     this.pool = new SessionPool(
       this.token,
       {
@@ -91,6 +99,7 @@ export class Pkcs11Hsm implements Hsm {
     if (threads > 0) {
       this.lanes = new Pkcs11WorkerLanes({
         modulePath: options.modulePath,
+        libraryParameters: options.libraryParameters,
         threads,
         pool: this.pool,
         logger: options.logger,

@@ -27,7 +27,11 @@ const lib = new pkcs11js.PKCS11();
 try {
   lib.load(setup.modulePath);
   try {
-    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    lib.C_Initialize(
+      setup.libraryParameters === undefined
+        ? { flags: pkcs11js.CKF_OS_LOCKING_OK }
+        : { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters: setup.libraryParameters },
+    );
   } catch (err) {
     // The main thread initialised the module; this thread shares it.
     if (!(err instanceof Error) || err.message !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw err;

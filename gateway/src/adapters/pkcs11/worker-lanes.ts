@@ -32,6 +32,7 @@ interface Lane {
 
 export interface WorkerLanesOptions {
   readonly modulePath: string;
+  readonly libraryParameters?: string | undefined;
   readonly threads: number;
   readonly pool: SessionPool;
   readonly logger: Logger;
@@ -230,7 +231,9 @@ export class Pkcs11WorkerLanes {
   }
 
   #spawn(lane: Lane): void {
-    const worker = new Worker(WORKER_URL, { workerData: { modulePath: this.#o.modulePath } });
+    const worker = new Worker(WORKER_URL, {
+      workerData: { modulePath: this.#o.modulePath, libraryParameters: this.#o.libraryParameters },
+    });
     worker.unref();
     lane.worker = worker;
     worker.on('message', (m: WorkerReply | WorkerFatal) => {

@@ -62,4 +62,6 @@ export interface WorkerFatal {
 
 export interface WorkerSetup {
   readonly modulePath: string;
+  /** C_Initialize library parameters, as the main thread passed them. */
+  readonly libraryParameters?: string | undefined;
 }
