@@ -131,12 +131,18 @@ export class Pkcs11Hsm implements Hsm {
       { type: pkcs11js.CKA_ID, value: Buffer.from(ref.versionId, 'ascii') },
     ];
     const handle = await this.pool.use(
-      (s) =>
-        new Promise<Handle>((resolve, reject) =>
+      (s) => {
+        // NSS softoken stores a secret key with the CKA_ID of an existing one over it (same
+        // handle, new value: the old root key is gone). Version ids are random; refuse anyway.
+        if (this.findById(s, ref.versionId).length > 0) {
+          throw new KeygateError('HSM_ERROR', { detail: { reason: 'CKA_ID already in use', label } });
+        }
+        return new Promise<Handle>((resolve, reject) =>
           this.token.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, template, (err, key) =>
             err ? reject(err) : resolve(key),
           ),
-        ),
+        );
+      },
       () => undefined,
     );
     this.#handles.set(label, handle);
@@ -269,6 +275,19 @@ export class Pkcs11Hsm implements Hsm {
     if (found === undefined) throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label } });
     this.#handles.set(label, found);
     return found;
+  }
+
+  private findById(session: Handle, versionId: string): Handle[] {
+    const lib = this.token.lib;
+    lib.C_FindObjectsInit(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_ID, value: Buffer.from(versionId, 'ascii') },
+    ]);
+    try {
+      return lib.C_FindObjects(session, 16);
+    } finally {
+      lib.C_FindObjectsFinal(session);
+    }
   }
 
   private findAll(session: Handle, label: string): Handle[] {

@@ -1,0 +1,336 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { systemClock } from '@keygate/shared';
+import { Secret } from '@keygate/shared/config';
+import { systemRandom } from '@keygate/shared/crypto';
+import { isKeygateError } from '@keygate/shared/errors';
+import { createLogger } from '@keygate/shared/log';
+import pkcs11js from 'pkcs11js';
+import { objectLabel } from '../../core/keys/hsm.js';
+import { createKeyService, type KeyService } from '../../core/keys/key-service.js';
+import { MemoryKeyStore } from '../../testing/memory-key-store.js';
+import { createNssSoftoken, findNssSoftokenModule } from '../../testing/nss-softoken.js';
+import { captureLines, createSoftHsmDir, findSoftHsmModule } from '../../testing/softhsm.js';
+import { Pkcs11Hsm } from './pkcs11-hsm.js';
+
+/**
+ * The adapter's essential cases on every real PKCS#11 implementation CI installs: SoftHSM2 and
+ * NSS softoken (docs/hsm.md, Tested implementations). The SoftHSM2-only faults (token folders
+ * hidden, objects deleted by pkcs11-tool, PINs changed under a running process) stay in
+ * pkcs11-hsm.test.ts.
+ */
+
+const PIN = '4321';
+const TOKENS = ['kg-main', 'kg-badpin'] as const;
+
+interface Implementation {
+  readonly name: string;
+  /** Why the suite cannot run here, or undefined. */
+  readonly missing: string | undefined;
+  /** Makes the tokens (user PIN `PIN`); returns what Pkcs11Hsm needs and a way to list labels. */
+  setUp(): {
+    modulePath: string;
+    libraryParameters?: string;
+    listObjectLabels(label: string): string[];
+    cleanup(): void;
+  };
+}
+
+const IMPLEMENTATIONS: Implementation[] = [
+  {
+    name: 'SoftHSM2',
+    missing: findSoftHsmModule() ? undefined : 'SoftHSM2 is not installed (apt-get install softhsm2)',
+    setUp() {
+      const dir = createSoftHsmDir();
+      for (const t of TOKENS) dir.addToken(t, PIN);
+      return {
+        modulePath: findSoftHsmModule() ?? '',
+        listObjectLabels: (label) => dir.listObjectLabels(label, PIN),
+        cleanup: () => dir.cleanup(),
+      };
+    },
+  },
+  {
+    name: 'NSS softoken',
+    missing: findNssSoftokenModule()
+      ? undefined
+      : 'NSS softoken (libsoftokn3.so) is not installed and could not be (apt-get install libnss3 as root)',
+    setUp() {
+      const nss = createNssSoftoken(TOKENS.map((label) => ({ label, pin: PIN })));
+      return {
+        modulePath: nss.module,
+        libraryParameters: nss.libraryParameters,
+        listObjectLabels: (label) => nss.listObjectLabels(label, PIN),
+        cleanup: () => nss.cleanup(),
+      };
+    },
+  },
+];
+
+const codeOf = (e: unknown): string => (isKeygateError(e) ? e.code : `not a KeygateError: ${String(e)}`);
+
+for (const impl of IMPLEMENTATIONS) {
+  for (const workerThreads of [0, 2]) {
+    const title = `PKCS#11 adapter on ${impl.name}, ${workerThreads ? `${workerThreads} worker threads` : 'libuv pool'}`;
+    describe(title, { timeout: 60_000, skip: impl.missing }, () => {
+      let env: ReturnType<Implementation['setUp']>;
+      let hsm: Pkcs11Hsm;
+      let svc: KeyService;
+      const log = captureLines();
+      const make = (tokenLabel: string, pin: string, lines = log) =>
+        new Pkcs11Hsm({
+          modulePath: env.modulePath,
+          libraryParameters: env.libraryParameters,
+          tokenLabel,
+          pin: new Secret(pin, 'test'),
+          sessions: 4,
+          workerThreads,
+          ivSource: 'host',
+          random: systemRandom,
+          logger: createLogger({ level: 'debug', destination: lines.stream }),
+          backoffInitialMs: 10,
+        });
+
+      before(() => {
+        env = impl.setUp();
+        hsm = make('kg-main', PIN);
+        svc = createKeyService({
+          hsm,
+          store: new MemoryKeyStore(),
+          clock: systemClock,
+          random: systemRandom,
+        });
+      });
+
+      after(async () => {
+        await hsm?.close();
+        env?.cleanup();
+      });
+
+      it('is ready after start and logged in once', () => {
+        assert.deepEqual(hsm.status().reasons, []);
+        assert.equal(hsm.status().ready, true);
+        assert.equal(log.lines.filter((l) => l.msg === 'pkcs11 login').length, 1);
+      });
+
+      it("generates root keys with keygate's template: sensitive, never extractable, value unreadable", async () => {
+        const ref = { instance: 'inst-t', crkId: 'k', versionId: `v-${workerThreads}` };
+        await hsm.generateKey(ref);
+        const lib = hsm.token.lib;
+        const s = hsm.token.openSession();
+        try {
+          lib.C_FindObjectsInit(s, [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_LABEL, value: objectLabel(ref) },
+          ]);
+          const found = lib.C_FindObjects(s, 4);
+          lib.C_FindObjectsFinal(s);
+          assert.equal(found.length, 1);
+          const [key] = found as [Buffer];
+          const bool = (type: number) => lib.C_GetAttributeValue(s, key, [{ type }])[0]?.value?.[0] === 1;
+          assert.equal(bool(pkcs11js.CKA_TOKEN), true);
+          assert.equal(bool(pkcs11js.CKA_PRIVATE), true);
+          assert.equal(bool(pkcs11js.CKA_SENSITIVE), true);
+          assert.equal(bool(pkcs11js.CKA_ALWAYS_SENSITIVE), true);
+          assert.equal(bool(pkcs11js.CKA_EXTRACTABLE), false);
+          assert.equal(bool(pkcs11js.CKA_NEVER_EXTRACTABLE), true);
+          assert.equal(bool(pkcs11js.CKA_ENCRYPT), true);
+          assert.equal(bool(pkcs11js.CKA_WRAP), false);
+          assert.equal(bool(pkcs11js.CKA_UNWRAP), false);
+          const [len] = lib.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE_LEN }]);
+          assert.equal(len?.value?.readUInt32LE(0), 32);
+          const [id] = lib.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_ID }]);
+          assert.equal(id?.value?.toString('ascii'), ref.versionId);
+          assert.throws(
+            () => lib.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE }]),
+            /CKR_ATTRIBUTE_SENSITIVE/,
+          );
+          // Recorded, not required: CKA_LOCAL differs between implementations (docs/hsm.md).
+          console.log(`${impl.name}: generated key CKA_LOCAL=${bool(pkcs11js.CKA_LOCAL)}`);
+        } finally {
+          hsm.token.closeQuietly(s);
+        }
+        await hsm.destroyKey(ref);
+      });
+
+      it('wraps and unwraps (AES-GCM, caller IV); rotation keeps old versions; destroy removes every object', async () => {
+        const key = await svc.create({ instance: 'inst-a', name: `crk-${workerThreads}` });
+        const w = await svc.wrap({ instance: 'inst-a', keyId: key.id, aad: ['ns/secret'] });
+        const rotated = await svc.rotate('inst-a', key.id);
+        const labels = env.listObjectLabels('kg-main');
+        for (const v of rotated.versions)
+          assert.ok(labels.includes(`keygate:inst-a:${key.id}:${v.id}`), labels.join());
+        const u = await svc.unwrap({
+          instance: 'inst-a',
+          keyId: key.id,
+          ciphertext: w.ciphertext,
+          aad: ['ns/secret'],
+        });
+        assert.deepEqual(u.plaintext, w.generated);
+        assert.equal(u.rewrapped?.keyVersionId, rotated.versions[1]?.id);
+        const w2 = await svc.wrap({ instance: 'inst-a', keyId: key.id, aad: [] });
+        assert.equal(w2.keyVersionId, rotated.versions[1]?.id);
+        const u2 = await svc.unwrap({
+          instance: 'inst-a',
+          keyId: key.id,
+          ciphertext: w2.ciphertext,
+          aad: [],
+        });
+        assert.deepEqual(u2.plaintext, w2.generated);
+        await assert.rejects(
+          svc.unwrap({ instance: 'inst-a', keyId: key.id, ciphertext: w.ciphertext, aad: ['other'] }),
+          (e: unknown) => codeOf(e) === 'UNPROCESSABLE_CIPHERTEXT_ERR',
+        );
+        await svc.destroy('inst-a', key.id);
+        const left = env.listObjectLabels('kg-main');
+        assert.ok(!left.some((l) => l.includes(key.id)), left.join());
+        await assert.rejects(
+          svc.unwrap({ instance: 'inst-a', keyId: key.id, ciphertext: w.ciphertext, aad: ['ns/secret'] }),
+          (e: unknown) => codeOf(e) === 'KEY_DELETED_ERR',
+        );
+      });
+
+      it('seals with IVs from C_GenerateRandom (ivSource hsm) too', async () => {
+        const other = new Pkcs11Hsm({
+          modulePath: env.modulePath,
+          libraryParameters: env.libraryParameters,
+          tokenLabel: 'kg-main',
+          pin: new Secret(PIN, 'test'),
+          sessions: 1,
+          workerThreads: Math.min(workerThreads, 1),
+          ivSource: 'hsm',
+          random: () => Buffer.alloc(0),
+          logger: createLogger({ level: 'silent' }),
+        });
+        try {
+          const ref = { instance: 'i', crkId: 'k', versionId: `hsm-iv-${workerThreads}` };
+          await other.generateKey(ref);
+          const a = await other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
+          const b = await other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
+          assert.equal(a.iv.length, 12);
+          assert.notDeepEqual(a.iv, b.iv);
+          assert.deepEqual(await other.decrypt(ref, a, Buffer.from('aad')), Buffer.alloc(32, 1));
+          await other.destroyKey(ref);
+        } finally {
+          await other.close();
+        }
+        assert.equal(hsm.status().ready, true);
+      });
+
+      it('tries a wrong PIN once, then reports the token unusable', async () => {
+        const bad = captureLines();
+        const badHsm = make('kg-badpin', '0000', bad);
+        try {
+          const st = badHsm.status();
+          assert.equal(st.ready, false);
+          assert.match(st.reasons.join(), /CKR_PIN_INCORRECT/);
+          for (let i = 0; i < 3; i++) {
+            await assert.rejects(
+              badHsm.encrypt({ instance: 'i', crkId: 'k', versionId: 'v' }, Buffer.alloc(1), Buffer.alloc(0)),
+              (e: unknown) => codeOf(e) === 'HSM_PIN_INCORRECT',
+            );
+          }
+          assert.equal(bad.lines.filter((l) => l.msg === 'pkcs11 login').length, 1);
+          assert.ok(!JSON.stringify(bad.lines).includes('0000'));
+        } finally {
+          await badHsm.close();
+        }
+        // The right PIN still works on that token: the refusal did not lock it.
+        const good = make('kg-badpin', PIN, captureLines());
+        try {
+          assert.equal(good.status().ready, true);
+        } finally {
+          await good.close();
+        }
+        assert.equal(hsm.status().ready, true);
+      });
+
+      it('keeps 64 concurrent mixed operations apart: each caller gets its own result', async () => {
+        const refs = [0, 1].map((i) => ({
+          instance: 'inst-c',
+          crkId: `k${i}`,
+          versionId: `v${i}-${workerThreads}`,
+        }));
+        for (const ref of refs) await hsm.generateKey(ref);
+        const sealedBefore = await hsm.encrypt(
+          refs[1] ?? refs[0]!,
+          Buffer.alloc(32, 0xee),
+          Buffer.from('pre'),
+        );
+        const results = await Promise.all(
+          Array.from({ length: 64 }, async (_, i) => {
+            const ref = refs[i % 2] ?? refs[0]!;
+            if (i % 4 === 3) {
+              // Unwrap-only callers, interleaved with the wrap-then-unwrap ones.
+              const back = await hsm.decrypt(refs[1] ?? ref, sealedBefore, Buffer.from('pre'));
+              return back.equals(Buffer.alloc(32, 0xee));
+            }
+            const plain = Buffer.alloc(32, i);
+            const aad = Buffer.from(`aad-${i}`);
+            const sealed = await hsm.encrypt(ref, plain, aad);
+            const back = await hsm.decrypt(ref, sealed, aad);
+            return back.equals(plain) && sealed.iv.length === 12 && sealed.tag.length === 16;
+          }),
+        );
+        assert.deepEqual(results, Array(64).fill(true));
+        for (const ref of refs) await hsm.destroyKey(ref);
+      });
+
+      it('answers 3,000 random and mutated blobs with 4xx codes only', async () => {
+        const key = await svc.create({ instance: 'inst-f', name: `fuzz-${workerThreads}` });
+        const good = (await svc.wrap({ instance: 'inst-f', keyId: key.id, aad: [] })).ciphertext;
+        const codes = new Map<string, number>();
+        const blob = (i: number): Buffer => {
+          if (i % 3 === 0) return systemRandom(1 + (i % 200));
+          const b = Buffer.from(good);
+          if (i % 3 === 1) {
+            const pos = i % b.length;
+            b[pos] = (b[pos] ?? 0) ^ (1 + (i % 255));
+            return b;
+          }
+          return i % 2 === 0 ? b.subarray(0, i % b.length) : Buffer.concat([b, systemRandom(1 + (i % 5000))]);
+        };
+        for (let start = 0; start < 3_000; start += 200) {
+          await Promise.all(
+            Array.from({ length: 200 }, async (_, j) => {
+              try {
+                await svc.unwrap({ instance: 'inst-f', keyId: key.id, ciphertext: blob(start + j), aad: [] });
+                codes.set('ok', (codes.get('ok') ?? 0) + 1);
+              } catch (e) {
+                codes.set(codeOf(e), (codes.get(codeOf(e)) ?? 0) + 1);
+              }
+            }),
+          );
+        }
+        assert.deepEqual([...codes.keys()], ['UNPROCESSABLE_CIPHERTEXT_ERR'], JSON.stringify([...codes]));
+        assert.equal(hsm.status().ready, true);
+      });
+
+      it('refuses a second key object with a CKA_ID in use (NSS would store it over the first)', async () => {
+        const first = { instance: 'inst-id', crkId: 'a', versionId: `same-${workerThreads}` };
+        const second = { instance: 'inst-id', crkId: 'b', versionId: first.versionId };
+        await hsm.generateKey(first);
+        const sealed = await hsm.encrypt(first, Buffer.alloc(32, 9), Buffer.from('id'));
+        await assert.rejects(hsm.generateKey(second), (e: unknown) => codeOf(e) === 'HSM_ERROR');
+        assert.deepEqual(await hsm.decrypt(first, sealed, Buffer.from('id')), Buffer.alloc(32, 9));
+        assert.deepEqual(
+          env.listObjectLabels('kg-main').filter((l) => l.startsWith('keygate:inst-id:')),
+          [objectLabel(first)],
+        );
+        await hsm.destroyKey(first);
+      });
+
+      it('recovers when every session is closed under it, without a restart', async () => {
+        const key = await svc.create({ instance: 'inst-s', name: `crk-${workerThreads}` });
+        const w = await svc.wrap({ instance: 'inst-s', keyId: key.id, aad: [] });
+        hsm.token.lib.C_CloseAllSessions(hsm.token.slot);
+        const u = await svc.unwrap({ instance: 'inst-s', keyId: key.id, ciphertext: w.ciphertext, aad: [] });
+        assert.deepEqual(u.plaintext, w.generated);
+        await Promise.all(
+          Array.from({ length: 8 }, () => svc.wrap({ instance: 'inst-s', keyId: key.id, aad: [] })),
+        );
+        assert.equal(hsm.status().ready, true);
+      });
+    });
+  }
+}
