@@ -320,6 +320,45 @@ for (const impl of IMPLEMENTATIONS) {
         await hsm.destroyKey(first);
       });
 
+      it('without that check: SoftHSM2 keeps two objects, NSS stores the second key over the first', () => {
+        const lib = hsm.token.lib;
+        const s = hsm.token.openSession();
+        const id = Buffer.from(`raw-${workerThreads}`);
+        const generate = (label: string) =>
+          lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+            { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+            { type: pkcs11js.CKA_TOKEN, value: true },
+            { type: pkcs11js.CKA_ENCRYPT, value: true },
+            { type: pkcs11js.CKA_LABEL, value: label },
+            { type: pkcs11js.CKA_ID, value: id },
+          ]);
+        try {
+          const first = generate('raw-first');
+          const second = generate('raw-second');
+          lib.C_FindObjectsInit(s, [
+            { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+            { type: pkcs11js.CKA_ID, value: id },
+          ]);
+          const found = lib.C_FindObjects(s, 8);
+          lib.C_FindObjectsFinal(s);
+          const labels = found.map((h) =>
+            lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }])[0]?.value?.toString(),
+          );
+          if (impl.name === 'NSS softoken') {
+            assert.ok(first.equals(second), 'the same handle');
+            assert.deepEqual(labels, ['raw-second']);
+          } else {
+            assert.ok(!first.equals(second));
+            assert.deepEqual(labels.sort(), ['raw-first', 'raw-second']);
+          }
+          for (const h of found) lib.C_DestroyObject(s, h);
+        } finally {
+          hsm.token.closeQuietly(s);
+        }
+      });
+
       it('recovers when every session is closed under it, without a restart', async () => {
         const key = await svc.create({ instance: 'inst-s', name: `crk-${workerThreads}` });
         const w = await svc.wrap({ instance: 'inst-s', keyId: key.id, aad: [] });
