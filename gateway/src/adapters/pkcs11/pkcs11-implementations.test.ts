@@ -246,23 +246,17 @@ for (const impl of IMPLEMENTATIONS) {
       });
 
       it('keeps 64 concurrent mixed operations apart: each caller gets its own result', async () => {
-        const refs = [0, 1].map((i) => ({
-          instance: 'inst-c',
-          crkId: `k${i}`,
-          versionId: `v${i}-${workerThreads}`,
-        }));
+        const a = { instance: 'inst-c', crkId: 'k0', versionId: `v0-${workerThreads}` };
+        const b = { instance: 'inst-c', crkId: 'k1', versionId: `v1-${workerThreads}` };
+        const refs = [a, b];
         for (const ref of refs) await hsm.generateKey(ref);
-        const sealedBefore = await hsm.encrypt(
-          refs[1] ?? refs[0]!,
-          Buffer.alloc(32, 0xee),
-          Buffer.from('pre'),
-        );
+        const sealedBefore = await hsm.encrypt(b, Buffer.alloc(32, 0xee), Buffer.from('pre'));
         const results = await Promise.all(
           Array.from({ length: 64 }, async (_, i) => {
-            const ref = refs[i % 2] ?? refs[0]!;
+            const ref = i % 2 === 0 ? a : b;
             if (i % 4 === 3) {
               // Unwrap-only callers, interleaved with the wrap-then-unwrap ones.
-              const back = await hsm.decrypt(refs[1] ?? ref, sealedBefore, Buffer.from('pre'));
+              const back = await hsm.decrypt(b, sealedBefore, Buffer.from('pre'));
               return back.equals(Buffer.alloc(32, 0xee));
             }
             const plain = Buffer.alloc(32, i);
