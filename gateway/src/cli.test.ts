@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import {
   type GatewayFixture,
   INSTANCE,
 } from './testing/gateway-fixture.js';
+import { SOFTHSM_MODULE } from './testing/softhsm.js';
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
 const run = promisify(execFile);
@@ -60,6 +61,41 @@ describe('keygate-gateway CLI and two gateway processes on one token and one sto
       env: { ...process.env, ...fx.softhsm.env },
     });
     assert.match(check.stdout, /"wrapUnwrap":"ok"/);
+    // The probe: what the token is and does, which IV conventions work, and the verdict.
+    assert.match(check.stdout, /mechanism CKM_AES_GCM: key sizes 16\.\.32/);
+    assert.match(check.stdout, /GCM IV host: works/);
+    assert.match(check.stdout, /GCM IV token-appended \(16-byte IV\): does not work/);
+    assert.match(check.stdout, /^OK: profile generic, gcmIv host works on this token$/m);
+    assert.doesNotMatch(check.stdout, /stray/);
+    // An object under a keygate label that the store does not know (a crash between key
+    // generation and the store update) is reported.
+    execFileSync(
+      'pkcs11-tool',
+      [
+        '--module',
+        SOFTHSM_MODULE,
+        '--token-label',
+        fx.tokenLabel,
+        '--login',
+        '--pin',
+        fx.pin,
+        '--keygen',
+        '--key-type',
+        'AES:32',
+        '--label',
+        `keygate:${INSTANCE}:0b5c4a52-6a0e-4a8e-9d1b-3f2e1c0d9a87:orphan`,
+        '--id',
+        '01',
+      ],
+      { env: { ...process.env, ...fx.softhsm.env }, stdio: 'ignore' },
+    );
+    const again = await run(process.execPath, [CLI, 'hsm', 'check', '--config', config], {
+      env: { ...process.env, ...fx.softhsm.env },
+    });
+    assert.match(
+      again.stdout,
+      /stray key object keygate:inst-a:0b5c4a52-6a0e-4a8e-9d1b-3f2e1c0d9a87:orphan: no such key version in the store/,
+    );
     const created = await run(
       process.execPath,
       [CLI, 'keys', 'create', '--config', config, '--instance', INSTANCE, '--name', 'cli-key'],

@@ -25,7 +25,7 @@ describe('hsm.libraryParameters', {
     fx = await createGatewayFixture();
     nss = createNssSoftoken([{ label: fx.tokenLabel, pin: fx.pin }]);
     const file = fx.writeConfig('nss', {
-      hsmExtra: `libraryParameters: ${JSON.stringify(nss.libraryParameters)}`,
+      hsmExtra: `profile: nss\n  libraryParameters: ${JSON.stringify(nss.libraryParameters)}`,
     });
     writeFileSync(
       file,

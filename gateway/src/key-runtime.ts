@@ -16,6 +16,8 @@ import type { KeyStore } from './core/keys/key-store.js';
 /** The key side of a gateway: HSM, store and use cases (what `keys` CLI commands use too). */
 export interface KeyRuntime {
   readonly hsm: Hsm;
+  /** The HSM adapter itself, without the development latency wrapper (`hsm check` probes it). */
+  readonly device: Hsm;
   readonly store: KeyStore;
   readonly keys: KeyService;
   /** The PostgreSQL connection when the store is PostgreSQL (identities and audit use it too). */
@@ -54,7 +56,9 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           pin: resolvePin(config, configFile, options.env ?? process.env),
           sessions: config.hsm.sessions,
           workerThreads: config.hsm.workerThreads,
-          ivSource: config.hsm.ivSource,
+          gcmIv: config.hsm.gcmIv,
+          restrictMechanisms: config.hsm.restrictMechanisms,
+          requireLocal: config.hsm.requireLocal,
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),
         })
@@ -64,6 +68,12 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           systemRandom,
           logger.child({ component: 'soft-hsm' }),
         ));
+  if (config.hsm.backend === 'pkcs11' && config.hsm.deprecatedIvSource !== undefined) {
+    logger.warn(
+      { ivSource: config.hsm.deprecatedIvSource, gcmIv: config.hsm.gcmIv.mode },
+      'hsm.ivSource is deprecated: write hsm.gcmIv instead (ivSource hsm was an IV from C_GenerateRandom passed in by the host, now gcmIv token-random; a module that generates its own IVs is gcmIv token-appended)',
+    );
+  }
   const simulated = config.hsm.simulatedLatencyMs ?? 0;
   let hsm = device;
   if (simulated > 0) {
@@ -94,6 +104,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
   const keys = createKeyService({ hsm, store, clock: options.clock ?? systemClock, random: systemRandom });
   return {
     hsm,
+    device,
     store,
     keys,
     database,

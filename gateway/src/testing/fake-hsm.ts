@@ -13,6 +13,8 @@ export class FakeHsm implements Hsm {
   readonly keys = new Map<string, Buffer>();
   /** Every reportMissing call, in order (tests assert on it). */
   readonly reported: KeyObjectRef[] = [];
+  /** Host IVs, as SoftHSM2. */
+  readonly ivBytes = 12;
   constructor(private readonly random: Random) {}
 
   async generateKey(ref: KeyObjectRef): Promise<void> {

@@ -250,6 +250,12 @@ export const ERROR_CATALOGUE = {
     grpc: 'UNAVAILABLE',
     message: 'The HSM cannot find the key object right now; the key is not destroyed.',
   },
+  HSM_KEY_OBJECT_REFUSED: {
+    kind: 'internal',
+    http: 500,
+    grpc: 'INTERNAL',
+    message: "A key object under the key's label fails keygate's checks; it is not used.",
+  },
   HSM_ERROR: { kind: 'internal', http: 500, grpc: 'INTERNAL', message: 'The HSM reported an error.' },
   AUDIT_UNAVAILABLE: {
     kind: 'transient',

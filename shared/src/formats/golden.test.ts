@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { aes256GcmDecrypt, aes256GcmEncrypt } from '../crypto/aes-gcm.js';
@@ -115,6 +116,37 @@ function buildWrap(c: (typeof WRAP_CASES)[number]): WrapVector {
   return { ...c, key: key.toString('hex'), dek: dek.toString('hex'), blob: blob.toString('hex') };
 }
 
+/** Format 2: a 16-byte IV, as a Luna HSM in FIPS mode generates and appends it. */
+const WRAP_V2_CASES = [
+  {
+    name: 'dek32-iv16-two-aad',
+    keyVersionId: '3c6a1f7e-95b2-4d0e-8f61-7a2b9c4d5e60',
+    instance: 'team-b',
+    crkId: 'crk-fips',
+    aad: ['keygate-shim', 'crk-fips'],
+  },
+  { name: 'dek32-iv16-no-aad', keyVersionId: 'v7', instance: 'i', crkId: 'k', aad: [] as string[] },
+];
+
+/** AES-256-GCM with any IV length (the format test needs 16; keygate's own code uses 12). */
+function gcmAnyIv(key: Buffer, iv: Buffer, pt: Buffer, aad: Buffer): { ciphertext: Buffer; tag: Buffer } {
+  const c = createCipheriv('aes-256-gcm', key, iv, { authTagLength: 16 });
+  c.setAAD(aad);
+  const ciphertext = Buffer.concat([c.update(pt), c.final()]);
+  return { ciphertext, tag: c.getAuthTag() };
+}
+
+function buildWrapV2(c: (typeof WRAP_V2_CASES)[number]): WrapVector {
+  const rnd = seededRandom(`golden:${c.name}`);
+  const key = rnd(32);
+  const dek = rnd(32);
+  const iv = rnd(16);
+  const header = encodeWrapHeader(c.keyVersionId, 16);
+  const sealed = gcmAnyIv(key, iv, dek, wrapAad(header, c.instance, c.crkId, c.aad));
+  const blob = encodeWrappedDek(header, iv, sealed.ciphertext, sealed.tag);
+  return { ...c, key: key.toString('hex'), dek: dek.toString('hex'), blob: blob.toString('hex') };
+}
+
 function golden<T>(file: string, built: T[]): T[] {
   const url = new URL(file, dir);
   if (update || !existsSync(url)) {
@@ -151,6 +183,25 @@ describe('golden vectors', () => {
       const aad = wrapAad(blob.header, v.instance, v.crkId, v.aad);
       const dek = aes256GcmDecrypt(Buffer.from(v.key, 'hex'), blob.iv, blob.ciphertext, aad, blob.tag);
       assert.equal(dek.toString('hex'), v.dek);
+    }
+  });
+
+  it('wrapped DEK v2 (16-byte IV): the same inputs give the committed bytes, and the bytes unwrap', () => {
+    const built = WRAP_V2_CASES.map(buildWrapV2);
+    const committed = golden<WrapVector>('wrapped-dek-v2.json', built);
+    assert.equal(committed.length, WRAP_V2_CASES.length);
+    for (const [i, v] of committed.entries()) {
+      assert.deepEqual(built[i], v, `vector ${v.name} changed: the format must not change silently`);
+      const bytes = Buffer.from(v.blob, 'hex');
+      assert.equal(bytes[2], 0x02, 'format 2');
+      const blob = decodeWrappedDek(bytes);
+      assert.equal(blob.keyVersionId, v.keyVersionId);
+      assert.equal(blob.iv.length, 16);
+      const aad = wrapAad(blob.header, v.instance, v.crkId, v.aad);
+      const d = createDecipheriv('aes-256-gcm', Buffer.from(v.key, 'hex'), blob.iv, { authTagLength: 16 });
+      d.setAAD(aad);
+      d.setAuthTag(blob.tag);
+      assert.equal(Buffer.concat([d.update(blob.ciphertext), d.final()]).toString('hex'), v.dek);
     }
   });
 });

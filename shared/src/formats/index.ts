@@ -16,6 +16,7 @@ export {
   encodeWrappedDek,
   isValidKeyVersionId,
   WRAP_FORMAT_V1,
+  WRAP_FORMAT_V2,
   WRAP_LIMITS,
   WRAP_MAGIC,
   type WrappedDek,

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { aes256GcmDecrypt, aes256GcmEncrypt } from '../crypto/aes-gcm.js';
+import { aes256GcmDecrypt } from '../crypto/aes-gcm.js';
 import { deriveDataKey, openShim, sealShim } from '../crypto/shim-envelope.js';
-import { isKeygateError } from '../errors/index.js';
+import { isKeygateError, KeygateError } from '../errors/index.js';
 import { decodeShimCiphertext, SHIM_LIMITS, ShimAlg } from './shim-ciphertext.js';
 import { decodeWrappedDek, encodeWrapHeader, encodeWrappedDek, wrapAad } from './wrapped-dek.js';
 
@@ -140,18 +141,38 @@ describe('wrapped DEK properties', () => {
     crkId: fc.string({ maxLength: 40 }),
     aad: fc.array(fc.string({ maxLength: 30 }), { maxLength: 4 }),
     key: bytes(32, 32),
-    iv: bytes(12, 12),
+    // Format 1 (12-byte IV) and format 2 (16-byte IV, as a Luna HSM in FIPS mode makes them).
+    iv: fc.oneof(bytes(12, 12), bytes(16, 16)),
     dek: bytes(1, 64),
   });
   type WrapValue = typeof wrapValue extends fc.Arbitrary<infer T> ? T : never;
   const wrap = (v: WrapValue) => {
-    const header = encodeWrapHeader(v.versionId);
-    const s = aes256GcmEncrypt(v.key, v.iv, v.dek, wrapAad(header, v.instance, v.crkId, v.aad));
-    return encodeWrappedDek(header, v.iv, s.ciphertext, s.tag);
+    const header = encodeWrapHeader(v.versionId, v.iv.length);
+    const c = createCipheriv('aes-256-gcm', v.key, v.iv, { authTagLength: 16 });
+    c.setAAD(wrapAad(header, v.instance, v.crkId, v.aad));
+    const ciphertext = Buffer.concat([c.update(v.dek), c.final()]);
+    return encodeWrappedDek(header, v.iv, ciphertext, c.getAuthTag());
   };
   const unwrap = (v: WrapValue, blob: Buffer) => {
     const b = decodeWrappedDek(blob);
-    return aes256GcmDecrypt(v.key, b.iv, b.ciphertext, wrapAad(b.header, v.instance, v.crkId, v.aad), b.tag);
+    if (b.iv.length === 12) {
+      return aes256GcmDecrypt(
+        v.key,
+        b.iv,
+        b.ciphertext,
+        wrapAad(b.header, v.instance, v.crkId, v.aad),
+        b.tag,
+      );
+    }
+    // What the HSM does with a format 2 blob: any failure is a typed refusal.
+    try {
+      const d = createDecipheriv('aes-256-gcm', v.key, b.iv, { authTagLength: 16 });
+      d.setAAD(wrapAad(b.header, v.instance, v.crkId, v.aad));
+      d.setAuthTag(b.tag);
+      return Buffer.concat([d.update(b.ciphertext), d.final()]);
+    } catch (cause) {
+      throw new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { cause });
+    }
   };
 
   it('round trips and binds instance, CRK and aad', () => {

@@ -88,6 +88,7 @@ export async function prepareStack(opts: DevStackOptions): Promise<PreparedStack
   module: ${findSoftHsmModule()}
   tokenLabel: keygate-dev
   pin: { file: ${pinFile} }
+  profile: softhsm2
   sessions: 4
   # SoftHSM2's calls are CPU work of ~30 us: run them on worker threads, not the libuv pool.
   workerThreads: 2`;

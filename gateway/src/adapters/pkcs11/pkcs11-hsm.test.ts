@@ -38,7 +38,6 @@ for (const workerThreads of [0, 2]) {
         pin: new Secret(PIN, 'test'),
         sessions: 4,
         workerThreads,
-        ivSource: 'host',
         random: systemRandom,
         logger: createLogger({ level: 'debug', destination: log.stream }),
         backoffInitialMs: 10,
@@ -55,7 +54,6 @@ for (const workerThreads of [0, 2]) {
         pin: new Secret(PIN, 'test'),
         sessions: 2,
         workerThreads: Math.min(workerThreads, 1),
-        ivSource: 'host',
         random: systemRandom,
         logger: createLogger({ level: 'debug', destination }),
         backoffInitialMs: 10,
@@ -108,7 +106,7 @@ for (const workerThreads of [0, 2]) {
         pin: new Secret(PIN, 'test'),
         sessions: 1,
         workerThreads: Math.min(workerThreads, 1),
-        ivSource: 'hsm',
+        gcmIv: { mode: 'token-random', bytes: 12 },
         random: () => Buffer.alloc(0),
         logger: createLogger({ level: 'silent' }),
       });
@@ -176,7 +174,6 @@ for (const workerThreads of [0, 2]) {
         pin: new Secret('0000', 'test'),
         sessions: 2,
         workerThreads,
-        ivSource: 'host',
         random: systemRandom,
         logger: createLogger({ level: 'debug', destination: bad.stream }),
       });

@@ -1,6 +1,7 @@
 import type { Secret } from '@keygate/shared/config';
 import { allocSecret, copySecret, type Random } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
+import { WRAP_LIMITS } from '@keygate/shared/formats';
 import type { Logger } from '@keygate/shared/log';
 import pkcs11js from 'pkcs11js';
 import {
@@ -10,7 +11,23 @@ import {
   type KeyObjectRef,
   objectLabel,
 } from '../../core/keys/hsm.js';
-import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
+import {
+  type GcmIvSetting,
+  GcmOutputError,
+  gcm,
+  HOST_IV,
+  IV_BYTES,
+  splitAppended,
+  TAG_BYTES,
+} from './gcm-mechanism.js';
+import {
+  findKeyObject,
+  KeyObjectMissing,
+  KeyObjectRefused,
+  keyTemplate,
+  objectId,
+  refused,
+} from './key-object.js';
 import { KeyObjectRecovery } from './object-recovery.js';
 import { Pkcs11Token } from './pkcs11-token.js';
 import { SessionPool } from './session-pool.js';
@@ -30,8 +47,15 @@ export interface Pkcs11HsmOptions {
    * thread. N > 0: every request-path call runs on N worker threads, each batch on a pooled session.
    */
   readonly workerThreads?: number;
-  /** `host`: IVs from the host CSPRNG; `hsm`: from C_GenerateRandom on the token. */
-  readonly ivSource: 'host' | 'hsm';
+  /** Where GCM IVs come from (gcm-mechanism.ts GcmIvMode); default host, 12 bytes. */
+  readonly gcmIv?: GcmIvSetting | undefined;
+  /**
+   * Key generation also sets CKA_ALLOWED_MECHANISMS (CKM_AES_GCM), CKA_MODIFIABLE and
+   * CKA_COPYABLE false (profiles.ts; off for modules that do not accept them).
+   */
+  readonly restrictMechanisms?: boolean | undefined;
+  /** Refuse root-key objects not marked CKA_LOCAL (default true; the nss profile turns it off). */
+  readonly requireLocal?: boolean | undefined;
   readonly random: Random;
   readonly logger: Logger;
   readonly backoffInitialMs?: number;
@@ -100,6 +124,7 @@ export class Pkcs11Hsm implements Hsm {
       this.lanes = new Pkcs11WorkerLanes({
         modulePath: options.modulePath,
         libraryParameters: options.libraryParameters,
+        requireLocal: options.requireLocal ?? true,
         threads,
         pool: this.pool,
         logger: options.logger,
@@ -115,26 +140,12 @@ export class Pkcs11Hsm implements Hsm {
 
   async generateKey(ref: KeyObjectRef): Promise<void> {
     const label = objectLabel(ref);
-    const template: pkcs11js.Template = [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-      { type: pkcs11js.CKA_TOKEN, value: true },
-      { type: pkcs11js.CKA_PRIVATE, value: true },
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_ENCRYPT, value: true },
-      { type: pkcs11js.CKA_DECRYPT, value: true },
-      { type: pkcs11js.CKA_WRAP, value: false },
-      { type: pkcs11js.CKA_UNWRAP, value: false },
-      { type: pkcs11js.CKA_LABEL, value: label },
-      { type: pkcs11js.CKA_ID, value: Buffer.from(ref.versionId, 'ascii') },
-    ];
+    const template = keyTemplate(label, this.options.restrictMechanisms ?? false);
     const handle = await this.pool.use(
       (s) => {
         // NSS softoken stores a secret key with the CKA_ID of an existing one over it (same
         // handle, new value: the old root key is gone). Version ids are random; refuse anyway.
-        if (this.findById(s, ref.versionId).length > 0) {
+        if (this.findById(s, objectId(label)).length > 0) {
           throw new KeygateError('HSM_ERROR', { detail: { reason: 'CKA_ID already in use', label } });
         }
         return new Promise<Handle>((resolve, reject) =>
@@ -156,31 +167,54 @@ export class Pkcs11Hsm implements Hsm {
     return sealed;
   }
 
+  /** The IV length of what encrypt() returns (the wrapped DEK's header announces it). */
+  get ivBytes(): number {
+    return this.#iv.mode === 'token-appended' ? this.#iv.bytes : IV_BYTES;
+  }
+
+  get #iv(): GcmIvSetting {
+    return this.options.gcmIv ?? HOST_IV;
+  }
+
   private async encryptOn(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
+    const mode = this.#iv.mode;
+    const appended = mode === 'token-appended' ? this.#iv.bytes : 0;
     if (this.lanes) {
-      const iv = this.options.ivSource === 'hsm' ? undefined : this.options.random(IV_BYTES);
-      const r = await this.lanes.run({ kind: 'encrypt', label, iv, aad, data: copySecret(plaintext) }, false);
+      const iv = mode === 'host' ? this.options.random(IV_BYTES) : undefined;
+      const op = {
+        kind: 'encrypt',
+        label,
+        iv,
+        aad,
+        data: copySecret(plaintext),
+        appendedIv: appended,
+      } as const;
+      const r = await this.lanes.run(op, false);
+      if (appended > 0) return splitOrFail(r.out, plaintext.length, appended);
       const cut = r.out.length - TAG_BYTES;
       const usedIv = r.iv ?? iv;
       if (usedIv === undefined || cut < 0)
         throw new KeygateError('HSM_ERROR', { detail: { reason: 'short output' } });
-      return { iv: usedIv, ciphertext: r.out.subarray(0, cut), tag: r.out.subarray(cut) };
+      return { iv: Buffer.from(usedIv), ciphertext: r.out.subarray(0, cut), tag: r.out.subarray(cut) };
     }
     return this.pool.use(
       async (s) => {
         const key = this.findKey(s, label);
         const iv =
-          this.options.ivSource === 'hsm'
-            ? this.token.lib.C_GenerateRandom(s, Buffer.alloc(IV_BYTES))
-            : this.options.random(IV_BYTES);
+          mode === 'token-appended'
+            ? Buffer.alloc(appended)
+            : mode === 'token-random'
+              ? this.token.lib.C_GenerateRandom(s, Buffer.alloc(IV_BYTES))
+              : this.options.random(IV_BYTES);
         this.token.lib.C_EncryptInit(s, gcm(iv, aad), key);
         const input = copySecret(plaintext);
         try {
           const out = await this.token.lib.C_EncryptAsync(
             s,
             input,
-            Buffer.alloc(plaintext.length + TAG_BYTES),
+            Buffer.alloc(plaintext.length + TAG_BYTES + appended),
           );
+          if (appended > 0) return splitOrFail(out, plaintext.length, appended);
           const cut = out.length - TAG_BYTES;
           return { iv, ciphertext: Buffer.from(out.subarray(0, cut)), tag: Buffer.from(out.subarray(cut)) };
         } finally {
@@ -192,7 +226,7 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   async decrypt(ref: KeyObjectRef, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer> {
-    if (sealed.iv.length !== IV_BYTES || sealed.tag.length !== TAG_BYTES) {
+    if (!WRAP_LIMITS.ivLengths.includes(sealed.iv.length) || sealed.tag.length !== TAG_BYTES) {
       throw new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail: { reason: 'gcm sizes' } });
     }
     const label = objectLabel(ref);
@@ -271,17 +305,24 @@ export class Pkcs11Hsm implements Hsm {
   private findKey(session: Handle, label: string): Handle {
     const cached = this.#handles.get(label);
     if (cached !== undefined) return cached;
-    const [found] = this.findAll(session, label);
-    if (found === undefined) throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label } });
+    let found: Handle;
+    try {
+      found = findKeyObject(this.token.lib, session, label, this.options.requireLocal ?? true);
+    } catch (err) {
+      if (err instanceof KeyObjectMissing)
+        throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label } });
+      if (err instanceof KeyObjectRefused) throw refused(this.options.logger, label, err.message);
+      throw err;
+    }
     this.#handles.set(label, found);
     return found;
   }
 
-  private findById(session: Handle, versionId: string): Handle[] {
+  private findById(session: Handle, id: Buffer): Handle[] {
     const lib = this.token.lib;
     lib.C_FindObjectsInit(session, [
       { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_ID, value: Buffer.from(versionId, 'ascii') },
+      { type: pkcs11js.CKA_ID, value: id },
     ]);
     try {
       return lib.C_FindObjects(session, 16);
@@ -301,5 +342,15 @@ export class Pkcs11Hsm implements Hsm {
     } finally {
       lib.C_FindObjectsFinal(session);
     }
+  }
+}
+
+/** ciphertext || tag || IV from a token that appends its IV; HSM_ERROR when it did not. */
+function splitOrFail(out: Uint8Array, plaintextBytes: number, ivBytes: number): GcmSealed {
+  try {
+    return splitAppended(Buffer.from(out.buffer, out.byteOffset, out.byteLength), plaintextBytes, ivBytes);
+  } catch (err) {
+    if (!(err instanceof GcmOutputError)) throw err;
+    throw new KeygateError('HSM_ERROR', { detail: { reason: err.message } });
   }
 }

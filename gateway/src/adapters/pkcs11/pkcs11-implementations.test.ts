@@ -12,6 +12,7 @@ import { MemoryKeyStore } from '../../testing/memory-key-store.js';
 import { createNssSoftoken, findNssSoftokenModule } from '../../testing/nss-softoken.js';
 import { captureLines, createSoftHsmDir, findSoftHsmModule } from '../../testing/softhsm.js';
 import { Pkcs11Hsm } from './pkcs11-hsm.js';
+import { HSM_PROFILES, type HsmProfileName } from './profiles.js';
 
 /**
  * The adapter's essential cases on every real PKCS#11 implementation CI installs: SoftHSM2 and
@@ -25,6 +26,8 @@ const TOKENS = ['kg-main', 'kg-badpin'] as const;
 
 interface Implementation {
   readonly name: string;
+  /** The hsm.profile for it: key template and object checks (profiles.ts). */
+  readonly profile: HsmProfileName;
   /** Why the suite cannot run here, or undefined. */
   readonly missing: string | undefined;
   /** Makes the tokens (user PIN `PIN`); returns what Pkcs11Hsm needs and a way to list labels. */
@@ -39,6 +42,7 @@ interface Implementation {
 const IMPLEMENTATIONS: Implementation[] = [
   {
     name: 'SoftHSM2',
+    profile: 'softhsm2',
     missing: findSoftHsmModule() ? undefined : 'SoftHSM2 is not installed (apt-get install softhsm2)',
     setUp() {
       const dir = createSoftHsmDir();
@@ -52,6 +56,7 @@ const IMPLEMENTATIONS: Implementation[] = [
   },
   {
     name: 'NSS softoken',
+    profile: 'nss',
     missing: findNssSoftokenModule()
       ? undefined
       : 'NSS softoken (libsoftokn3.so) is not installed and could not be (apt-get install libnss3 as root)',
@@ -81,11 +86,12 @@ for (const impl of IMPLEMENTATIONS) {
         new Pkcs11Hsm({
           modulePath: env.modulePath,
           libraryParameters: env.libraryParameters,
+          restrictMechanisms: HSM_PROFILES[impl.profile].restrictMechanisms,
+          requireLocal: HSM_PROFILES[impl.profile].requireLocal,
           tokenLabel,
           pin: new Secret(pin, 'test'),
           sessions: 4,
           workerThreads,
-          ivSource: 'host',
           random: systemRandom,
           logger: createLogger({ level: 'debug', destination: lines.stream }),
           backoffInitialMs: 10,
@@ -145,8 +151,9 @@ for (const impl of IMPLEMENTATIONS) {
             () => lib.C_GetAttributeValue(s, key, [{ type: pkcs11js.CKA_VALUE }]),
             /CKR_ATTRIBUTE_SENSITIVE/,
           );
-          // Recorded, not required: CKA_LOCAL differs between implementations (docs/hsm.md).
-          console.log(`${impl.name}: generated key CKA_LOCAL=${bool(pkcs11js.CKA_LOCAL)}`);
+          // NSS softoken marks the keys it generates not local: its profile does not require it.
+          assert.equal(bool(pkcs11js.CKA_LOCAL), impl.profile !== 'nss');
+          assert.equal(HSM_PROFILES[impl.profile].requireLocal, impl.profile !== 'nss');
         } finally {
           hsm.token.closeQuietly(s);
         }
@@ -190,15 +197,17 @@ for (const impl of IMPLEMENTATIONS) {
         );
       });
 
-      it('seals with IVs from C_GenerateRandom (ivSource hsm) too', async () => {
+      it('seals with IVs from C_GenerateRandom (gcmIv token-random) too', async () => {
         const other = new Pkcs11Hsm({
           modulePath: env.modulePath,
           libraryParameters: env.libraryParameters,
+          restrictMechanisms: HSM_PROFILES[impl.profile].restrictMechanisms,
+          requireLocal: HSM_PROFILES[impl.profile].requireLocal,
           tokenLabel: 'kg-main',
           pin: new Secret(PIN, 'test'),
           sessions: 1,
           workerThreads: Math.min(workerThreads, 1),
-          ivSource: 'hsm',
+          gcmIv: { mode: 'token-random', bytes: 12 },
           random: () => Buffer.alloc(0),
           logger: createLogger({ level: 'silent' }),
         });

@@ -9,6 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { allocSecret } from '@keygate/shared/crypto';
 import pkcs11js from 'pkcs11js';
 import { gcm, IV_BYTES, TAG_BYTES } from './gcm-mechanism.js';
+import { findKeyObject, KeyObjectMissing, KeyObjectRefused } from './key-object.js';
 import type {
   WorkerBatch,
   WorkerOp,
@@ -70,8 +71,10 @@ function run(session: Handle, op: WorkerOp): WorkerResult {
   try {
     return op.kind === 'decrypt' ? decrypt(session, op) : encrypt(session, op);
   } catch (err) {
-    if (err instanceof ObjectMissing)
+    if (err instanceof KeyObjectMissing)
       return { id: op.id, ok: false, ckr: undefined, method: '', missing: true };
+    if (err instanceof KeyObjectRefused)
+      return { id: op.id, ok: false, ckr: undefined, method: '', missing: false, refused: err.message };
     const e = err instanceof Error ? (err as Error & { method?: unknown }) : undefined;
     const ckr = e && /^CKR_[A-Z0-9_]+$/.test(e.message) ? e.message : undefined;
     return { id: op.id, ok: false, ckr, method: String(e?.method ?? ''), missing: false };
@@ -91,10 +94,16 @@ function decrypt(session: Handle, op: WorkerOp): WorkerResult {
 function encrypt(session: Handle, op: WorkerOp): WorkerResult {
   const input = asBuffer(op.data);
   try {
-    const iv = op.iv ? asBuffer(op.iv) : lib.C_GenerateRandom(session, Buffer.alloc(IV_BYTES));
+    const appended = op.appendedIv ?? 0;
+    // token-appended: a zeroed IV buffer of the token's length; the module fills in its own.
+    const iv = op.iv
+      ? asBuffer(op.iv)
+      : appended > 0
+        ? Buffer.alloc(appended)
+        : lib.C_GenerateRandom(session, Buffer.alloc(IV_BYTES));
     withKey(session, op.label, (key) => lib.C_EncryptInit(session, gcm(iv, op.aad), key));
-    const out = lib.C_Encrypt(session, input, Buffer.alloc(input.length + TAG_BYTES));
-    return { id: op.id, ok: true, out, iv: new Uint8Array(iv) };
+    const out = lib.C_Encrypt(session, input, Buffer.alloc(input.length + TAG_BYTES + appended));
+    return appended > 0 ? { id: op.id, ok: true, out } : { id: op.id, ok: true, out, iv: new Uint8Array(iv) };
   } finally {
     input.fill(0);
   }
@@ -113,22 +122,10 @@ function withKey(session: Handle, label: string, init: (key: Handle) => void): v
       handles.delete(label);
     }
   }
-  lib.C_FindObjectsInit(session, [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_LABEL, value: label },
-  ]);
-  let found: Handle | undefined;
-  try {
-    [found] = lib.C_FindObjects(session, 1);
-  } finally {
-    lib.C_FindObjectsFinal(session);
-  }
-  if (found === undefined) throw new ObjectMissing();
+  const found = findKeyObject(lib, session, label, setup.requireLocal);
   handles.set(label, found);
   init(found);
 }
-
-class ObjectMissing extends Error {}
 
 function asBuffer(u: Uint8Array): Buffer {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength);

@@ -3,6 +3,7 @@ import { copySecret } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { ckrKind, ckrToKeygate } from './ckr-map.js';
+import { refused } from './key-object.js';
 import type { SessionPool } from './session-pool.js';
 import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply, WorkerStop } from './worker-protocol.js';
 
@@ -33,6 +34,7 @@ interface Lane {
 export interface WorkerLanesOptions {
   readonly modulePath: string;
   readonly libraryParameters?: string | undefined;
+  readonly requireLocal: boolean;
   readonly threads: number;
   readonly pool: SessionPool;
   readonly logger: Logger;
@@ -210,6 +212,8 @@ export class Pkcs11WorkerLanes {
         });
       } else if (r.missing) {
         p.reject(new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label: p.op.label } }));
+      } else if (r.refused !== undefined) {
+        p.reject(refused(this.#o.logger, p.op.label, r.refused));
       } else {
         const err = Object.assign(new Error(r.ckr ?? 'not a PKCS#11 error'), { method: r.method });
         const kind = ckrKind(err, p.decrypting);
@@ -232,7 +236,11 @@ export class Pkcs11WorkerLanes {
 
   #spawn(lane: Lane): void {
     const worker = new Worker(WORKER_URL, {
-      workerData: { modulePath: this.#o.modulePath, libraryParameters: this.#o.libraryParameters },
+      workerData: {
+        modulePath: this.#o.modulePath,
+        libraryParameters: this.#o.libraryParameters,
+        requireLocal: this.#o.requireLocal,
+      },
     });
     worker.unref();
     lane.worker = worker;

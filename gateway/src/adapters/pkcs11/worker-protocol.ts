@@ -9,8 +9,13 @@ export interface WorkerOp {
   readonly id: number;
   readonly kind: 'encrypt' | 'decrypt';
   readonly label: string;
-  /** The GCM IV; absent on encrypt when the token makes it (`ivSource: hsm`). */
+  /**
+   * The GCM IV. Absent on encrypt when the token provides it: from C_GenerateRandom
+   * (`token-random`), or generated and appended by the module (`appendedIv` > 0).
+   */
   readonly iv: Uint8Array | undefined;
+  /** Encrypt with `gcmIv: token-appended`: the IV length the module appends (0 otherwise). */
+  readonly appendedIv?: number | undefined;
   readonly aad: Uint8Array;
   /** Plaintext to encrypt (zeroed by the worker after use), or ciphertext || tag to decrypt. */
   readonly data: Uint8Array;
@@ -28,7 +33,7 @@ export type WorkerResult =
   | {
       readonly id: number;
       readonly ok: true;
-      /** Decrypt: the plaintext. Encrypt: ciphertext || tag. */
+      /** Decrypt: the plaintext. Encrypt: ciphertext || tag (|| IV when the module appends it). */
       readonly out: Uint8Array;
       /** Encrypt: the IV used (the token's, or the one sent). */
       readonly iv?: Uint8Array;
@@ -41,6 +46,8 @@ export type WorkerResult =
       readonly method: string;
       /** No object has the label (destroyed, or the token cannot see it: the store decides). */
       readonly missing: boolean;
+      /** An object has the label but fails the key-object checks (key-object.ts): why. */
+      readonly refused?: string | undefined;
     };
 
 export interface WorkerReply {
@@ -64,4 +71,6 @@ export interface WorkerSetup {
   readonly modulePath: string;
   /** C_Initialize library parameters, as the main thread passed them. */
   readonly libraryParameters?: string | undefined;
+  /** Refuse root-key objects not marked CKA_LOCAL (Pkcs11HsmOptions.requireLocal). */
+  readonly requireLocal: boolean;
 }

@@ -22,6 +22,10 @@ export class SimulatedLatencyHsm implements Hsm {
     this.#channels = channels;
   }
 
+  get ivBytes(): number {
+    return this.#inner.ivBytes;
+  }
+
   generateKey(ref: KeyObjectRef): Promise<void> {
     return this.#timed(() => this.#inner.generateKey(ref));
   }

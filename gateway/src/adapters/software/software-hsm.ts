@@ -25,6 +25,8 @@ const WARNING = 'software key backend: DEVELOPMENT ONLY, root keys are not in an
  * every /readyz answer.
  */
 export class SoftwareHsm implements Hsm {
+  /** IVs from the host's CSPRNG. */
+  readonly ivBytes = 12;
   #keys = new Map<string, Buffer>();
 
   constructor(

@@ -10,7 +10,7 @@ export interface KeyObjectRef {
   readonly versionId: string;
 }
 
-/** AES-256-GCM output: the adapter picks the 12-byte IV (host random or HSM-generated). */
+/** AES-256-GCM output, with the IV used (the host's, or the one the module generated and appended). */
 export interface GcmSealed {
   readonly iv: Buffer;
   readonly ciphertext: Buffer;
@@ -42,6 +42,11 @@ export interface HsmRecoveryStatus {
 }
 
 export interface Hsm {
+  /**
+   * The IV length of what encrypt() returns: 12, or 16 for a module that generates and appends
+   * 16-byte IVs (Luna in FIPS mode). The wrapped DEK's header announces it before encryption.
+   */
+  readonly ivBytes: number;
   /** Creates a new sensitive, non-extractable AES-256 key object for `ref`. */
   generateKey(ref: KeyObjectRef): Promise<void>;
   /**

@@ -134,7 +134,7 @@ async function sealUnderCurrent(
   aad: readonly string[],
 ): Promise<{ ciphertext: Buffer; keyVersionId: string }> {
   const version = currentVersion(key);
-  const header = encodeWrapHeader(version.id);
+  const header = encodeWrapHeader(version.id, deps.hsm.ivBytes);
   const ref = { instance: key.instance, crkId: key.id, versionId: version.id };
   const sealed = await onObject(deps, ref, () =>
     deps.hsm.encrypt(ref, plaintext, wrapAad(header, key.instance, key.id, aad)),

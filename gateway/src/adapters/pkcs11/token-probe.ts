@@ -1,0 +1,289 @@
+import type { Random } from '@keygate/shared/crypto';
+import pkcs11js from 'pkcs11js';
+import { ckrName } from './ckr-map.js';
+import {
+  type GcmIvSetting,
+  GcmOutputError,
+  gcm,
+  IV_BYTES,
+  splitAppended,
+  TAG_BYTES,
+} from './gcm-mechanism.js';
+import { keyTemplate } from './key-object.js';
+import type { Pkcs11Hsm } from './pkcs11-hsm.js';
+import type { HsmProfile, HsmProfileName } from './profiles.js';
+
+type Handle = Buffer;
+
+/** One mechanism as the token describes it (C_GetMechanismInfo). */
+export interface MechanismReport {
+  readonly name: string;
+  readonly supported: boolean;
+  readonly minKeySize?: number;
+  readonly maxKeySize?: number;
+  readonly flags?: readonly string[];
+}
+
+/** What an IV convention did when tried on a scratch key. */
+export interface IvTrial {
+  readonly setting: GcmIvSetting;
+  readonly works: boolean;
+  readonly detail: string;
+}
+
+/** A keygate-labelled object whose key version the store does not list as live. */
+export interface StrayObject {
+  readonly label: string;
+  /** `unknown`: no such key or version in the store (a crash between key generation and the store); `destroyed`: its key was destroyed (a destroy that did not finish deleting). */
+  readonly why: 'unknown' | 'destroyed';
+}
+
+export interface TokenProbeReport {
+  readonly token: {
+    readonly label: string;
+    readonly manufacturer: string;
+    readonly model: string;
+    readonly firmware: string;
+  };
+  readonly mechanisms: readonly MechanismReport[];
+  /** Key generation with the profile's template (the restrictive one where the profile says so). */
+  readonly template: { readonly restricted: boolean; readonly works: boolean; readonly detail: string };
+  readonly ivTrials: readonly IvTrial[];
+  readonly configured: GcmIvSetting;
+  readonly profile: HsmProfileName;
+  readonly strays: readonly StrayObject[];
+  /** The one-line verdict, and whether the configuration fits the token. */
+  readonly verdict: { readonly ok: boolean; readonly text: string };
+}
+
+const MECHANISMS: readonly [string, number][] = [
+  ['CKM_AES_GCM', pkcs11js.CKM_AES_GCM],
+  ['CKM_AES_KEY_GEN', pkcs11js.CKM_AES_KEY_GEN],
+];
+
+const FLAG_NAMES: readonly [string, number][] = [
+  ['HW', pkcs11js.CKF_HW],
+  ['ENCRYPT', pkcs11js.CKF_ENCRYPT],
+  ['DECRYPT', pkcs11js.CKF_DECRYPT],
+  ['GENERATE', pkcs11js.CKF_GENERATE],
+  ['WRAP', pkcs11js.CKF_WRAP],
+  ['UNWRAP', pkcs11js.CKF_UNWRAP],
+];
+
+/**
+ * `keygate-gateway hsm check`'s probe of a PKCS#11 token: what it is, what it says about AES-GCM,
+ * whether it accepts keygate's key template, which GCM IV conventions actually work (tried on a
+ * scratch key that is deleted afterwards), whether the configured one is among them, and which
+ * keygate-labelled objects the store does not know (left by a crash between key generation and
+ * the store update, or by an unfinished destroy). `isLive(instance, crkId, versionId)` asks the store.
+ */
+export async function probeToken(
+  hsm: Pkcs11Hsm,
+  opts: {
+    readonly profileName: HsmProfileName;
+    readonly profile: HsmProfile;
+    readonly configured: GcmIvSetting;
+    readonly restrictMechanisms: boolean;
+    readonly random: Random;
+    readonly isLive: (
+      instance: string,
+      crkId: string,
+      versionId: string,
+    ) => Promise<'live' | 'destroyed' | 'unknown'>;
+  },
+): Promise<TokenProbeReport> {
+  const lib = hsm.token.lib;
+  const slot = hsm.token.slot;
+  const info = lib.C_GetTokenInfo(slot);
+  const token = {
+    label: info.label.trim(),
+    manufacturer: info.manufacturerID.trim(),
+    model: info.model.trim(),
+    firmware: `${info.firmwareVersion.major}.${info.firmwareVersion.minor}`,
+  };
+  const mechanisms = MECHANISMS.map(([name, type]): MechanismReport => {
+    try {
+      const m = lib.C_GetMechanismInfo(slot, type);
+      return {
+        name,
+        supported: true,
+        minKeySize: m.minKeySize,
+        maxKeySize: m.maxKeySize,
+        flags: FLAG_NAMES.filter(([, f]) => (m.flags & f) !== 0).map(([n]) => n),
+      };
+    } catch {
+      return { name, supported: false };
+    }
+  });
+  const scratch = `keygate:_keygate-check:probe:${opts.random(6).toString('hex')}`;
+  const { template, ivTrials, strays } = await hsm.pool.use(
+    async (s) => {
+      let key: Handle | undefined;
+      let templateResult: TokenProbeReport['template'];
+      try {
+        key = lib.C_GenerateKey(
+          s,
+          { mechanism: pkcs11js.CKM_AES_KEY_GEN },
+          keyTemplate(scratch, opts.restrictMechanisms),
+        );
+        templateResult = {
+          restricted: opts.restrictMechanisms,
+          works: true,
+          detail: "key generated with keygate's template",
+        };
+      } catch (err) {
+        templateResult = {
+          restricted: opts.restrictMechanisms,
+          works: false,
+          detail: `C_GenerateKey refused the template (${ckrName(err) ?? 'error'})${opts.restrictMechanisms ? ': the token may not accept CKA_ALLOWED_MECHANISMS/CKA_COPYABLE/CKA_MODIFIABLE; try hsm.profile generic' : ''}`,
+        };
+      }
+      const trials: IvTrial[] = [];
+      try {
+        if (key !== undefined) {
+          trials.push(tryHostIv(lib, s, key, opts.random));
+          for (const bytes of [12, 16]) trials.push(tryAppended(lib, s, key, bytes));
+        }
+      } finally {
+        if (key !== undefined) lib.C_DestroyObject(s, key);
+      }
+      return { template: templateResult, ivTrials: trials, strays: await findStrays(lib, s, opts.isLive) };
+    },
+    () => undefined,
+  );
+  const fits = ivTrials.find(
+    (t) => t.setting.mode === opts.configured.mode && t.setting.bytes === opts.configured.bytes,
+  );
+  const configuredWorks =
+    opts.configured.mode === 'token-random'
+      ? ivTrials.some((t) => t.setting.mode === 'host' && t.works)
+      : fits?.works === true;
+  const working = ivTrials.filter((t) => t.works).map((t) => describeIv(t.setting));
+  const ok = template.works && configuredWorks;
+  const text = !template.works
+    ? `MISMATCH: ${template.detail}`
+    : configuredWorks
+      ? `OK: profile ${opts.profileName}, gcmIv ${describeIv(opts.configured)} works on this token${strays.length > 0 ? ` (${strays.length} stray key object(s): see above)` : ''}`
+      : `MISMATCH: gcmIv ${describeIv(opts.configured)} does not work on this token; what works: ${working.join(', ') || 'nothing'} (set hsm.profile or hsm.gcmIv accordingly)`;
+  return {
+    token,
+    mechanisms,
+    template,
+    ivTrials,
+    configured: opts.configured,
+    profile: opts.profileName,
+    strays,
+    verdict: { ok, text },
+  };
+}
+
+export function describeIv(s: GcmIvSetting): string {
+  return s.mode === 'token-appended' ? `token-appended (${s.bytes}-byte IV)` : s.mode;
+}
+
+const PROBE_AAD = Buffer.from('keygate hsm check');
+const PROBE_DATA = () => Buffer.alloc(32, 0x5a);
+
+/** The host supplies a random 12-byte IV and gets ciphertext || tag back. */
+function tryHostIv(lib: pkcs11js.PKCS11, s: Handle, key: Handle, random: Random): IvTrial {
+  const setting = { mode: 'host', bytes: IV_BYTES } as const;
+  const iv = random(IV_BYTES);
+  try {
+    lib.C_EncryptInit(s, gcm(iv, PROBE_AAD), key);
+    const out = lib.C_Encrypt(s, PROBE_DATA(), Buffer.alloc(32 + TAG_BYTES + 16));
+    if (out.length !== 32 + TAG_BYTES) {
+      return {
+        setting,
+        works: false,
+        detail: `returned ${out.length} bytes for 32 (the token adds its own IV?)`,
+      };
+    }
+    lib.C_DecryptInit(s, gcm(iv, PROBE_AAD), key);
+    const back = lib.C_Decrypt(s, out, Buffer.alloc(out.length));
+    return back.equals(PROBE_DATA())
+      ? { setting, works: true, detail: "the token used the caller's IV" }
+      : { setting, works: false, detail: 'decrypt gave other bytes' };
+  } catch (err) {
+    return { setting, works: false, detail: `refused (${ckrName(err) ?? 'error'})` };
+  }
+}
+
+/** The host passes a zeroed IV of `bytes`; the module must append the IV it generated. */
+function tryAppended(lib: pkcs11js.PKCS11, s: Handle, key: Handle, bytes: number): IvTrial {
+  const setting = { mode: 'token-appended', bytes } as const;
+  try {
+    lib.C_EncryptInit(s, gcm(Buffer.alloc(bytes), PROBE_AAD), key);
+    const out = lib.C_Encrypt(s, PROBE_DATA(), Buffer.alloc(32 + TAG_BYTES + bytes));
+    const sealed = splitAppended(out, 32, bytes);
+    if (sealed.iv.every((b) => b === 0)) {
+      return {
+        setting,
+        works: false,
+        detail: 'the IV came back all zero (the module used the zeroed buffer)',
+      };
+    }
+    lib.C_DecryptInit(s, gcm(sealed.iv, PROBE_AAD), key);
+    const back = lib.C_Decrypt(
+      s,
+      Buffer.concat([sealed.ciphertext, sealed.tag]),
+      Buffer.alloc(32 + TAG_BYTES),
+    );
+    return back.equals(PROBE_DATA())
+      ? { setting, works: true, detail: `the module generated a ${bytes}-byte IV and appended it` }
+      : { setting, works: false, detail: 'decrypt with the appended IV gave other bytes' };
+  } catch (err) {
+    const why = err instanceof GcmOutputError ? 'no IV appended' : `refused (${ckrName(err) ?? 'error'})`;
+    return { setting, works: false, detail: why };
+  }
+}
+
+/** keygate-labelled secret keys whose version the store does not list as live. */
+async function findStrays(
+  lib: pkcs11js.PKCS11,
+  s: Handle,
+  isLive: (instance: string, crkId: string, versionId: string) => Promise<'live' | 'destroyed' | 'unknown'>,
+): Promise<StrayObject[]> {
+  lib.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
+  const handles: Handle[] = [];
+  try {
+    for (let batch = lib.C_FindObjects(s, 256); batch.length > 0; batch = lib.C_FindObjects(s, 256)) {
+      handles.push(...batch);
+    }
+  } finally {
+    lib.C_FindObjectsFinal(s);
+  }
+  const strays: StrayObject[] = [];
+  for (const h of handles) {
+    const [attr] = lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);
+    const label = Buffer.isBuffer(attr?.value) ? attr.value.toString('utf8') : String(attr?.value ?? '');
+    const parts = label.split(':');
+    if (parts[0] !== 'keygate' || parts.length !== 4) continue;
+    const state = await isLive(parts[1] as string, parts[2] as string, parts[3] as string);
+    if (state !== 'live') strays.push({ label, why: state });
+  }
+  return strays;
+}
+
+/** The report as `hsm check` prints it: a few readable lines, the verdict last. */
+export function formatProbe(r: TokenProbeReport): string[] {
+  const lines = [
+    `token: ${r.token.label} (${r.token.manufacturer} ${r.token.model}, firmware ${r.token.firmware})`,
+    ...r.mechanisms.map((m) =>
+      m.supported
+        ? `mechanism ${m.name}: key sizes ${m.minKeySize}..${m.maxKeySize}, flags ${(m.flags ?? []).join(' ') || '-'}`
+        : `mechanism ${m.name}: NOT SUPPORTED`,
+    ),
+    `key template (${r.template.restricted ? 'AES-GCM only, not modifiable or copyable' : 'portable'}): ${r.template.works ? 'accepted' : r.template.detail}`,
+    ...r.ivTrials.map(
+      (t) => `GCM IV ${describeIv(t.setting)}: ${t.works ? 'works' : 'does not work'} (${t.detail})`,
+    ),
+    ...r.strays.map((x) =>
+      x.why === 'destroyed'
+        ? `stray key object ${x.label}: its key is destroyed (an unfinished destroy: run keys destroy again)`
+        : `stray key object ${x.label}: no such key version in the store (left by a crash between key generation and the store update, or not keygate's): check, then delete it with pkcs11-tool`,
+    ),
+    `profile ${r.profile}, configured gcmIv ${describeIv(r.configured)}`,
+    r.verdict.text,
+  ];
+  return lines;
+}
