@@ -13,6 +13,7 @@ import { createNssSoftoken, findNssSoftokenModule } from '../../testing/nss-soft
 import { captureLines, createSoftHsmDir, findSoftHsmModule } from '../../testing/softhsm.js';
 import { Pkcs11Hsm } from './pkcs11-hsm.js';
 import { HSM_PROFILES, type HsmProfileName } from './profiles.js';
+import { formatProbe, probeToken } from './token-probe.js';
 
 /**
  * The adapter's essential cases on every real PKCS#11 implementation CI installs: SoftHSM2 and
@@ -360,6 +361,23 @@ for (const impl of IMPLEMENTATIONS) {
         } finally {
           hsm.token.closeQuietly(s);
         }
+      });
+
+      it('hsm check: the profile fits, host IVs work, no module-appended IV, no stray objects', async () => {
+        const report = await probeToken(hsm, {
+          profileName: impl.profile,
+          profile: HSM_PROFILES[impl.profile],
+          configured: HSM_PROFILES[impl.profile].gcmIv,
+          restrictMechanisms: HSM_PROFILES[impl.profile].restrictMechanisms,
+          random: systemRandom,
+          isLive: async () => 'live',
+        });
+        assert.equal(report.verdict.ok, true, report.verdict.text);
+        assert.equal(report.template.works, true, report.template.detail);
+        const works = report.ivTrials.map((t) => `${t.setting.mode}/${t.setting.bytes}:${t.works}`);
+        assert.deepEqual(works, ['host/12:true', 'token-appended/12:false', 'token-appended/16:false']);
+        assert.ok(report.mechanisms.every((m) => m.supported));
+        console.log(`${impl.name}: ${formatProbe(report).join(' | ')}`);
       });
 
       it('recovers when every session is closed under it, without a restart', async () => {
