@@ -40,6 +40,11 @@ const duration = (min: number, max: number) =>
 const pkcs11Hsm = z.strictObject({
   backend: z.literal('pkcs11'),
   module: z.string().min(1),
+  /**
+   * C_Initialize library parameters (pReserved), for modules configured that way: NSS softoken's
+   * `configdir='sql:/path' certPrefix='' keyPrefix='' secmod='' flags=...`. Most modules take none.
+   */
+  libraryParameters: z.string().min(1).max(4096).optional(),
   tokenLabel: z.string().min(1).max(32),
   pin: secretRef,
   /** Vendor defaults (adapters/pkcs11/profiles.ts, docs/hsm.md): IV mode, key template, sessions. */
@@ -108,6 +113,7 @@ function withProfile(h: z.output<typeof pkcs11Hsm>, ctx: z.RefinementCtx) {
     sessions: sessions ?? profile.sessions,
     gcmIv: { mode, bytes } as { readonly mode: typeof mode; readonly bytes: number },
     restrictMechanisms: profile.restrictMechanisms,
+    requireLocal: profile.requireLocal,
     /** The config still says `ivSource` (a warning at start names its replacement). */
     deprecatedIvSource: ivSource,
   };

@@ -51,6 +51,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
     (config.hsm.backend === 'pkcs11'
       ? new Pkcs11Hsm({
           modulePath: config.hsm.module,
+          libraryParameters: config.hsm.libraryParameters,
           tokenLabel: config.hsm.tokenLabel,
           pin: resolvePin(config, configFile, options.env ?? process.env),
           sessions: config.hsm.sessions,
@@ -58,6 +59,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           gcmIv: config.hsm.gcmIv,
           restrictMechanisms: config.hsm.restrictMechanisms,
           operationTimeoutMs: config.hsm.operationTimeout,
+          requireLocal: config.hsm.requireLocal,
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),
         })

@@ -24,10 +24,14 @@ export interface GcmIvSetting {
 
 export const HOST_IV: GcmIvSetting = Object.freeze({ mode: 'host', bytes: IV_BYTES });
 
-/** CKM_AES_GCM with the IV (its length in bits as ulIvBits), the AAD and a 128-bit tag. */
+/**
+ * CKM_AES_GCM with the IV (its length in bits as ulIvBits), the AAD and a 128-bit tag, in the
+ * PKCS#11 2.40 CK_GCM_PARAMS layout (`_v240`, with ulIvBits): NSS softoken refuses the older one
+ * without it (CKR_MECHANISM_PARAM_INVALID); SoftHSM2 takes both (docs/hsm.md, Differences found).
+ */
 export function gcm(iv: Buffer, aad: Uint8Array): pkcs11js.Mechanism {
   const params: pkcs11js.AesGCM = {
-    type: pkcs11js.CK_PARAMS_AES_GCM,
+    type: pkcs11js.CK_PARAMS_AES_GCM_v240,
     iv,
     aad: Buffer.from(aad.buffer, aad.byteOffset, aad.byteLength),
     ivBits: iv.length * 8,

@@ -69,7 +69,12 @@ export class KeyObjectRefused extends Error {}
  * bytes, or it is refused (KeyObjectRefused): an object planted under a keygate label, imported
  * from outside or copied in clear, is never used to wrap a DEK.
  */
-export function findKeyObject(lib: pkcs11js.PKCS11, session: Handle, label: string): Handle {
+export function findKeyObject(
+  lib: pkcs11js.PKCS11,
+  session: Handle,
+  label: string,
+  requireLocal = true,
+): Handle {
   lib.C_FindObjectsInit(session, [
     { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
     { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
@@ -85,13 +90,19 @@ export function findKeyObject(lib: pkcs11js.PKCS11, session: Handle, label: stri
   const [handle] = found;
   if (handle === undefined) throw new KeyObjectMissing(label);
   if (found.length > 1) throw new KeyObjectRefused(`more than one key object is labelled ${label}`);
-  const problem = keyObjectProblem(lib, session, handle);
+  const problem = keyObjectProblem(lib, session, handle, requireLocal);
   if (problem !== undefined) throw new KeyObjectRefused(`key object ${label} ${problem}`);
   return handle;
 }
 
 /** Why a found object must not be used as a root key, or undefined when it may. */
-export function keyObjectProblem(lib: pkcs11js.PKCS11, session: Handle, handle: Handle): string | undefined {
+export function keyObjectProblem(
+  lib: pkcs11js.PKCS11,
+  session: Handle,
+  handle: Handle,
+  /** false only for modules that mark their own generated keys not local (profile nss). */
+  requireLocal = true,
+): string | undefined {
   let attrs: pkcs11js.Template;
   try {
     attrs = lib.C_GetAttributeValue(session, handle, [
@@ -115,7 +126,7 @@ export function keyObjectProblem(lib: pkcs11js.PKCS11, session: Handle, handle: 
   if (!flag(pkcs11js.CKA_SENSITIVE)) return 'is not sensitive';
   if (flag(pkcs11js.CKA_EXTRACTABLE)) return 'is extractable';
   if (!flag(pkcs11js.CKA_NEVER_EXTRACTABLE)) return 'was extractable once';
-  if (!flag(pkcs11js.CKA_LOCAL)) return 'was not generated on the token (imported)';
+  if (requireLocal && !flag(pkcs11js.CKA_LOCAL)) return 'was not generated on the token (imported)';
   if (bytes !== KEY_BYTES) return `is ${bytes} bytes, not ${KEY_BYTES}`;
   return undefined;
 }

@@ -8,6 +8,7 @@ import pkcs11js from 'pkcs11js';
 import { objectLabel } from '../../core/keys/hsm.js';
 import { captureLines, createSoftHsmDir, SOFTHSM_MODULE, type SoftHsmDir } from '../../testing/softhsm.js';
 import { gcm } from './gcm-mechanism.js';
+import { keyTemplate } from './key-object.js';
 import { Pkcs11Hsm } from './pkcs11-hsm.js';
 
 const PIN = '2468';
@@ -132,7 +133,15 @@ describe('PKCS#11 key objects: template, lookup and checks (SoftHSM2)', () => {
       );
       const twice = { instance: 'i', crkId: 'k', versionId: `twice${workerThreads}` };
       await maker.generateKey(twice);
-      await maker.generateKey(twice);
+      // The adapter refuses a second object with a CKA_ID in use (NSS softoken would store it over
+      // the first): the duplicate is made past it, as another program on the token could.
+      await assert.rejects(
+        maker.generateKey(twice),
+        (e: unknown) => isKeygateError(e) && e.code === 'HSM_ERROR',
+      );
+      await raw(maker, (lib, s) =>
+        lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, keyTemplate(objectLabel(twice), false)),
+      );
       // A fresh adapter (no cached handles) finds them as a restarted gateway would.
       const hsm = adapter(workerThreads);
       await assert.rejects(hsm.encrypt(planted, Buffer.alloc(32, 1), Buffer.alloc(0)), refusedCode);

@@ -20,7 +20,14 @@ import {
   splitAppended,
   TAG_BYTES,
 } from './gcm-mechanism.js';
-import { findKeyObject, KeyObjectMissing, KeyObjectRefused, keyTemplate, refused } from './key-object.js';
+import {
+  findKeyObject,
+  KeyObjectMissing,
+  KeyObjectRefused,
+  keyTemplate,
+  objectId,
+  refused,
+} from './key-object.js';
 import { KeyObjectRecovery } from './object-recovery.js';
 import { Pkcs11Token } from './pkcs11-token.js';
 import { SessionPool } from './session-pool.js';
@@ -30,6 +37,8 @@ type Handle = Buffer;
 
 export interface Pkcs11HsmOptions {
   readonly modulePath: string;
+  /** C_Initialize library parameters (`hsm.libraryParameters`; NSS softoken needs them). */
+  readonly libraryParameters?: string;
   readonly tokenLabel: string;
   readonly pin: Secret;
   readonly sessions: number;
@@ -47,6 +56,8 @@ export interface Pkcs11HsmOptions {
   readonly restrictMechanisms?: boolean | undefined;
   /** A call still running after this long is given up (503) and its session abandoned; default 10 s. */
   readonly operationTimeoutMs?: number | undefined;
+  /** Refuse root-key objects not marked CKA_LOCAL (default true; the nss profile turns it off). */
+  readonly requireLocal?: boolean | undefined;
   readonly random: Random;
   readonly logger: Logger;
   readonly backoffInitialMs?: number;
@@ -78,7 +89,13 @@ export class Pkcs11Hsm implements Hsm {
   #startFailure: string | undefined;
 
   constructor(private readonly options: Pkcs11HsmOptions) {
-    this.token = new Pkcs11Token(options.modulePath, options.tokenLabel, options.pin, options.logger);
+    this.token = new Pkcs11Token(
+      options.modulePath,
+      options.tokenLabel,
+      options.pin,
+      options.logger,
+      options.libraryParameters,
+    );
     this.pool = new SessionPool(
       this.token,
       {
@@ -109,6 +126,8 @@ export class Pkcs11Hsm implements Hsm {
     if (threads > 0) {
       this.lanes = new Pkcs11WorkerLanes({
         modulePath: options.modulePath,
+        libraryParameters: options.libraryParameters,
+        requireLocal: options.requireLocal ?? true,
         threads,
         pool: this.pool,
         logger: options.logger,
@@ -127,12 +146,18 @@ export class Pkcs11Hsm implements Hsm {
     const label = objectLabel(ref);
     const template = keyTemplate(label, this.options.restrictMechanisms ?? false);
     const handle = await this.pool.use(
-      (s) =>
-        new Promise<Handle>((resolve, reject) =>
+      (s) => {
+        // NSS softoken stores a secret key with the CKA_ID of an existing one over it (same
+        // handle, new value: the old root key is gone). Version ids are random; refuse anyway.
+        if (this.findById(s, objectId(label)).length > 0) {
+          throw new KeygateError('HSM_ERROR', { detail: { reason: 'CKA_ID already in use', label } });
+        }
+        return new Promise<Handle>((resolve, reject) =>
           this.token.lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, template, (err, key) =>
             err ? reject(err) : resolve(key),
           ),
-        ),
+        );
+      },
       () => undefined,
     );
     this.#handles.set(label, handle);
@@ -286,7 +311,7 @@ export class Pkcs11Hsm implements Hsm {
     if (cached !== undefined) return cached;
     let found: Handle;
     try {
-      found = findKeyObject(this.token.lib, session, label);
+      found = findKeyObject(this.token.lib, session, label, this.options.requireLocal ?? true);
     } catch (err) {
       if (err instanceof KeyObjectMissing)
         throw new KeygateError('HSM_KEY_OBJECT_MISSING', { detail: { label } });
@@ -295,6 +320,19 @@ export class Pkcs11Hsm implements Hsm {
     }
     this.#handles.set(label, found);
     return found;
+  }
+
+  private findById(session: Handle, id: Buffer): Handle[] {
+    const lib = this.token.lib;
+    lib.C_FindObjectsInit(session, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_ID, value: id },
+    ]);
+    try {
+      return lib.C_FindObjects(session, 16);
+    } finally {
+      lib.C_FindObjectsFinal(session);
+    }
   }
 
   private findAll(session: Handle, label: string): Handle[] {

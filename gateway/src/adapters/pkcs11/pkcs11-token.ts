@@ -30,11 +30,13 @@ export class Pkcs11Token {
     readonly label: string,
     private readonly pin: Secret,
     private readonly logger: Logger,
+    /** C_Initialize library parameters (NSS softoken's `configdir=...`); most modules take none. */
+    private readonly libraryParameters?: string,
   ) {
     this.lib = new pkcs11js.PKCS11();
     try {
       this.lib.load(modulePath);
-      initialize(this.lib);
+      initialize(this.lib, libraryParameters);
       users.set(modulePath, (users.get(modulePath) ?? 0) + 1);
     } catch (cause) {
       throw new KeygateError('HSM_UNAVAILABLE', {
@@ -71,7 +73,7 @@ export class Pkcs11Token {
     } catch {
       // Not initialised (a re-initialisation that failed half-way): initialise below.
     }
-    initialize(this.lib);
+    initialize(this.lib, this.libraryParameters);
     this.#slot = undefined;
   }
 
@@ -146,10 +148,17 @@ export class Pkcs11Token {
 /** PKCS11 objects of this process per module path (C_Initialize/C_Finalize are process-wide). */
 const users = new Map<string, number>();
 
-/** C_Initialize with OS locking; a module another PKCS11 object of this process set up is fine. */
-function initialize(lib: pkcs11js.PKCS11): void {
+/**
+ * C_Initialize with OS locking (and the library parameters when given); a module another PKCS11
+ * object of this process set up is fine.
+ */
+export function initialize(lib: pkcs11js.PKCS11, libraryParameters?: string): void {
   try {
-    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    lib.C_Initialize(
+      libraryParameters === undefined
+        ? { flags: pkcs11js.CKF_OS_LOCKING_OK }
+        : { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters },
+    );
   } catch (err) {
     if (ckrName(err) !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw err;
   }

@@ -28,7 +28,11 @@ const lib = new pkcs11js.PKCS11();
 try {
   lib.load(setup.modulePath);
   try {
-    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    lib.C_Initialize(
+      setup.libraryParameters === undefined
+        ? { flags: pkcs11js.CKF_OS_LOCKING_OK }
+        : { flags: pkcs11js.CKF_OS_LOCKING_OK, libraryParameters: setup.libraryParameters },
+    );
   } catch (err) {
     // The main thread initialised the module; this thread shares it.
     if (!(err instanceof Error) || err.message !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw err;
@@ -118,7 +122,7 @@ function withKey(session: Handle, label: string, init: (key: Handle) => void): v
       handles.delete(label);
     }
   }
-  const found = findKeyObject(lib, session, label);
+  const found = findKeyObject(lib, session, label, setup.requireLocal);
   handles.set(label, found);
   init(found);
 }

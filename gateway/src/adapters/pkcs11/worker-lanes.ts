@@ -35,6 +35,8 @@ interface Lane {
 
 export interface WorkerLanesOptions {
   readonly modulePath: string;
+  readonly libraryParameters?: string | undefined;
+  readonly requireLocal: boolean;
   readonly threads: number;
   readonly pool: SessionPool;
   readonly logger: Logger;
@@ -273,7 +275,13 @@ export class Pkcs11WorkerLanes {
   }
 
   #spawn(lane: Lane): void {
-    const worker = new Worker(WORKER_URL, { workerData: { modulePath: this.#o.modulePath } });
+    const worker = new Worker(WORKER_URL, {
+      workerData: {
+        modulePath: this.#o.modulePath,
+        libraryParameters: this.#o.libraryParameters,
+        requireLocal: this.#o.requireLocal,
+      },
+    });
     worker.unref();
     lane.worker = worker;
     worker.on('message', (m: WorkerReply | WorkerFatal) => {

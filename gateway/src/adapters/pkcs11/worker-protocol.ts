@@ -69,4 +69,8 @@ export interface WorkerFatal {
 
 export interface WorkerSetup {
   readonly modulePath: string;
+  /** C_Initialize library parameters, as the main thread passed them. */
+  readonly libraryParameters?: string | undefined;
+  /** Refuse root-key objects not marked CKA_LOCAL (Pkcs11HsmOptions.requireLocal). */
+  readonly requireLocal: boolean;
 }
