@@ -33,9 +33,10 @@ describe('CKR mapping', () => {
     assert.equal(ckrUnavailable(new TypeError('boom')).code, 'HSM_UNAVAILABLE');
   });
 
-  it('treats CKR_GENERAL_ERROR as bad data only while decrypting', () => {
+  it('treats CKR_GENERAL_ERROR as bad data only while decrypting, else as a failing device (503 after retries)', () => {
     assert.equal(ckrKind(pkcs11Error('CKR_GENERAL_ERROR'), true), 'data');
-    assert.equal(ckrKind(pkcs11Error('CKR_GENERAL_ERROR')), 'other');
+    assert.equal(ckrKind(pkcs11Error('CKR_GENERAL_ERROR')), 'device');
+    assert.equal(ckrToKeygate(pkcs11Error('CKR_GENERAL_ERROR')).code, 'HSM_UNAVAILABLE');
     assert.equal(ckrKind(pkcs11Error('CKR_KEY_HANDLE_INVALID')), 'handle');
   });
 });
