@@ -15,6 +15,8 @@
  * `target=<real module>`, `control=<control file>`, `events=<events file>`; else the environment:
  * KEYGATE_INTERPOSER_TARGET, KEYGATE_INTERPOSER_CONTROL, KEYGATE_INTERPOSER_EVENTS.
  *
+ * CK_GCM_PARAMS.ulIvBits is ignored (pkcs11js leaves it unset for CK_PARAMS_AES_GCM).
+ *
  * Control file (UTF-8 lines; `#` comments; the whole file replaces the previous rules, and counts
  * and windows restart when it is re-read):
  *   gcm host|luna-fips|cloudhsm
@@ -1292,7 +1294,8 @@ static CK_RV impl_C_EncryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMe
     return CKR_MECHANISM_PARAM_INVALID;
   }
   const CK_GCM_PARAMS *p = (const CK_GCM_PARAMS *)pMechanism->pParameter;
-  int zero = p->pIv != NULL && p->ulIvLen == want && (p->ulIvBits == 0 || p->ulIvBits == want * 8);
+  /* ulIvBits is not checked: pkcs11js leaves it unset for CK_PARAMS_AES_GCM (and SoftHSM2 ignores it). */
+  int zero = p->pIv != NULL && p->ulIvLen == want;
   for (CK_ULONG i = 0; zero && i < want; i++) zero = p->pIv[i] == 0;
   if (!zero) {
     event("gcm-refused %s caller-iv len=%lu", name, (unsigned long)p->ulIvLen);
