@@ -125,8 +125,8 @@ function headerDir(): string {
 }
 
 function cacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  const dir = join(base, 'keygate-tools');
+  // The cache the other built test tools use (test/support/go-build.ts).
+  const dir = process.env.KEYGATE_TOOLS_CACHE ?? join(homedir(), '.cache', 'keygate-tools');
   try {
     mkdirSync(dir, { recursive: true });
     return dir;
@@ -139,7 +139,7 @@ function cacheDir(): string {
 
 /**
  * Builds the interposer with the system gcc, once per hash of its source and headers, into
- * ${XDG_CACHE_HOME:-~/.cache}/keygate-tools/interposer-<hash>.so; returns that path.
+ * ${KEYGATE_TOOLS_CACHE:-~/.cache/keygate-tools}/interposer-<hash>.so; returns that path.
  */
 export function buildInterposer(): string {
   const headers = headerDir();
