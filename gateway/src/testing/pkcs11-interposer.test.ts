@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { systemClock } from '@keygate/shared';
@@ -12,6 +13,8 @@ import { createKeyService } from '../core/keys/key-service.js';
 import { waitFor } from './load.js';
 import { MemoryKeyStore } from './memory-key-store.js';
 import {
+  buildInterposer,
+  buildInterposerProbe,
   INTERPOSER_GCM_IV_BYTES,
   type Interposer,
   interposerControlText,
@@ -286,6 +289,80 @@ describe('PKCS#11 interposer, raw pkcs11js over SoftHSM2', { timeout: 60_000 }, 
       /fail C_Login 0xa0/,
     );
     assert.throws(() => interposerControlText({ fail: [{ fn: 'C_Login', rv: 'CKR_NOPE' }] }));
+  });
+});
+
+describe('PKCS#11 interposer from another process, configured by the environment', {
+  timeout: 60_000,
+}, () => {
+  let softhsm: SoftHsmDir;
+  let ip: Interposer;
+  before(() => {
+    softhsm = createSoftHsmDir();
+    softhsm.addToken('ip-probe', PIN);
+    ip = startInterposer({ target: SOFTHSM_MODULE });
+  });
+  after(() => {
+    ip?.close();
+    softhsm?.cleanup();
+  });
+
+  /** Runs probe.c on the cached module (no .conf beside it: only ip.env says where things are). */
+  const probe = (ivBytes: number): Record<string, string> => {
+    let out: string;
+    try {
+      out = execFileSync(buildInterposerProbe(), [buildInterposer(), 'ip-probe', PIN, String(ivBytes)], {
+        env: { ...process.env, ...softhsm.env, ...ip.env },
+        encoding: 'utf8',
+      });
+    } catch (e) {
+      out = String((e as { stdout?: string }).stdout ?? ''); // exit 1 after printing error=...
+    }
+    return Object.fromEntries(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    );
+  };
+
+  it('host mode: size query and multi-part forward unchanged', () => {
+    ip.set({ gcm: 'host' });
+    assert.deepEqual(probe(0), {
+      size: '37',
+      len: '37',
+      single: 'ok',
+      final_size: '16',
+      multi_len: '37',
+      multi: 'ok',
+    });
+  });
+
+  for (const mode of ['luna-fips', 'cloudhsm'] as const) {
+    it(`${mode}: a NULL size query and C_EncryptFinal count the appended IV`, () => {
+      const iv = INTERPOSER_GCM_IV_BYTES[mode];
+      ip.set({ gcm: mode });
+      const total = String(21 + 16 + iv); // 21 bytes of data, the tag, the IV
+      assert.deepEqual(probe(iv), {
+        size: total,
+        len: total,
+        single: 'ok',
+        final_size: String(16 + iv),
+        multi_len: total,
+        multi: 'ok',
+      });
+      assert.ok(ip.events('gcm-init').length >= 2);
+    });
+  }
+
+  it('a fault set by the control file reaches the other process', () => {
+    ip.set({ fail: [{ fn: 'C_GetSlotList', rv: 'CKR_TOKEN_NOT_PRESENT', count: 1 }] });
+    assert.match(probe(0).error ?? '', /C_GetSlotList/);
+    // Counts are per process: each process that loads the module reads the control and counts anew.
+    assert.match(probe(0).error ?? '', /C_GetSlotList/);
+    assert.equal(ip.events('fail').at(-1)?.detail, 'C_GetSlotList rv=0xe0 before');
+    ip.clear();
+    assert.equal(probe(0).single, 'ok');
   });
 });
 

@@ -142,10 +142,22 @@ function cacheDir(): string {
  * ${KEYGATE_TOOLS_CACHE:-~/.cache/keygate-tools}/interposer-<hash>.so; returns that path.
  */
 export function buildInterposer(): string {
+  return gccBuild('interposer', SOURCE, '.so', ['-shared', '-fPIC', '-fvisibility=hidden', '-lpthread']);
+}
+
+/**
+ * Builds `probe.c`, a PKCS#11 client in C for what pkcs11js cannot do (NULL size queries,
+ * multi-part calls): `probe <module> <token label> <pin> <iv bytes, 0 for a host IV>`.
+ */
+export function buildInterposerProbe(): string {
+  return gccBuild('interposer-probe', join(dirname(SOURCE), 'probe.c'), '', []);
+}
+
+function gccBuild(name: string, source: string, suffix: string, flags: readonly string[]): string {
   const headers = headerDir();
-  const hash = createHash('sha256').update(readFileSync(SOURCE));
+  const hash = createHash('sha256').update(flags.join(' ')).update(readFileSync(source));
   for (const h of ['pkcs11.h', 'pkcs11t.h', 'pkcs11f.h']) hash.update(readFileSync(join(headers, h)));
-  const out = join(cacheDir(), `interposer-${hash.digest('hex').slice(0, 16)}.so`);
+  const out = join(cacheDir(), `${name}-${hash.digest('hex').slice(0, 16)}${suffix}`);
   if (existsSync(out)) return out;
   // Build beside it and rename, so tests building at once never load a half-written file.
   const tmp = `${out}.${process.pid}.${Date.now()}.tmp`;
@@ -153,20 +165,17 @@ export function buildInterposer(): string {
     execFileSync(
       'gcc',
       [
-        '-shared',
-        '-fPIC',
         '-O2',
         '-std=gnu11',
         '-Wall',
         '-Wextra',
         '-Werror',
-        '-fvisibility=hidden',
         `-I${headers}`,
         '-o',
         tmp,
-        SOURCE,
+        source,
         '-ldl',
-        '-lpthread',
+        ...flags,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -174,7 +183,7 @@ export function buildInterposer(): string {
   } catch (err) {
     rmSync(tmp, { force: true });
     const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
-    throw new Error(`building the PKCS#11 interposer with gcc failed: ${stderr || String(err)}`);
+    throw new Error(`building ${name} with gcc failed: ${stderr || String(err)}`);
   }
   return out;
 }
