@@ -171,6 +171,17 @@ describe('PKCS#11 interposer, raw pkcs11js over SoftHSM2', { timeout: 60_000 }, 
     assert.throws(() => lib.C_GenerateRandom(session, Buffer.alloc(8)), ckr('CKR_DEVICE_ERROR'));
     assert.equal(lib.C_GenerateRandom(session, Buffer.alloc(8)).length, 8);
     assert.equal(ip.events('fail').length, 2);
+    // skip: the third call fails, only it.
+    ip.set({ fail: [{ fn: 'C_GenerateRandom', rv: 'CKR_DEVICE_ERROR', skip: 2, count: 1 }] });
+    const outcomes = [0, 1, 2, 3].map(() => {
+      try {
+        lib.C_GenerateRandom(session, Buffer.alloc(8));
+        return 'ok';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    });
+    assert.deepEqual(outcomes, ['ok', 'ok', 'CKR_DEVICE_ERROR', 'ok']);
     ip.clear();
   });
 

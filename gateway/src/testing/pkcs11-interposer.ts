@@ -43,6 +43,8 @@ export type InterposerFunctions = string | readonly string[];
 interface Window {
   /** Matching calls the rule applies to (default: every one). */
   readonly count?: number;
+  /** Matching calls let through before the rule applies (e.g. fail the 3rd call: skip 2, count 1). */
+  readonly skip?: number;
   /** The rule ends this many ms after `set()` (default: never). */
   readonly forMs?: number;
 }
@@ -207,6 +209,7 @@ function fnSpec(fn: InterposerFunctions): string {
 function windowArgs(w: Window, now: number): string {
   let s = '';
   if (w.count !== undefined) s += ` count=${Math.max(0, Math.floor(w.count))}`;
+  if (w.skip !== undefined) s += ` skip=${Math.max(0, Math.floor(w.skip))}`;
   if (w.forMs !== undefined) s += ` until=${now + Math.max(0, Math.floor(w.forMs))}`;
   return s;
 }

@@ -20,12 +20,13 @@
  * Control file (UTF-8 lines; `#` comments; the whole file replaces the previous rules, and counts
  * and windows restart when it is re-read):
  *   gcm host|luna-fips|cloudhsm
- *   fail  <fns> <rv>  [count=N] [until=<epoch ms>] [for_ms=N] [when=before|after]
- *   delay <fns> <ms>  [count=N] [until=<epoch ms>] [for_ms=N]
- *   hang  <fns>       [count=N] [until=<epoch ms>] [for_ms=N] [max_ms=N]   (default max_ms 300000)
- *   hide              [count=N] [until=<epoch ms>] [for_ms=N]   (C_FindObjects finds nothing)
+ *   fail  <fns> <rv>  [count=N] [skip=N] [until=<epoch ms>] [for_ms=N] [when=before|after]
+ *   delay <fns> <ms>  [count=N] [skip=N] [until=<epoch ms>] [for_ms=N]
+ *   hang  <fns>       [count=N] [skip=N] [until=<epoch ms>] [for_ms=N] [max_ms=N]   (max_ms: 300000)
+ *   hide              [count=N] [skip=N] [until=<epoch ms>] [for_ms=N]   (C_FindObjects finds nothing)
  * <fns> is C_Name[,C_Name...] or `*` (every function but C_Finalize); <rv> a number (0x30 or 48).
- * count: matching calls the rule applies to (default: all); for_ms counts from the re-read.
+ * count: matching calls the rule applies to (default: all), after letting `skip` matching calls
+ * through; for_ms counts from the re-read. Counts are per process.
  * when=before returns without calling the real module; after (the default for the single-part and
  * Final crypto calls, so that the module's operation ends as on a real failure) calls it and then
  * returns <rv>. Events (one line per injected fault, delay, hang, hide, GCM emulation, control
@@ -951,6 +952,7 @@ struct rule {
   CK_RV rv;
   int when;            /* ACT_NONE: the function's default */
   long long count;     /* matching calls left; -1: unlimited */
+  long long skip;      /* matching calls to let through first */
   long long until;     /* epoch ms; 0: no end */
   long ms;             /* delay, or hang max */
 };
@@ -1052,6 +1054,7 @@ static int parse_line(char *line, long long loaded_at) {
     }
     if (parse_num(val, &v) < 0 || v < 0) return -1;
     if (!strcmp(k, "count")) r.count = v;
+    else if (!strcmp(k, "skip")) r.skip = v;
     else if (!strcmp(k, "until")) r.until = v;
     else if (!strcmp(k, "for_ms")) r.until = loaded_at + v;
     else if (!strcmp(k, "max_ms") && r.kind == R_HANG) r.ms = (long)v;
@@ -1108,8 +1111,14 @@ static void maybe_reload(void) {
   event("control gen=%lu rules=%d gcm=%d", gen, nrules, gcm);
 }
 
+/* Whether the rule applies to this call; a rule still skipping calls counts this one down instead. */
 static int rule_matches(struct rule *r, int kind, int fn, long long now) {
-  return r->kind == kind && r->fns[fn] && r->count != 0 && (r->until == 0 || now < r->until);
+  if (r->kind != kind || !r->fns[fn] || r->count == 0 || (r->until != 0 && now >= r->until)) return 0;
+  if (r->skip > 0) {
+    r->skip--;
+    return 0;
+  }
+  return 1;
 }
 
 static void consume(struct rule *r) {
