@@ -288,6 +288,105 @@ describe('PKCS#11 interposer, raw pkcs11js over SoftHSM2', { timeout: 60_000 }, 
     for (const s of sessions.splice(0)) lib.C_CloseSession(s);
   });
 
+  it('worker threads calling at once, while the control flips: exact counts, every ciphertext decrypts', async () => {
+    // Each worker loads the same module (one copy, one state), opens its own session and loops:
+    // encrypt with a zero 16-byte IV, then decrypt with the appended IV (luna-fips) or the zero IV
+    // (host: nothing appended). The main thread flips the GCM mode meanwhile; whichever mode a
+    // C_EncryptInit saw, its C_Encrypt must match it.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const pkcs11js = require(workerData.pkcs11js);
+      const lib = new pkcs11js.PKCS11();
+      lib.load(workerData.module);
+      try { lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }); } catch (e) {
+        if (e.message !== 'CKR_CRYPTOKI_ALREADY_INITIALIZED') throw e;
+      }
+      const s = lib.C_OpenSession(Buffer.from(workerData.slot), pkcs11js.CKF_SERIAL_SESSION);
+      const key = Buffer.from(workerData.key);
+      const gcm = (iv) => ({ mechanism: pkcs11js.CKM_AES_GCM,
+        parameter: { type: pkcs11js.CK_PARAMS_AES_GCM, iv, aad: Buffer.alloc(0), ivBits: iv.length * 8, tagBits: 128 } });
+      const counts = { host: 0, appended: 0, random: 0, wrong: 0, failed: 0 };
+      for (let i = 0; i < workerData.rounds; i++) {
+        const data = Buffer.from('w' + workerData.id + ':' + i);
+        try {
+          lib.C_GenerateRandom(s, Buffer.alloc(4));
+          counts.random++;
+        } catch (e) {
+          if (e.message !== 'CKR_FUNCTION_FAILED') throw e;
+          counts.failed++;
+        }
+        lib.C_EncryptInit(s, gcm(Buffer.alloc(16)), key);
+        const out = lib.C_Encrypt(s, data, Buffer.alloc(data.length + 32));
+        const appended = out.length === data.length + 32;
+        const iv = appended ? out.subarray(-16) : Buffer.alloc(16);
+        lib.C_DecryptInit(s, gcm(Buffer.from(iv)), key);
+        const input = appended ? out.subarray(0, -16) : out;
+        const plain = lib.C_Decrypt(s, input, Buffer.alloc(input.length));
+        if (!plain.equals(data)) counts.wrong++;
+        else if (appended) counts.appended++;
+        else counts.host++;
+      }
+      lib.C_CloseSession(s);
+      parentPort.postMessage(counts);
+    `;
+    const { Worker } = await import('node:worker_threads');
+    const { createRequire } = await import('node:module');
+    const pkcs11jsPath = createRequire(import.meta.url).resolve('pkcs11js');
+    const [keyHandle] = findByLabel('ip-raw-key');
+    assert.ok(keyHandle);
+    const rounds = 100;
+    const run = async (during?: (done: () => boolean) => Promise<void>) => {
+      const workers = [0, 1, 2, 3].map(
+        (id) =>
+          new Worker(code, {
+            eval: true,
+            workerData: { id, rounds, module: ip.modulePath, pkcs11js: pkcs11jsPath, slot, key: keyHandle },
+          }),
+      );
+      let finished = false;
+      const results = Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<Record<string, number>>((resolve, reject) => {
+              w.once('message', resolve);
+              w.once('error', reject);
+            }),
+        ),
+      ).finally(() => {
+        finished = true;
+      });
+      await during?.(() => finished);
+      const counts = await results;
+      return (k: string) => counts.reduce((a, c) => a + (c[k] ?? 0), 0);
+    };
+    const randomFails = () =>
+      ip.events('fail').filter((e) => e.detail.startsWith('C_GenerateRandom rv=0x6 ')).length;
+
+    // 1. One control for the whole run: exactly `count` calls fail among 4 x 100 concurrent ones.
+    ip.set({ gcm: 'luna-fips', fail: [{ fn: 'C_GenerateRandom', rv: 'CKR_FUNCTION_FAILED', count: 7 }] });
+    let sum = await run();
+    assert.equal(sum('failed'), 7);
+    assert.equal(sum('random'), 4 * rounds - 7);
+    assert.equal(randomFails(), 7, 'one event per injected failure');
+    assert.equal(sum('wrong'), 0);
+    assert.equal(sum('appended'), 4 * rounds);
+
+    // 2. The GCM mode flips while the workers run: every ciphertext matches the mode its
+    //    C_EncryptInit saw, so each decrypts.
+    let flips = 0;
+    sum = await run(async (finished) => {
+      while (!finished() && flips < 200) {
+        ip.set({ gcm: flips % 2 === 0 ? 'host' : 'luna-fips' });
+        flips++;
+        await sleep(2);
+      }
+    });
+    assert.equal(sum('wrong'), 0, 'every ciphertext decrypted to its plaintext');
+    assert.equal(sum('host') + sum('appended'), 4 * rounds);
+    assert.ok(flips > 1);
+    ip.clear();
+  });
+
   it('reports malformed control lines and ignores them', async () => {
     const before = ip.events('control-error').length;
     const { writeFileSync } = await import('node:fs');
@@ -386,10 +485,10 @@ for (const workerThreads of [0, 2]) {
     let hsm: Pkcs11Hsm;
     const store = new MemoryKeyStore();
     const log = captureLines();
-    const makeHsm = () =>
+    const makeHsm = (tokenLabel = 'ip-adapter') =>
       new Pkcs11Hsm({
         modulePath: ip.modulePath,
-        tokenLabel: 'ip-adapter',
+        tokenLabel,
         pin: new Secret(PIN, 'test'),
         sessions: 4,
         workerThreads,
@@ -404,6 +503,7 @@ for (const workerThreads of [0, 2]) {
     before(() => {
       softhsm = createSoftHsmDir();
       softhsm.addToken('ip-adapter', PIN);
+      softhsm.addToken('ip-pin', PIN); // login state is per token: a token nobody logged in to yet
       ip = startInterposer({ target: SOFTHSM_MODULE });
       hsm = makeHsm();
     });
@@ -460,6 +560,21 @@ for (const workerThreads of [0, 2]) {
       await svc.unwrap({ instance: 'ip', keyId: key.id, ciphertext: w.ciphertext, aad: [] });
       assert.ok(performance.now() - t >= 245, 'unwrap waited for the delayed C_Decrypt');
       ip.clear();
+    });
+
+    it('an injected CKR_PIN_INCORRECT on C_Login is tried once, never in a loop', async () => {
+      ip.set({ fail: [{ fn: 'C_Login', rv: 'CKR_PIN_INCORRECT' }] });
+      const fresh = makeHsm('ip-pin');
+      try {
+        await sleep(1000); // the pool's backoff (10-100 ms) would have retried many times by now
+        const logins = ip.events('fail').filter((e) => e.detail.startsWith('C_Login ')).length;
+        assert.equal(logins, 1, 'one login attempt');
+        assert.equal(fresh.status().ready, false);
+        assert.ok(!JSON.stringify(log.lines).includes(PIN));
+      } finally {
+        ip.clear();
+        await fresh.close();
+      }
     });
 
     it('hidden objects: a fresh adapter cannot find the key during the window, and can after it', async () => {
