@@ -922,11 +922,16 @@ static int events_fd = -1;
 /* One line per event, appended with a single write (O_APPEND keeps lines whole across threads). */
 static void event(const char *fmt, ...) {
   if (!events_path[0]) return;
-  if (events_fd < 0) {
+  int fd = __atomic_load_n(&events_fd, __ATOMIC_ACQUIRE);
+  if (fd < 0) {
     pthread_mutex_lock(&mu);
-    if (events_fd < 0) events_fd = open(events_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (events_fd < 0) {
+      fd = open(events_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+      __atomic_store_n(&events_fd, fd, __ATOMIC_RELEASE);
+    }
+    fd = events_fd;
     pthread_mutex_unlock(&mu);
-    if (events_fd < 0) return;
+    if (fd < 0) return;
   }
   char line[512];
   int n = snprintf(line, sizeof line, "%lld ", now_real_ms());
@@ -936,7 +941,7 @@ static void event(const char *fmt, ...) {
   va_end(ap);
   if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
   line[n++] = '\n';
-  ssize_t w = write(events_fd, line, (size_t)n);
+  ssize_t w = write(fd, line, (size_t)n);
   (void)w;
 }
 
