@@ -165,6 +165,30 @@ describe('PKCS#11 interposer, raw pkcs11js over SoftHSM2', { timeout: 60_000 }, 
     });
   }
 
+  it('gcmIvBits strict: refuses GCM parameters whose ulIvBits does not match the IV', () => {
+    ip.set({ gcmIvBits: 'strict' });
+    const v240 = (iv: Buffer, ivBits: number): pkcs11js.Mechanism => ({
+      mechanism: pkcs11js.CKM_AES_GCM,
+      parameter: {
+        type: pkcs11js.CK_PARAMS_GCM,
+        iv,
+        aad: Buffer.alloc(0),
+        ivBits,
+        tagBits: 128,
+      } as pkcs11js.AesGCM,
+    });
+    const iv = systemRandom(12);
+    lib.C_EncryptInit(session, v240(iv, 96), key);
+    const sealed = lib.C_Encrypt(session, Buffer.from('bits'), Buffer.alloc(64));
+    lib.C_DecryptInit(session, v240(iv, 96), key);
+    assert.equal(lib.C_Decrypt(session, sealed, Buffer.alloc(64)).toString(), 'bits');
+    assert.throws(() => lib.C_EncryptInit(session, v240(iv, 64), key), ckr('CKR_MECHANISM_PARAM_INVALID'));
+    assert.throws(() => lib.C_DecryptInit(session, v240(iv, 128), key), ckr('CKR_MECHANISM_PARAM_INVALID'));
+    ip.clear();
+    lib.C_EncryptInit(session, v240(iv, 64), key); // ignored again (SoftHSM2 does not check it)
+    lib.C_Encrypt(session, Buffer.from('bits'), Buffer.alloc(64));
+  });
+
   it('returns a CKR for the next N calls, then forwards again', () => {
     ip.set({ fail: [{ fn: 'C_GenerateRandom', rv: 'CKR_DEVICE_ERROR', count: 2 }] });
     assert.throws(() => lib.C_GenerateRandom(session, Buffer.alloc(8)), ckr('CKR_DEVICE_ERROR'));

@@ -75,6 +75,12 @@ export interface InterposerHang extends Window {
 /** What the interposer does; each `set()` replaces the whole control, and counts restart. */
 export interface InterposerControl {
   readonly gcm?: InterposerGcmMode;
+  /**
+   * `strict`: refuse CKM_AES_GCM parameters whose ulIvBits is not ulIvLen * 8 (encrypt and decrypt),
+   * as a token that checks the PKCS#11 v2.40 field would. pkcs11js leaves ulIvBits uninitialised
+   * with CK_PARAMS_AES_GCM; CK_PARAMS_GCM and CK_PARAMS_AES_GCM_v240 set it. Default `ignore`.
+   */
+  readonly gcmIvBits?: 'ignore' | 'strict';
   readonly fail?: readonly InterposerFault[];
   readonly delay?: readonly InterposerDelay[];
   /** A hung call blocks until the control changes (any `set()`/`clear()`) or `maxMs` passes. */
@@ -218,6 +224,7 @@ function windowArgs(w: Window, now: number): string {
 export function interposerControlText(control: InterposerControl, now = Date.now()): string {
   const lines = ['# keygate PKCS#11 interposer control (written by pkcs11-interposer.ts)'];
   lines.push(`gcm ${control.gcm ?? 'host'}`);
+  lines.push(`gcm-iv-bits ${control.gcmIvBits ?? 'ignore'}`);
   for (const h of control.hang ?? []) {
     const max = h.maxMs !== undefined ? ` max_ms=${Math.floor(h.maxMs)}` : '';
     lines.push(`hang ${fnSpec(h.fn)}${windowArgs(h, now)}${max}`);

@@ -6,7 +6,7 @@ import re,sys
 src=open(sys.argv[1]).read()
 src=re.sub(r'/\*.*?\*/','',src,flags=re.S)
 fns=re.findall(r'CK_PKCS11_FUNCTION_INFO\((\w+)\)\s*#ifdef CK_NEED_ARG_LIST\s*\((.*?)\);\s*#endif',src,flags=re.S)
-custom={'C_Finalize','C_CloseSession','C_CloseAllSessions','C_EncryptInit','C_Encrypt','C_EncryptFinal','C_FindObjects'}
+custom={'C_Finalize','C_CloseSession','C_CloseAllSessions','C_EncryptInit','C_Encrypt','C_EncryptFinal','C_DecryptInit','C_FindObjects'}
 out=[]
 out.append('/* Generated from pkcs11f.h (PKCS#11 v2.40 order) by a small script; one entry per function. */')
 out.append('enum fn_id {')

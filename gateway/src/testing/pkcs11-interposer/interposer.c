@@ -15,11 +15,13 @@
  * `target=<real module>`, `control=<control file>`, `events=<events file>`; else the environment:
  * KEYGATE_INTERPOSER_TARGET, KEYGATE_INTERPOSER_CONTROL, KEYGATE_INTERPOSER_EVENTS.
  *
- * CK_GCM_PARAMS.ulIvBits is ignored (pkcs11js leaves it unset for CK_PARAMS_AES_GCM).
+ * CK_GCM_PARAMS.ulIvBits is ignored unless `gcm-iv-bits strict` (pkcs11js leaves it unset for
+ * CK_PARAMS_AES_GCM; CK_PARAMS_GCM and CK_PARAMS_AES_GCM_v240 set it).
  *
  * Control file (UTF-8 lines; `#` comments; the whole file replaces the previous rules, and counts
  * and windows restart when it is re-read):
  *   gcm host|luna-fips|cloudhsm
+ *   gcm-iv-bits ignore|strict   (strict: CKM_AES_GCM params with ulIvBits != ulIvLen * 8 are refused)
  *   fail  <fns> <rv>  [count=N] [skip=N] [until=<epoch ms>] [for_ms=N] [when=before|after]
  *   delay <fns> <ms>  [count=N] [skip=N] [until=<epoch ms>] [for_ms=N]
  *   hang  <fns>       [count=N] [skip=N] [until=<epoch ms>] [for_ms=N] [max_ms=N]   (max_ms: 300000)
@@ -69,6 +71,7 @@ static CK_RV impl_C_CloseAllSessions(CK_SLOT_ID slotID);
 static CK_RV impl_C_EncryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey);
 static CK_RV impl_C_Encrypt(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
                             CK_BYTE_PTR pEncryptedData, CK_ULONG_PTR pulEncryptedDataLen);
+static CK_RV impl_C_DecryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey);
 static CK_RV impl_C_EncryptFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pLastEncryptedPart,
                                  CK_ULONG_PTR pulLastEncryptedPartLen);
 static CK_RV impl_C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
@@ -479,7 +482,7 @@ static CK_RV W_C_DecryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMecha
   CK_RV inj = CKR_OK;
   int act = pre_call(FN_C_DecryptInit, &inj);
   if (act == ACT_BEFORE) return inj;
-  CK_RV rv = T->C_DecryptInit(hSession, pMechanism, hKey);
+  CK_RV rv = impl_C_DecryptInit(hSession, pMechanism, hKey);
   return act == ACT_AFTER ? inj : rv;
 }
 
@@ -964,6 +967,7 @@ struct rule {
 
 static struct {
   int gcm;
+  int strict_iv_bits; /* refuse CK_GCM_PARAMS whose ulIvBits is not ulIvLen * 8 */
   int nrules;
   struct rule rules[MAX_RULES];
   unsigned long gen; /* bumped on every re-read */
@@ -1014,6 +1018,13 @@ static int parse_line(char *line, long long loaded_at) {
   for (char *t = strtok_r(line, " \t\r\n", &save); t && argc < 16; t = strtok_r(NULL, " \t\r\n", &save))
     argv[argc++] = t;
   if (argc == 0 || argv[0][0] == '#') return 0;
+  if (!strcmp(argv[0], "gcm-iv-bits")) {
+    if (argc != 2) return -1;
+    if (!strcmp(argv[1], "strict")) ctl.strict_iv_bits = 1;
+    else if (!strcmp(argv[1], "ignore")) ctl.strict_iv_bits = 0;
+    else return -1;
+    return 0;
+  }
   if (!strcmp(argv[0], "gcm")) {
     if (argc != 2) return -1;
     if (!strcmp(argv[1], "host")) ctl.gcm = GCM_HOST;
@@ -1083,6 +1094,7 @@ static void maybe_reload(void) {
     return;
   }
   ctl.gcm = GCM_HOST;
+  ctl.strict_iv_bits = 0;
   ctl.nrules = 0;
   ctl.gen++;
   ctl.have = 0;
@@ -1292,7 +1304,29 @@ static CK_RV impl_C_CloseAllSessions(CK_SLOT_ID slotID) {
   return rv;
 }
 
+/*
+ * `gcm-iv-bits strict`: refuse GCM parameters whose ulIvBits is not ulIvLen * 8, as a token that
+ * checks the v2.40 field would (pkcs11js's CK_PARAMS_AES_GCM leaves the field uninitialised).
+ */
+static int gcm_iv_bits_refused(CK_MECHANISM_PTR m, const char *fn) {
+  pthread_mutex_lock(&mu);
+  int strict = ctl.strict_iv_bits;
+  pthread_mutex_unlock(&mu);
+  if (!strict || !m || m->mechanism != CKM_AES_GCM) return 0;
+  if (!m->pParameter || m->ulParameterLen != sizeof(CK_GCM_PARAMS)) return 0; /* the module decides */
+  const CK_GCM_PARAMS *p = (const CK_GCM_PARAMS *)m->pParameter;
+  if (p->ulIvBits == p->ulIvLen * 8) return 0;
+  event("gcm-refused %s iv-bits=%lu iv-len=%lu", fn, (unsigned long)p->ulIvBits, (unsigned long)p->ulIvLen);
+  return 1;
+}
+
+static CK_RV impl_C_DecryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey) {
+  if (gcm_iv_bits_refused(pMechanism, "C_DecryptInit")) return CKR_MECHANISM_PARAM_INVALID;
+  return T->C_DecryptInit(hSession, pMechanism, hKey);
+}
+
 static CK_RV impl_C_EncryptInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey) {
+  if (gcm_iv_bits_refused(pMechanism, "C_EncryptInit")) return CKR_MECHANISM_PARAM_INVALID;
   pthread_mutex_lock(&mu);
   int mode = ctl.gcm;
   pthread_mutex_unlock(&mu);
