@@ -8,6 +8,7 @@ import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
 import pkcs11js from 'pkcs11js';
+import { type GcmIvSetting, HOST_IV } from '../adapters/pkcs11/gcm-mechanism.js';
 import { Pkcs11Hsm } from '../adapters/pkcs11/pkcs11-hsm.js';
 import { createKeyService } from '../core/keys/key-service.js';
 import { waitFor } from './load.js';
@@ -516,7 +517,6 @@ for (const workerThreads of [0, 2]) {
         pin: new Secret(PIN, 'test'),
         sessions: 4,
         workerThreads,
-        ivSource: 'host',
         random: systemRandom,
         logger: createLogger({ level: 'debug', destination: log.stream }),
         backoffInitialMs: 10,
@@ -626,6 +626,107 @@ for (const workerThreads of [0, 2]) {
         ip.clear();
         await fresh.close();
       }
+    });
+  });
+}
+
+for (const workerThreads of [0, 2]) {
+  describe(`Pkcs11Hsm gcmIv token-appended on the interposer's Luna-FIPS and CloudHSM emulation, ${
+    workerThreads ? 'worker threads' : 'libuv pool'
+  }`, { timeout: 60_000 }, () => {
+    let softhsm: SoftHsmDir;
+    let ip: Interposer;
+    const store = new MemoryKeyStore();
+    const log = captureLines();
+    const open: Pkcs11Hsm[] = [];
+    const makeService = (gcmIv: GcmIvSetting) => {
+      const hsm = new Pkcs11Hsm({
+        modulePath: ip.modulePath,
+        tokenLabel: 'ip-appended',
+        pin: new Secret(PIN, 'test'),
+        sessions: 2,
+        workerThreads: Math.min(workerThreads, 1),
+        gcmIv,
+        random: systemRandom,
+        logger: createLogger({ level: 'debug', destination: log.stream }),
+        backoffInitialMs: 10,
+        backoffMaxMs: 100,
+      });
+      open.push(hsm);
+      return createKeyService({ hsm, store, clock: systemClock, random: systemRandom });
+    };
+
+    before(() => {
+      softhsm = createSoftHsmDir();
+      softhsm.addToken('ip-appended', PIN);
+      ip = startInterposer({ target: SOFTHSM_MODULE });
+    });
+
+    after(async () => {
+      ip?.clear();
+      for (const h of open) await h.close();
+      ip?.close();
+      softhsm?.cleanup();
+    });
+
+    for (const mode of ['luna-fips', 'cloudhsm'] as const) {
+      const bytes = INTERPOSER_GCM_IV_BYTES[mode];
+      it(`${mode}: wraps with the IV the module made (${bytes} bytes), unwraps; blobs of both modes unwrap after a switch`, async () => {
+        // strict ulIvBits too: the gateway's GCM parameters must carry it (CK_PARAMS_AES_GCM_v240).
+        ip.set({ gcm: mode, gcmIvBits: 'strict' });
+        const appended = makeService({ mode: 'token-appended', bytes });
+        const key = await appended.create({ instance: 'ip', name: `appended-${mode}` });
+        const inits = ip.events('gcm-init').length;
+        const w = await appended.wrap({ instance: 'ip', keyId: key.id, aad: ['x'] });
+        assert.equal(ip.events('gcm-init').length, inits + 1, 'the module generated the IV');
+        const u = await appended.unwrap({
+          instance: 'ip',
+          keyId: key.id,
+          ciphertext: w.ciphertext,
+          aad: ['x'],
+        });
+        assert.deepEqual(u.plaintext, w.generated);
+
+        // Switch the module and the gateway to host IVs: the token-appended blob still unwraps, and
+        // a host blob unwraps under the token-appended setting (decrypt never depends on it).
+        ip.set({ gcmIvBits: 'strict' });
+        const host = makeService(HOST_IV);
+        const u2 = await host.unwrap({ instance: 'ip', keyId: key.id, ciphertext: w.ciphertext, aad: ['x'] });
+        assert.deepEqual(u2.plaintext, w.generated);
+        const hw = await host.wrap({ instance: 'ip', keyId: key.id, aad: ['y'] });
+        ip.set({ gcm: mode, gcmIvBits: 'strict' });
+        const u3 = await appended.unwrap({
+          instance: 'ip',
+          keyId: key.id,
+          ciphertext: hw.ciphertext,
+          aad: ['y'],
+        });
+        assert.deepEqual(u3.plaintext, hw.generated);
+        assert.equal(ip.events('gcm-refused').length, 0, 'no GCM parameters refused');
+        ip.clear();
+      });
+    }
+
+    it('host IVs on a Luna-FIPS module: the caller IV is refused, a clean error, nothing wrapped', async () => {
+      ip.set({ gcm: 'luna-fips' });
+      const host = makeService(HOST_IV);
+      const key = await host.create({ instance: 'ip', name: 'mismatch-host' });
+      const refused = ip.events('gcm-refused').length;
+      await assert.rejects(host.wrap({ instance: 'ip', keyId: key.id, aad: [] }), (e: unknown) =>
+        isKeygateError(e),
+      );
+      assert.ok(ip.events('gcm-refused').length > refused, 'the emulated HSM refused the host IV');
+      ip.clear();
+    });
+
+    it('token-appended on a module that appends nothing: HSM_ERROR, not a blob with a wrong IV', async () => {
+      ip.clear();
+      const appended = makeService({ mode: 'token-appended', bytes: 16 });
+      const key = await appended.create({ instance: 'ip', name: 'mismatch-appended' });
+      await assert.rejects(
+        appended.wrap({ instance: 'ip', keyId: key.id, aad: [] }),
+        (e: unknown) => isKeygateError(e) && e.code === 'HSM_ERROR',
+      );
     });
   });
 }
