@@ -10,6 +10,7 @@ import { delimiter, join } from 'node:path';
 /** What the suites run, the package that brings it, and who needs it. */
 const DEBIAN_TOOLS = [
   { command: 'softhsm2-util', pkg: 'softhsm2', why: 'the PKCS#11 tests run on SoftHSM2 tokens' },
+  { command: 'gcc', pkg: 'gcc', why: 'the PKCS#11 interposer tests build their test module with gcc' },
   {
     command: 'initdb',
     pkg: 'postgresql',

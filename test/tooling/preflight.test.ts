@@ -33,33 +33,35 @@ describe('npm test preflight', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('no SoftHSM2 and no apt-get: one line naming softhsm2 and its install command, exit 1', () => {
+  it('no SoftHSM2, no gcc and no apt-get: one line naming both packages and the install command, exit 1', () => {
     const r = preflight(dir(), {});
     assert.equal(r.status, 1);
     const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0] ?? '', /softhsm2-util \(package softhsm2/);
-    assert.match(lines[0] ?? '', /apt-get install -y softhsm2 opensc/);
+    assert.match(lines[0] ?? '', /gcc \(package gcc/);
+    assert.match(lines[0] ?? '', /apt-get install -y softhsm2 gcc opensc/);
   });
 
   const softhsm = which('softhsm2-util');
   const go = which('go');
+  const gcc = which('gcc');
   it('SoftHSM2 but no Go: one line naming Go and how to skip its test', {
-    skip: !softhsm && 'no softhsm2-util here',
+    skip: !(softhsm && gcc) && 'no softhsm2-util or gcc here',
   }, () => {
-    const r = preflight(dir(), { 'softhsm2-util': softhsm });
+    const r = preflight(dir(), { 'softhsm2-util': softhsm, gcc });
     assert.equal(r.status, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /Go \d+\.\d+\.\d+ or later is not installed.*KEYGATE_TEST_SKIP_GO=1/);
   });
 
   it('SoftHSM2 with Go, or with KEYGATE_TEST_SKIP_GO=1: ready, silent', {
-    skip: !(softhsm && go) && 'no softhsm2-util or go here',
+    skip: !(softhsm && go && gcc) && 'no softhsm2-util, go or gcc here',
   }, () => {
-    const withGo = preflight(dir(), { 'softhsm2-util': softhsm, go });
+    const withGo = preflight(dir(), { 'softhsm2-util': softhsm, go, gcc });
     assert.equal(withGo.status, 0, withGo.stderr);
     assert.equal(withGo.stderr, '');
-    const skipping = preflight(dir(), { 'softhsm2-util': softhsm }, { KEYGATE_TEST_SKIP_GO: '1' });
+    const skipping = preflight(dir(), { 'softhsm2-util': softhsm, gcc }, { KEYGATE_TEST_SKIP_GO: '1' });
     assert.equal(skipping.status, 0, skipping.stderr);
   });
 });

@@ -194,6 +194,7 @@ export class Pkcs11WorkerLanes {
         iv: p.op.iv && new Uint8Array(p.op.iv),
         aad: new Uint8Array(p.op.aad),
         data,
+        appendedIv: p.op.appendedIv,
       };
     });
     const msg: WorkerBatch = { session: new Uint8Array(lane.session), generation: this.#generation, ops };
