@@ -142,7 +142,7 @@ describe('error catalogue', () => {
   });
 
   it('pins the number of codes so that an added code is a deliberate change', () => {
-    assert.equal(ERROR_CODES.length, 50);
+    assert.equal(ERROR_CODES.length, 51);
   });
 
   it('recognises codes', () => {

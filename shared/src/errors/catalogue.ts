@@ -100,6 +100,12 @@ export const ERROR_CATALOGUE = {
     grpc: 'FAILED_PRECONDITION',
     message: 'The key is not in a state that allows this action.',
   },
+  KEY_USAGE_LIMIT_ERR: {
+    kind: 'key-state',
+    http: 409,
+    grpc: 'FAILED_PRECONDITION',
+    message: 'The current key version has reached its encryption limit; rotate the key.',
+  },
   KEY_ALREADY_EXISTS_ERR: {
     kind: 'input',
     http: 409,
