@@ -118,6 +118,12 @@ export const ERROR_CATALOGUE = {
     grpc: 'INVALID_ARGUMENT',
     message: 'The ciphertext is malformed, was tampered with, or belongs to another key, instance or aad.',
   },
+  DEK_TOO_SHORT_ERR: {
+    kind: 'input',
+    http: 422,
+    grpc: 'INVALID_ARGUMENT',
+    message: 'The data encryption key is shorter than the 32 bytes the 256-bit algorithms need.',
+  },
   PLAINTEXT_TOO_LARGE_ERR: {
     kind: 'input',
     http: 400,
