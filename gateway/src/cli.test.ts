@@ -196,8 +196,10 @@ describe('keygate-gateway CLI and two gateway processes on one token and one sto
       if (newVersion === first.keyVersion.id) await new Promise((res) => setTimeout(res, 200));
     }
     assert.notEqual(newVersion, first.keyVersion.id);
-    const u = await act(a.url, keyId, 'unwrap', { ciphertext: first.ciphertext, aad: ['x'] });
-    assert.equal(u.json().plaintext, first.plaintext);
+    const plain = await act(a.url, keyId, 'unwrap', { ciphertext: first.ciphertext, aad: ['x'] });
+    assert.equal(plain.json().plaintext, first.plaintext);
+    assert.equal(plain.json().rewrappedKeyVersion, undefined); // keys.rewrapOnUnwrap is off by default
+    const u = await act(a.url, keyId, 'rewrap', { ciphertext: first.ciphertext, aad: ['x'] });
     assert.deepEqual(u.json().rewrappedKeyVersion, { id: newVersion });
     // A blob wrapped under the new version by A unwraps through B.
     const ub = await act(b.url, keyId, 'unwrap', { ciphertext: u.json().ciphertext, aad: ['x'] });

@@ -204,6 +204,54 @@ const limitsSchema = z.strictObject({
   refusalSummaryWindow: duration(1000, 3_600_000).default(60_000),
 });
 
+/**
+ * `keys:` — usage limits per root-key version (docs/gateway.md "Usage limits") and re-wrap on
+ * unwrap. AES-GCM with random IVs allows at most 2^32 encryptions per key (NIST SP 800-38D).
+ */
+const keysSchema = z
+  .strictObject({
+    usageLimit: z
+      .strictObject({
+        /** Past rotateAt: add a version automatically (rotate) or answer 409 KEY_USAGE_LIMIT_ERR (refuse). */
+        policy: z.enum(['rotate', 'refuse']).default('rotate'),
+        warnAt: z
+          .number()
+          .int()
+          .min(1)
+          .max(2 ** 31)
+          .default(2 ** 30),
+        rotateAt: z
+          .number()
+          .int()
+          .min(1)
+          .max(2 ** 31)
+          .default(2_000_000_000),
+        /** Encryptions a replica reserves in the store at once (one store write per block). */
+        blockSize: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** Also rotate a version this old on its next wrap (e.g. 90d); off when absent. */
+        rotateAfter: duration(1000, 10 * 366 * 86_400_000).optional(),
+      })
+      .prefault({}),
+    /** Unwrap of an old-version blob also returns it re-wrapped (spends the current version's budget). */
+    rewrapOnUnwrap: z.boolean().default(false),
+  })
+  .superRefine((k, ctx) => {
+    if (k.usageLimit.warnAt > k.usageLimit.rotateAt) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['usageLimit', 'warnAt'],
+        message: 'at most usageLimit.rotateAt',
+      });
+    }
+    if (k.usageLimit.blockSize > k.usageLimit.rotateAt) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['usageLimit', 'blockSize'],
+        message: 'at most usageLimit.rotateAt',
+      });
+    }
+  });
+
 const baseSchema = z.strictObject({
   server: z.strictObject({
     host: z.string().min(1).default('127.0.0.1'),
@@ -275,6 +323,7 @@ const baseSchema = z.strictObject({
   tokens: tokensSchema.optional(),
   audit: auditSchema.optional(),
   limits: limitsSchema.prefault({}),
+  keys: keysSchema.prefault({}),
   log: z
     .strictObject({
       level: z.enum(LOG_LEVELS).default('info'),

@@ -134,12 +134,19 @@ describe('gateway over HTTPS with mutual TLS and SoftHSM2', () => {
     assert.notEqual(v2, old.keyVersion.id);
     const fresh = await action(keyId, 'wrap', { aad: ['a'] });
     assert.equal(fresh.json<{ keyVersion: { id: string } }>().keyVersion.id, v2);
-    const u = (await action(keyId, 'unwrap', { ciphertext: old.ciphertext, aad: ['a'] })).json<{
+    // keys.rewrapOnUnwrap is off by default: unwrap answers the DEK only; rewrap moves the blob.
+    const plain = (await action(keyId, 'unwrap', { ciphertext: old.ciphertext, aad: ['a'] })).json<{
       plaintext: string;
+      ciphertext?: string;
+      rewrappedKeyVersion?: { id: string };
+    }>();
+    assert.equal(plain.plaintext, old.plaintext);
+    assert.equal(plain.ciphertext, undefined);
+    assert.equal(plain.rewrappedKeyVersion, undefined);
+    const u = (await action(keyId, 'rewrap', { ciphertext: old.ciphertext, aad: ['a'] })).json<{
       ciphertext: string;
       rewrappedKeyVersion: { id: string };
     }>();
-    assert.equal(u.plaintext, old.plaintext);
     assert.equal(u.rewrappedKeyVersion.id, v2);
     assert.equal(
       (await action(keyId, 'unwrap', { ciphertext: u.ciphertext, aad: ['a'] })).json().plaintext,

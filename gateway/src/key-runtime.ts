@@ -12,6 +12,8 @@ import { fileStore, type GatewayConfig, postgresStore, readMasterKey, resolvePin
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
+import { UsageBudget } from './core/keys/usage-budget.js';
+import { logUsageEvent } from './usage-log.js';
 
 /** The key side of a gateway: HSM, store and use cases (what `keys` CLI commands use too). */
 export interface KeyRuntime {
@@ -20,6 +22,8 @@ export interface KeyRuntime {
   readonly device: Hsm;
   readonly store: KeyStore;
   readonly keys: KeyService;
+  /** Encryptions per key version (keys.usageLimit): the metric reads its samples. */
+  readonly usage: UsageBudget;
   /** The PostgreSQL connection when the store is PostgreSQL (identities and audit use it too). */
   readonly database?: PgDatabase | undefined;
   close(): Promise<void>;
@@ -102,12 +106,32 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
     (file === undefined
       ? new PostgresKeyStore(database as PgDatabase)
       : new JsonFileKeyStore(file.file, { createIfMissing: options.createStore ?? file.createIfMissing }));
-  const keys = createKeyService({ hsm, store, clock: options.clock ?? systemClock, random: systemRandom });
+  const limit = config.keys.usageLimit;
+  const usageLog = logger.child({ component: 'usage-limits' });
+  const usage = new UsageBudget(
+    {
+      policy: limit.policy,
+      warnAt: limit.warnAt,
+      rotateAt: limit.rotateAt,
+      blockSize: limit.blockSize,
+      rotateAfterMs: limit.rotateAfter,
+    },
+    (event) => logUsageEvent(usageLog, event),
+  );
+  const keys = createKeyService({
+    hsm,
+    store,
+    clock: options.clock ?? systemClock,
+    random: systemRandom,
+    usage,
+    rewrapOnUnwrap: config.keys.rewrapOnUnwrap,
+  });
   return {
     hsm,
     device,
     store,
     keys,
+    usage,
     database,
     async close() {
       await store.close();

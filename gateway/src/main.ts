@@ -249,12 +249,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     refusals,
     limits,
     logger,
-    metrics: createGatewayMetrics(readiness, () => ({
-      ...limits.admission.stats,
-      summarised: refusals.summarised,
-      connections: connections.stats,
-      connectionsRefused: connections.refused,
-    })),
+    metrics: createGatewayMetrics(
+      readiness,
+      () => ({
+        ...limits.admission.stats,
+        summarised: refusals.summarised,
+        connections: connections.stats,
+        connectionsRefused: connections.refused,
+      }),
+      true,
+      () => runtime.usage.samples(),
+    ),
     clock,
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,

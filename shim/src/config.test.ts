@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { describeConfigError, KeygateError, ShimAlg } from '@keygate/shared';
+import { isKeygateError } from '@keygate/shared/errors';
 import { loadShimSettings, type ShimConfigFile } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kg-cfg-'));
@@ -219,6 +220,12 @@ describe('kmsplugin-config.yaml', () => {
     assert.equal(s.raw.SERVER_CONFIG.HEALTHZ_PORT, 8081);
     assert.equal(s.raw.LOGGER.LOG_LEVEL, 'info');
     assert.equal(s.raw.KEYGATE.DEK_MAX_USES, 2 ** 21);
+    // Capped well below the 2^32 random-IV encryptions AES-GCM allows per key.
+    const capped = write(`${ICP}KEYGATE:\n  DEK_MAX_USES: ${2 ** 24 + 1}\n`);
+    assert.throws(
+      () => loadShimSettings(capped, {}),
+      (e: unknown) => isKeygateError(e) && /DEK_MAX_USES/.test(JSON.stringify(e.toLog())),
+    );
     assert.equal(s.socketMode, 0o600);
     assert.equal(s.alg, ShimAlg.A256CBC_HS512);
     assert.equal(s.apiKey.reveal(), 'abc');

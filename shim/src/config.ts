@@ -112,7 +112,11 @@ export const shimConfigSchema = z.strictObject({
       CLIENT_KEY_FILE: text.optional(),
       GATEWAY_URLS: z.array(httpsUrl).max(8).default([]),
       CACHE_SIZE: int(0, 1_000_000).default(1000),
-      DEK_MAX_USES: int(1, 2 ** 32).default(2 ** 21),
+      /**
+       * At most 2^24: each use is one AES encryption with a random IV under the DEK's payload key
+       * (A256GCM allows 2^32 per key; NIST SP 800-38D), so the cap stays far below that.
+       */
+      DEK_MAX_USES: int(1, 2 ** 24).default(2 ** 21),
       DEK_MAX_AGE_HOURS: int(1, 8760).default(168),
       SOCKET_MODE: octalMode.default(0o600),
       DEADLINE_MS: int(100, 60_000).default(2500),

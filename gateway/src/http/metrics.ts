@@ -1,5 +1,6 @@
 import { createMetricsRegistry, LATENCY_BUCKETS, metricName } from '@keygate/shared/metrics';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { UsageSample } from '../core/keys/usage-budget.js';
 import type { Readiness } from './readiness.js';
 
 /** The gateway's Prometheus metrics: operations by type and outcome, latencies, HSM sessions and recovery, load. */
@@ -32,6 +33,7 @@ export function createGatewayMetrics(
     connectionsRefused: {},
   }),
   processMetrics = true,
+  usage: () => readonly UsageSample[] = () => [],
 ): GatewayMetrics {
   const registry = createMetricsRegistry({ component: 'gateway', processMetrics });
   const ops = new Counter({
@@ -140,6 +142,31 @@ export function createGatewayMetrics(
     labelNames: ['limit'],
     registers: [registry],
   });
+  // One series per key this replica wraps under (its current version only: a rotation replaces
+  // the series), so the label set stays as small as the keys in use.
+  const usageReserved = new Gauge({
+    name: metricName('key_version_encryptions_reserved'),
+    help: 'AES-GCM encryptions reserved under the key version in the store, by every replica (an upper bound on those made; keys.usageLimit).',
+    labelNames: ['instance', 'key', 'version'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const u of usage())
+        this.set({ instance: u.instance, key: u.keyId, version: u.versionId }, u.reserved);
+    },
+  });
+  const usageUsed = new Gauge({
+    name: metricName('key_version_encryptions_used'),
+    help: 'AES-GCM encryptions (wraps, rewraps) this replica made under the key version since it started.',
+    labelNames: ['instance', 'key', 'version'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const u of usage()) this.set({ instance: u.instance, key: u.keyId, version: u.versionId }, u.used);
+    },
+  });
+  void usageReserved;
+  void usageUsed;
   void sessions;
   void ready;
   void missing;

@@ -124,6 +124,52 @@ export function keyStoreContract(pair: () => Promise<StorePair>): void {
       assert.equal(new Set(final?.versions.map((v) => v.id)).size, 25);
     }));
 
+  it('reserves encryptions per version: running totals, kept apart from the record and across updates', () =>
+    withPair(async ({ a, b }, instance) => {
+      const k = keyRecord(instance, undefined, 2);
+      const [v1, v2] = k.versions.map((v) => v.id) as [string, string];
+      await a.create(k);
+      assert.equal(await a.reserveEncryptions(instance, k.id, v1, 0), 0);
+      assert.equal(await a.reserveEncryptions(instance, k.id, v1, 1000), 1000);
+      assert.equal(await b.reserveEncryptions(instance, k.id, v1, 1000), 2000);
+      assert.equal(await b.reserveEncryptions(instance, k.id, v2, 7), 7);
+      // The record reads back exactly as stored: the count is not part of it.
+      assert.deepEqual(await b.get(instance, k.id, { fresh: true }), k);
+      // Other changes of the key (a rotation, a state change) keep the counts.
+      await a.update(instance, k.id, (cur) => ({
+        ...addVersion(cur, `${k.id}v3`),
+        state: KeyState.SUSPENDED,
+      }));
+      assert.equal(await b.reserveEncryptions(instance, k.id, v1, 0), 2000);
+      assert.equal(await a.reserveEncryptions(instance, k.id, v2, 0), 7);
+      assert.equal(await a.reserveEncryptions(instance, k.id, `${k.id}v3`, 0), 0);
+      // Totals beyond 2^32 stay exact (a bigint in PostgreSQL, a safe integer in JSON).
+      assert.equal(await a.reserveEncryptions(instance, k.id, v2, 2 ** 33), 2 ** 33 + 7);
+      await assert.rejects(a.reserveEncryptions(instance, k.id, 'absent', 1), code('KEY_NOT_FOUND_ERR'));
+      await assert.rejects(a.reserveEncryptions(instance, 'absent', v1, 1), code('KEY_NOT_FOUND_ERR'));
+    }));
+
+  it('two replicas reserving blocks at once get disjoint blocks: nothing is counted twice or lost', () =>
+    withPair(async ({ a, b }, instance) => {
+      const k = keyRecord(instance);
+      const v = k.versions[0]?.id as string;
+      await a.create(k);
+      const block = 10_000;
+      const n = 20;
+      const totals = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          (i % 2 === 0 ? a : b).reserveEncryptions(instance, k.id, v, block),
+        ),
+      );
+      // Each reservation's block is [total - block, total): all distinct and together 0 .. n*block.
+      const sorted = [...totals].sort((x, y) => x - y);
+      assert.deepEqual(
+        sorted,
+        Array.from({ length: n }, (_, i) => (i + 1) * block),
+      );
+      assert.equal(await b.reserveEncryptions(instance, k.id, v, 0), n * block);
+    }));
+
   it(`a change through one replica reaches the other's ordinary reads within ${PROPAGATION_BOUND_MS} ms`, () =>
     withPair(async ({ a, b }, instance) => {
       const k = keyRecord(instance);

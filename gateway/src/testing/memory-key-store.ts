@@ -4,6 +4,7 @@ import { assertNameFree, type KeyRecord, type KeyStore } from '../core/keys/key-
 /** The key store as a Map: for unit tests. Not shared between processes. */
 export class MemoryKeyStore implements KeyStore {
   readonly #keys = new Map<string, KeyRecord>();
+  readonly #reserved = new Map<string, number>();
 
   async create(record: KeyRecord): Promise<void> {
     assertNameFree([...this.#keys.values()], record);
@@ -24,6 +25,22 @@ export class MemoryKeyStore implements KeyStore {
     const next = change(cur);
     this.#keys.set(slot(instance, id), next);
     return next;
+  }
+
+  async reserveEncryptions(
+    instance: string,
+    keyId: string,
+    versionId: string,
+    count: number,
+  ): Promise<number> {
+    const key = this.#keys.get(slot(instance, keyId));
+    if (key === undefined || !key.versions.some((v) => v.id === versionId)) {
+      throw new KeygateError('KEY_NOT_FOUND_ERR', { detail: { instance, keyId } });
+    }
+    const k = `${slot(instance, keyId)}\u0000${versionId}`;
+    const total = (this.#reserved.get(k) ?? 0) + count;
+    this.#reserved.set(k, total);
+    return total;
   }
 
   async open(): Promise<void> {}

@@ -1,3 +1,4 @@
+import { KeygateError } from '../errors/index.js';
 import {
   decodeShimCiphertext,
   encodeShimCiphertext,
@@ -17,6 +18,8 @@ const INFO: Record<ShimAlg, string> = {
 };
 const KEY_BYTES: Record<ShimAlg, number> = { [ShimAlg.A256CBC_HS512]: 64, [ShimAlg.A256GCM]: 32 };
 const SALT = Buffer.alloc(32);
+/** The shortest DEK the 256-bit payload algorithms accept. */
+export const MIN_DEK_BYTES = 32;
 
 /**
  * Derives the payload key of `alg` from a DEK with HKDF-SHA-256 (fixed zero salt, an info string
@@ -24,6 +27,10 @@ const SALT = Buffer.alloc(32);
  * zeroes the result.
  */
 export function deriveDataKey(dek: Uint8Array, alg: ShimAlg): Buffer {
+  // Both algorithms are 256-bit: a DEK below 32 bytes would be the weakest link (DEK_TOO_SHORT_ERR).
+  if (dek.length < MIN_DEK_BYTES) {
+    throw new KeygateError('DEK_TOO_SHORT_ERR', { detail: { length: dek.length, min: MIN_DEK_BYTES } });
+  }
   return hkdfSha256(dek, SALT, INFO[alg], KEY_BYTES[alg]);
 }
 

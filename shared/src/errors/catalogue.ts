@@ -100,6 +100,12 @@ export const ERROR_CATALOGUE = {
     grpc: 'FAILED_PRECONDITION',
     message: 'The key is not in a state that allows this action.',
   },
+  KEY_USAGE_LIMIT_ERR: {
+    kind: 'key-state',
+    http: 409,
+    grpc: 'FAILED_PRECONDITION',
+    message: 'The current key version has reached its encryption limit; rotate the key.',
+  },
   KEY_ALREADY_EXISTS_ERR: {
     kind: 'input',
     http: 409,
@@ -111,6 +117,12 @@ export const ERROR_CATALOGUE = {
     http: 422,
     grpc: 'INVALID_ARGUMENT',
     message: 'The ciphertext is malformed, was tampered with, or belongs to another key, instance or aad.',
+  },
+  DEK_TOO_SHORT_ERR: {
+    kind: 'input',
+    http: 422,
+    grpc: 'INVALID_ARGUMENT',
+    message: 'The data encryption key is shorter than the 32 bytes the 256-bit algorithms need.',
   },
   PLAINTEXT_TOO_LARGE_ERR: {
     kind: 'input',

@@ -25,6 +25,7 @@ export function healthProblemOf(err: unknown): HealthProblem | undefined {
 export function keyStateText(code: ErrorCode | undefined): string {
   if (code === 'KEY_DELETED_ERR') return 'root key destroyed';
   if (code === 'KEY_NOT_FOUND_ERR') return 'root key not found';
+  if (code === 'KEY_USAGE_LIMIT_ERR') return 'root key version at its usage limit (rotate the key)';
   return 'root key not active';
 }
 

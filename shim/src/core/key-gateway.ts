@@ -9,7 +9,8 @@ export interface Wrapped {
   readonly keyId: string;
 }
 
-const MIN_DEK_BYTES = 16;
+/** Both payload algorithms are 256-bit (A256CBC-HS512, A256GCM): a shorter DEK would weaken them. */
+export const MIN_DEK_BYTES = 32;
 const MAX_DEK_BYTES = 64;
 /** Kept from the caller's deadline for the answer's way back to it over gRPC. */
 export const REPLY_MARGIN_MS = 50;
@@ -74,7 +75,13 @@ export class KeyGateway {
       zeroize(r.dek);
       throw this.#key.refusalError();
     }
-    if (r.dek.length < MIN_DEK_BYTES || r.dek.length > MAX_DEK_BYTES) {
+    if (r.dek.length < MIN_DEK_BYTES) {
+      // Not a fault of the gateway or of the key: this ciphertext's DEK is unusable here (input).
+      const length = r.dek.length;
+      zeroize(r.dek);
+      throw new KeygateError('DEK_TOO_SHORT_ERR', { detail: { length, min: MIN_DEK_BYTES } });
+    }
+    if (r.dek.length > MAX_DEK_BYTES) {
       zeroize(r.dek);
       throw this.#noteFailure(
         new KeygateError('GATEWAY_PROTOCOL_ERR', { detail: { reason: 'DEK size' } }),

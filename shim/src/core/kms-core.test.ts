@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KeygateError, SHIM_LIMITS, ShimAlg, systemRandom } from '@keygate/shared';
+import { deriveDataKey, sealShim } from '@keygate/shared/crypto';
 import { testCoreOptions } from '../testing/core-options.js';
 import { FakeGatewayClient } from '../testing/fake-gateway-client.js';
 import { KmsCore, type KmsCoreOptions } from './kms-core.js';
@@ -207,6 +208,29 @@ describe('KmsCore', () => {
     assert.equal(core.status().healthz, 'ok');
     assert.equal((await core.decrypt(c.ciphertext, c.keyId, V2)).toString(), 'a');
     assert.equal((await core.encrypt(Buffer.from('b'), V2)).keyId, c.keyId);
+  });
+
+  it('refuses a DEK shorter than 32 bytes (DEK_TOO_SHORT_ERR) and stays healthy', async () => {
+    const { core, gateway } = setup();
+    await core.refresh();
+    const keyId = core.status().keyId;
+    // A 16-byte DEK wrapped under the root key: never made by the shim, refused for 256-bit modes.
+    const { wrappedDek } = await gateway.wrap(Buffer.alloc(16, 7), ['keygate-shim', 'crk']);
+    const ciphertext = sealShim({
+      alg: ShimAlg.A256CBC_HS512,
+      keyId,
+      wrappedDek,
+      dataKey: Buffer.alloc(64, 1),
+      plaintext: Buffer.from('seed'),
+      random: systemRandom,
+      maxBytes: V2,
+    });
+    await rejectsWith(() => core.decrypt(ciphertext, keyId, V2), 'DEK_TOO_SHORT_ERR');
+    assert.equal(core.status().healthz, 'ok');
+    assert.throws(
+      () => deriveDataKey(Buffer.alloc(31), ShimAlg.A256GCM),
+      (e: unknown) => e instanceof KeygateError && e.code === 'DEK_TOO_SHORT_ERR',
+    );
   });
 
   it('passes a deep round trip and refuses work after close', async () => {

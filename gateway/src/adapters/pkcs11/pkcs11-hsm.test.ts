@@ -43,7 +43,13 @@ for (const workerThreads of [0, 2]) {
         backoffInitialMs: 10,
         recoveryBackoffMaxMs: 1000,
       });
-      svc = createKeyService({ hsm, store: new MemoryKeyStore(), clock: systemClock, random: systemRandom });
+      svc = createKeyService({
+        hsm,
+        store: new MemoryKeyStore(),
+        clock: systemClock,
+        random: systemRandom,
+        rewrapOnUnwrap: true,
+      });
     });
 
     /** A second adapter in this process, on another token, with quick recovery rounds. */

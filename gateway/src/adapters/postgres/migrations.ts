@@ -127,4 +127,15 @@ export const MIGRATIONS: readonly Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION keygate_audit_append_only();
     `,
   },
+  {
+    version: 5,
+    name: 'encryptions reserved per key version',
+    // AES-GCM usage limits (docs/gateway.md "Usage limits"): replicas reserve blocks of
+    // encryptions per key version with one UPDATE … RETURNING each; the total is an upper bound
+    // on the encryptions made under the version.
+    sql: `
+      ALTER TABLE keygate_key_versions
+        ADD COLUMN encryptions_reserved bigint NOT NULL DEFAULT 0 CHECK (encryptions_reserved >= 0);
+    `,
+  },
 ];

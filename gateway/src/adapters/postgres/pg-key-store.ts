@@ -153,6 +153,24 @@ export class PostgresKeyStore implements KeyStore {
     return out;
   }
 
+  async reserveEncryptions(
+    instance: string,
+    keyId: string,
+    versionId: string,
+    count: number,
+  ): Promise<number> {
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError('count: an integer >= 0');
+    // One statement: the row lock serialises replicas, and each gets the total after its own add.
+    const r = await this.#db.query<{ encryptions_reserved: string }>(
+      `UPDATE keygate_key_versions SET encryptions_reserved = encryptions_reserved + $4
+        WHERE instance = $1 AND key_id = $2 AND id = $3 RETURNING encryptions_reserved`,
+      [instance, keyId, versionId, count],
+    );
+    const row = r.rows[0];
+    if (row === undefined) throw new KeygateError('KEY_NOT_FOUND_ERR', { detail: { instance, keyId } });
+    return Number(row.encryptions_reserved);
+  }
+
   /** Whether an ordinary get() of the key would be answered from this replica's cache now. */
   isCached(instance: string, id: string): boolean {
     return this.#db.listening && this.#cache.has(cacheKey(instance, id));

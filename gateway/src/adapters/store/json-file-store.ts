@@ -1,6 +1,12 @@
 import { readFile, stat } from 'node:fs/promises';
 import { KeygateError } from '@keygate/shared/errors';
-import { assertNameFree, type KeyLookup, type KeyRecord, type KeyStore } from '../../core/keys/key-store.js';
+import {
+  assertNameFree,
+  type KeyLookup,
+  type KeyRecord,
+  type KeyStore,
+  type KeyVersionRecord,
+} from '../../core/keys/key-store.js';
 import { replaceFileDurably } from '../durable-file.js';
 import { withFileLock } from './file-lock.js';
 
@@ -8,6 +14,12 @@ interface StoreFile {
   readonly format: 1;
   readonly generation: number;
   readonly keys: readonly KeyRecord[];
+  /**
+   * Encryptions reserved per key version (versionSlot). In the file each count is the version
+   * object's `encryptionsReserved` (where writers that predate it keep it: they copy version
+   * objects whole); in memory it is kept apart so that the records get() returns stay as stored.
+   */
+  readonly reserved: ReadonlyMap<string, number>;
 }
 
 interface Snapshot {
@@ -17,7 +29,7 @@ interface Snapshot {
   readonly data: StoreFile;
 }
 
-const EMPTY: StoreFile = { format: 1, generation: 0, keys: [] };
+const EMPTY: StoreFile = { format: 1, generation: 0, keys: [], reserved: new Map() };
 
 export interface JsonFileKeyStoreOptions {
   /** Re-check the file at most this often on hits (misses always check). */
@@ -83,6 +95,31 @@ export class JsonFileKeyStore implements KeyStore {
     return out;
   }
 
+  async reserveEncryptions(
+    instance: string,
+    keyId: string,
+    versionId: string,
+    count: number,
+  ): Promise<number> {
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError('count: an integer >= 0');
+    let total = 0;
+    const find = (d: StoreFile) => {
+      const key = d.keys.find((k) => k.instance === instance && k.id === keyId);
+      if (key === undefined || !key.versions.some((v) => v.id === versionId)) {
+        throw new KeygateError('KEY_NOT_FOUND_ERR', { detail: { instance, keyId } });
+      }
+      return d.reserved.get(versionSlot(instance, keyId, versionId)) ?? 0;
+    };
+    if (count === 0) return find(await this.read(true));
+    await this.mutateFile((cur) => {
+      total = find(cur) + count;
+      const reserved = new Map(cur.reserved);
+      reserved.set(versionSlot(instance, keyId, versionId), total);
+      return { ...cur, reserved };
+    });
+    return total;
+  }
+
   /** Reads the file once (creating an empty store when told to), so status() is true from the start. */
   async open(): Promise<void> {
     try {
@@ -109,11 +146,15 @@ export class JsonFileKeyStore implements KeyStore {
   async close(): Promise<void> {}
 
   private async mutate(change: (keys: readonly KeyRecord[]) => KeyRecord[]): Promise<void> {
+    await this.mutateFile((cur) => ({ ...cur, keys: change(cur.keys) }));
+  }
+
+  private async mutateFile(change: (cur: StoreFile) => StoreFile): Promise<void> {
     await withFileLock(
       `${this.file}.lock`,
       async () => {
         const cur = await this.read(true);
-        const next: StoreFile = { format: 1, generation: cur.generation + 1, keys: change(cur.keys) };
+        const next: StoreFile = { ...change(cur), format: 1, generation: cur.generation + 1 };
         await this.write(next);
         this.#snap = undefined;
         await this.read(true);
@@ -167,7 +208,7 @@ export class JsonFileKeyStore implements KeyStore {
 
   private async write(data: StoreFile): Promise<void> {
     try {
-      await replaceFileDurably(this.file, `${JSON.stringify(data, null, 1)}\n`);
+      await replaceFileDurably(this.file, `${JSON.stringify(toFile(data), null, 1)}\n`);
     } catch (err) {
       throw new KeygateError('STORE_UNAVAILABLE', { cause: err, detail: { file: this.file } });
     }
@@ -184,10 +225,43 @@ function problemText(file: string, err: unknown): string {
   return `key store ${file} is not a valid key store (empty, truncated or not keygate's JSON): restore it from a backup`;
 }
 
+function versionSlot(instance: string, keyId: string, versionId: string): string {
+  return `${instance}\u0000${keyId}\u0000${versionId}`;
+}
+
+interface FileVersion extends KeyVersionRecord {
+  readonly encryptionsReserved?: number;
+}
+
 function parse(text: string): StoreFile {
-  const data = JSON.parse(text) as Partial<StoreFile>;
+  const data = JSON.parse(text) as Partial<Omit<StoreFile, 'reserved'>>;
   if (data.format !== 1 || typeof data.generation !== 'number' || !Array.isArray(data.keys)) {
     throw new Error('not a keygate key store file');
   }
-  return data as StoreFile;
+  const reserved = new Map<string, number>();
+  const keys = data.keys.map((k) => {
+    if (!k.versions.some((v: FileVersion) => v.encryptionsReserved !== undefined)) return k;
+    const versions = k.versions.map((v: FileVersion) => {
+      const { encryptionsReserved, ...plain } = v;
+      if (typeof encryptionsReserved === 'number') {
+        reserved.set(versionSlot(k.instance, k.id, v.id), encryptionsReserved);
+      }
+      return plain;
+    });
+    return { ...k, versions };
+  });
+  return { format: 1, generation: data.generation, keys, reserved };
+}
+
+/** The file's JSON: the reserved counts go back into their version objects. */
+function toFile(data: StoreFile): object {
+  const keys = data.keys.map((k) => {
+    if (!k.versions.some((v) => data.reserved.has(versionSlot(k.instance, k.id, v.id)))) return k;
+    const versions = k.versions.map((v) => {
+      const n = data.reserved.get(versionSlot(k.instance, k.id, v.id));
+      return n === undefined ? v : { ...v, encryptionsReserved: n };
+    });
+    return { ...k, versions };
+  });
+  return { format: data.format, generation: data.generation, keys };
 }

@@ -78,11 +78,14 @@ export async function wrap(deps: KeyDeps, input: WrapInput): Promise<WrapResult>
   }
 }
 
-/** Unwraps a blob made under any live version; re-wraps it under the current one when older. */
+/**
+ * Unwraps a blob made under any live version; with `rewrapOnUnwrap`, also re-wraps it under the
+ * current one when older.
+ */
 export async function unwrap(deps: KeyDeps, input: UnwrapInput): Promise<UnwrapResult> {
   const { key, plaintext, keyVersionId } = await open(deps, input);
   const current = currentVersion(key);
-  if (current.id === keyVersionId) return { plaintext, keyVersionId };
+  if (current.id === keyVersionId || deps.rewrapOnUnwrap !== true) return { plaintext, keyVersionId };
   try {
     const rewrapped = await sealUnderCurrent(deps, key, plaintext, input.aad);
     return { plaintext, keyVersionId, rewrapped };
@@ -133,7 +136,8 @@ async function sealUnderCurrent(
   plaintext: Buffer,
   aad: readonly string[],
 ): Promise<{ ciphertext: Buffer; keyVersionId: string }> {
-  const version = currentVersion(key);
+  // Every GCM encryption spends the version's usage budget (which may rotate to a new version).
+  const version = deps.usage === undefined ? currentVersion(key) : await deps.usage.take(deps, key);
   const header = encodeWrapHeader(version.id, deps.hsm.ivBytes);
   const ref = { instance: key.instance, crkId: key.id, versionId: version.id };
   const sealed = await onObject(deps, ref, () =>

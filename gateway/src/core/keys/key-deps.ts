@@ -3,14 +3,31 @@ import { KeyState } from '@keygate/shared/api';
 import type { Random } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { Hsm } from './hsm.js';
-import type { KeyLookup, KeyRecord, KeyStore } from './key-store.js';
+import type { KeyLookup, KeyRecord, KeyStore, KeyVersionRecord } from './key-store.js';
 
-/** What the key use cases need: the four ports. */
+/** Counts encryptions per key version (usage-budget.ts: UsageBudget). */
+export interface EncryptionBudget {
+  /**
+   * Spends one encryption of the version to encrypt under now: the current one, or a new one
+   * after an automatic rotation. KEY_USAGE_LIMIT_ERR when the policy refuses.
+   */
+  take(deps: KeyDeps, key: KeyRecord): Promise<KeyVersionRecord>;
+}
+
+/** What the key use cases need: the four ports, and the optional usage limits. */
 export interface KeyDeps {
   readonly hsm: Hsm;
   readonly store: KeyStore;
   readonly clock: Clock;
   readonly random: Random;
+  /** Absent: encryptions are not counted (tests, tools). */
+  readonly usage?: EncryptionBudget | undefined;
+  /**
+   * Unwrap of a blob under an older version also returns it re-wrapped under the current one
+   * (Key Protect's behaviour). Off by default: every re-wrap spends the current version's budget,
+   * and the shim discards the result.
+   */
+  readonly rewrapOnUnwrap?: boolean | undefined;
 }
 
 /** Loads a key; KEY_NOT_FOUND_ERR when the instance has no such key. */

@@ -3,7 +3,7 @@ import { KeygateError } from '@keygate/shared/errors';
 import { newId } from './ids.js';
 import type { KeyDeps } from './key-deps.js';
 import { assertUsable, loadKey } from './key-deps.js';
-import type { KeyRecord } from './key-store.js';
+import { currentVersion, type KeyRecord } from './key-store.js';
 
 /** Input of createKey. `name` is already validated by the transport. */
 export interface CreateKeyInput {
@@ -65,6 +65,44 @@ export async function rotateKey(deps: KeyDeps, instance: string, id: string): Pr
         versions: [...cur.versions, { id: versionId, creationDate: now }],
       };
     });
+  } catch (err) {
+    await deps.hsm.destroyKey(ref).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Rotates unless `fromVersionId` is no longer the current version (another replica rotated it
+ * first): the automatic rotation of the usage limits, at most once per version across replicas.
+ * Returns the latest record and whether this call added the version.
+ */
+export async function rotateKeyFrom(
+  deps: KeyDeps,
+  instance: string,
+  id: string,
+  fromVersionId: string,
+): Promise<{ readonly record: KeyRecord; readonly rotated: boolean }> {
+  const seen = await loadKey(deps, instance, id, { fresh: true });
+  assertUsable(seen);
+  if (currentVersion(seen).id !== fromVersionId) return { record: seen, rotated: false };
+  const versionId = newId(deps.random);
+  const ref = { instance, crkId: id, versionId };
+  await deps.hsm.generateKey(ref);
+  const now = deps.clock.now().toISOString();
+  let rotated = false;
+  try {
+    const record = await deps.store.update(instance, id, (cur) => {
+      assertUsable(cur);
+      if (currentVersion(cur).id !== fromVersionId) return cur;
+      rotated = true;
+      return {
+        ...cur,
+        lastUpdateDate: now,
+        versions: [...cur.versions, { id: versionId, creationDate: now }],
+      };
+    });
+    if (!rotated) await deps.hsm.destroyKey(ref).catch(() => undefined);
+    return { record, rotated };
   } catch (err) {
     await deps.hsm.destroyKey(ref).catch(() => undefined);
     throw err;

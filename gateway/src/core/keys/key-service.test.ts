@@ -10,7 +10,7 @@ import { DEFAULT_LIST_STATES } from './key-listing.js';
 import { createKeyService } from './key-service.js';
 import type { KeyRecord } from './key-store.js';
 
-function setup() {
+function setup(options: { rewrapOnUnwrap?: boolean } = {}) {
   const random = seededRandom('key-service');
   const hsm = new FakeHsm(random);
   const store = new MemoryKeyStore();
@@ -21,7 +21,7 @@ function setup() {
       return new Date(t);
     },
   };
-  return { hsm, store, svc: createKeyService({ hsm, store, clock, random }) };
+  return { hsm, store, svc: createKeyService({ hsm, store, clock, random, ...options }) };
 }
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
@@ -108,8 +108,8 @@ describe('key service (fake HSM)', () => {
     );
   });
 
-  it('rotates: old blobs unwrap and come back re-wrapped, new wraps use the new version', async () => {
-    const { svc } = setup();
+  it('rotates: old blobs unwrap (and come back re-wrapped with rewrapOnUnwrap), new wraps use the new version', async () => {
+    const { svc } = setup({ rewrapOnUnwrap: true });
     const key = await svc.create({ instance: 'inst', name: 'crk-1' });
     const old = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
     const rotated = await svc.rotate('inst', key.id);
@@ -129,6 +129,17 @@ describe('key service (fake HSM)', () => {
     });
     assert.deepEqual(again.plaintext, old.generated);
     assert.equal(again.rewrapped, undefined);
+  });
+
+  it("does not re-wrap on unwrap unless rewrapOnUnwrap is set (a re-wrap spends the current version's budget)", async () => {
+    const { svc } = setup();
+    const key = await svc.create({ instance: 'inst', name: 'crk-1' });
+    const old = await svc.wrap({ instance: 'inst', keyId: key.id, aad: [] });
+    await svc.rotate('inst', key.id);
+    const u = await svc.unwrap({ instance: 'inst', keyId: key.id, ciphertext: old.ciphertext, aad: [] });
+    assert.equal(u.keyVersionId, old.keyVersionId);
+    assert.deepEqual(u.plaintext, old.generated);
+    assert.equal(u.rewrapped, undefined);
   });
 
   it('disable refuses use, enable restores it; wrong transitions are 409', async () => {

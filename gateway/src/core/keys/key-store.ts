@@ -42,6 +42,14 @@ export interface KeyStore {
    */
   update(instance: string, id: string, change: (current: KeyRecord) => KeyRecord): Promise<KeyRecord>;
   /**
+   * Atomically adds `count` (>= 0; 0 only reads) to the encryptions reserved under one key
+   * version and returns the new total. Replicas reserve blocks and spend them in memory, so the
+   * total is an upper bound on the encryptions made under the version (usage-budget.ts). Not part
+   * of KeyRecord and announces no change: no replica's cached record depends on it.
+   * KEY_NOT_FOUND_ERR when the key or the version is absent.
+   */
+  reserveEncryptions(instance: string, keyId: string, versionId: string, count: number): Promise<number>;
+  /**
    * Checks the backing store once at start (and creates it when configured to), so status() is
    * true before the first request. Never throws for a bad store: status() reports it.
    */
