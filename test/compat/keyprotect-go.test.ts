@@ -93,7 +93,13 @@ describe('compat: IBM keyprotect-go-client against the gateway', { skip: skipRea
     const text = readFileSync(p.gatewayConfig, 'utf8');
     assert.ok(text.includes(grant), 'the dev stack config no longer grants the roles this test extends');
     const config = join(home, 'gateway-admin.yaml');
-    writeFileSync(config, text.replace(grant, `${p.instanceId}: [wrap, unwrap, rewrap, keys:admin]`));
+    // keyprotect-go-client's UnwrapV2 returns Key Protect's rewrapped ciphertext (case
+    // unwrap-after-rotate): keygate gives it only with keys.rewrapOnUnwrap, off by default.
+    assert.ok(!/^keys:/m.test(text), 'the dev stack config now has a keys: section; merge into it');
+    writeFileSync(
+      config,
+      `${text.replace(grant, `${p.instanceId}: [wrap, unwrap, rewrap, keys:admin]`)}\nkeys:\n  rewrapOnUnwrap: true\n`,
+    );
     const gw = await startGatewayProcess(p, { config });
     gateway = gw.service;
     url = gw.url;

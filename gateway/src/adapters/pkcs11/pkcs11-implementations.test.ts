@@ -106,6 +106,7 @@ for (const impl of IMPLEMENTATIONS) {
           store: new MemoryKeyStore(),
           clock: systemClock,
           random: systemRandom,
+          rewrapOnUnwrap: true,
         });
       });
 
