@@ -10,6 +10,7 @@ import { objectLabel } from '../../core/keys/hsm.js';
 import { createKeyService, type KeyService } from '../../core/keys/key-service.js';
 import { MemoryKeyStore } from '../../testing/memory-key-store.js';
 import { createNssSoftoken, findNssSoftokenModule } from '../../testing/nss-softoken.js';
+import { startInterposer } from '../../testing/pkcs11-interposer.js';
 import { captureLines, createSoftHsmDir, findSoftHsmModule } from '../../testing/softhsm.js';
 import { Pkcs11Hsm } from './pkcs11-hsm.js';
 import { HSM_PROFILES, type HsmProfileName } from './profiles.js';
@@ -17,9 +18,10 @@ import { formatProbe, probeToken } from './token-probe.js';
 
 /**
  * The adapter's essential cases on every real PKCS#11 implementation CI installs: SoftHSM2 and
- * NSS softoken (docs/hsm.md, Tested implementations). The SoftHSM2-only faults (token folders
- * hidden, objects deleted by pkcs11-tool, PINs changed under a running process) stay in
- * pkcs11-hsm.test.ts.
+ * NSS softoken (docs/hsm.md, Tested implementations), and SoftHSM2 behind the interposer in its
+ * Luna-FIPS and CloudHSM emulation (the module makes the GCM IV and appends it; caller IVs are
+ * refused), with those profiles. The SoftHSM2-only faults (token folders hidden, objects deleted
+ * by pkcs11-tool, PINs changed under a running process) stay in pkcs11-hsm.test.ts.
  */
 
 const PIN = '4321';
@@ -39,6 +41,30 @@ interface Implementation {
     cleanup(): void;
   };
 }
+
+/** SoftHSM2 behind the interposer emulating a module that makes GCM IVs itself (strict ulIvBits). */
+const emulated = (mode: 'luna-fips' | 'cloudhsm', name: string): Implementation => ({
+  name: `SoftHSM2 behind the interposer, ${name} emulation`,
+  profile: mode,
+  // gcc builds the interposer: npm test's preflight installs it with SoftHSM2.
+  missing: findSoftHsmModule() ? undefined : 'SoftHSM2 is not installed (apt-get install softhsm2)',
+  setUp() {
+    const dir = createSoftHsmDir();
+    for (const t of TOKENS) dir.addToken(t, PIN);
+    const ip = startInterposer({
+      target: findSoftHsmModule() ?? '',
+      control: { gcm: mode, gcmIvBits: 'strict' },
+    });
+    return {
+      modulePath: ip.modulePath,
+      listObjectLabels: (label) => dir.listObjectLabels(label, PIN),
+      cleanup: () => {
+        ip.close();
+        dir.cleanup();
+      },
+    };
+  },
+});
 
 const IMPLEMENTATIONS: Implementation[] = [
   {
@@ -71,6 +97,8 @@ const IMPLEMENTATIONS: Implementation[] = [
       };
     },
   },
+  emulated('luna-fips', 'Luna-FIPS'),
+  emulated('cloudhsm', 'CloudHSM'),
 ];
 
 const codeOf = (e: unknown): string => (isKeygateError(e) ? e.code : `not a KeygateError: ${String(e)}`);
@@ -89,6 +117,7 @@ for (const impl of IMPLEMENTATIONS) {
           libraryParameters: env.libraryParameters,
           restrictMechanisms: HSM_PROFILES[impl.profile].restrictMechanisms,
           requireLocal: HSM_PROFILES[impl.profile].requireLocal,
+          gcmIv: HSM_PROFILES[impl.profile].gcmIv,
           tokenLabel,
           pin: new Secret(pin, 'test'),
           sessions: 4,
@@ -199,34 +228,54 @@ for (const impl of IMPLEMENTATIONS) {
         );
       });
 
-      it('seals with IVs from C_GenerateRandom (gcmIv token-random) too', async () => {
-        const other = new Pkcs11Hsm({
-          modulePath: env.modulePath,
-          libraryParameters: env.libraryParameters,
-          restrictMechanisms: HSM_PROFILES[impl.profile].restrictMechanisms,
-          requireLocal: HSM_PROFILES[impl.profile].requireLocal,
-          tokenLabel: 'kg-main',
-          pin: new Secret(PIN, 'test'),
-          sessions: 1,
-          workerThreads: Math.min(workerThreads, 1),
-          gcmIv: { mode: 'token-random', bytes: 12 },
-          random: () => Buffer.alloc(0),
-          logger: createLogger({ level: 'silent' }),
-        });
-        try {
-          const ref = { instance: 'i', crkId: 'k', versionId: `hsm-iv-${workerThreads}` };
-          await other.generateKey(ref);
-          const a = await other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
-          const b = await other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
-          assert.equal(a.iv.length, 12);
-          assert.notDeepEqual(a.iv, b.iv);
-          assert.deepEqual(await other.decrypt(ref, a, Buffer.from('aad')), Buffer.alloc(32, 1));
-          await other.destroyKey(ref);
-        } finally {
-          await other.close();
-        }
-        assert.equal(hsm.status().ready, true);
-      });
+      const appended = HSM_PROFILES[impl.profile].gcmIv.mode === 'token-appended';
+      const ivBytes = HSM_PROFILES[impl.profile].gcmIv.bytes;
+
+      it(
+        appended
+          ? 'refuses to seal with a caller IV from C_GenerateRandom (gcmIv token-random): a clean error, the key still works'
+          : 'seals with IVs from C_GenerateRandom (gcmIv token-random) too',
+        async () => {
+          const other = new Pkcs11Hsm({
+            modulePath: env.modulePath,
+            libraryParameters: env.libraryParameters,
+            restrictMechanisms: HSM_PROFILES[impl.profile].restrictMechanisms,
+            requireLocal: HSM_PROFILES[impl.profile].requireLocal,
+            tokenLabel: 'kg-main',
+            pin: new Secret(PIN, 'test'),
+            sessions: 1,
+            workerThreads: Math.min(workerThreads, 1),
+            gcmIv: { mode: 'token-random', bytes: 12 },
+            random: () => Buffer.alloc(0),
+            logger: createLogger({ level: 'silent' }),
+          });
+          try {
+            const ref = { instance: 'i', crkId: 'k', versionId: `hsm-iv-${workerThreads}` };
+            await other.generateKey(ref);
+            if (appended) {
+              // A module that makes its own IVs refuses a caller's (as Luna in FIPS mode does).
+              await assert.rejects(
+                other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad')),
+                (e: unknown) => isKeygateError(e),
+              );
+              const sealed = await hsm.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
+              assert.equal(sealed.iv.length, ivBytes);
+              assert.deepEqual(await other.decrypt(ref, sealed, Buffer.from('aad')), Buffer.alloc(32, 1));
+              await other.destroyKey(ref);
+              return;
+            }
+            const a = await other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
+            const b = await other.encrypt(ref, Buffer.alloc(32, 1), Buffer.from('aad'));
+            assert.equal(a.iv.length, 12);
+            assert.notDeepEqual(a.iv, b.iv);
+            assert.deepEqual(await other.decrypt(ref, a, Buffer.from('aad')), Buffer.alloc(32, 1));
+            await other.destroyKey(ref);
+          } finally {
+            await other.close();
+          }
+          assert.equal(hsm.status().ready, true);
+        },
+      );
 
       it('tries a wrong PIN once, then reports the token unusable', async () => {
         const bad = captureLines();
@@ -274,7 +323,7 @@ for (const impl of IMPLEMENTATIONS) {
             const aad = Buffer.from(`aad-${i}`);
             const sealed = await hsm.encrypt(ref, plain, aad);
             const back = await hsm.decrypt(ref, sealed, aad);
-            return back.equals(plain) && sealed.iv.length === 12 && sealed.tag.length === 16;
+            return back.equals(plain) && sealed.iv.length === ivBytes && sealed.tag.length === 16;
           }),
         );
         assert.deepEqual(results, Array(64).fill(true));
@@ -364,7 +413,7 @@ for (const impl of IMPLEMENTATIONS) {
         }
       });
 
-      it('hsm check: the profile fits, host IVs work, no module-appended IV, no stray objects', async () => {
+      it(`hsm check: the profile fits, only ${appended ? `a ${ivBytes}-byte module-appended IV` : 'host IVs'} work, no stray objects`, async () => {
         const report = await probeToken(hsm, {
           profileName: impl.profile,
           profile: HSM_PROFILES[impl.profile],
@@ -376,7 +425,16 @@ for (const impl of IMPLEMENTATIONS) {
         assert.equal(report.verdict.ok, true, report.verdict.text);
         assert.equal(report.template.works, true, report.template.detail);
         const works = report.ivTrials.map((t) => `${t.setting.mode}/${t.setting.bytes}:${t.works}`);
-        assert.deepEqual(works, ['host/12:true', 'token-appended/12:false', 'token-appended/16:false']);
+        const fits = (mode: string, bytes: number) =>
+          appended ? mode === 'token-appended' && bytes === ivBytes : mode === 'host';
+        assert.deepEqual(
+          works,
+          [
+            ['host', 12],
+            ['token-appended', 12],
+            ['token-appended', 16],
+          ].map(([mode, bytes]) => `${mode}/${bytes}:${fits(String(mode), Number(bytes))}`),
+        );
         assert.ok(report.mechanisms.every((m) => m.supported));
         console.log(`${impl.name}: ${formatProbe(report).join(' | ')}`);
       });
