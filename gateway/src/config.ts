@@ -72,6 +72,11 @@ const pkcs11Hsm = z.strictObject({
    * HSM_UNAVAILABLE and the session is abandoned and replaced (a hung network HSM). 0: never.
    */
   operationTimeout: z.union([z.literal(0), duration(100, 600_000)]).default(10_000),
+  /**
+   * Calls given up as hung (operationTimeout) that have not returned, after which no more are
+   * sent: each holds a thread while the module keeps it. Default: `sessions`.
+   */
+  maxHungCalls: z.number().int().min(1).max(256).optional(),
   /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
   simulatedLatencyMs: z.number().min(0).max(1000).optional(),
 });
@@ -435,7 +440,9 @@ export function readMasterKey(path: string, file: string): Buffer {
 
 /** Threads the libuv pool needs so every HSM session can run a call at once. */
 export function threadPoolSize(config: GatewayConfig): number {
-  return config.hsm.backend === 'pkcs11' ? config.hsm.sessions + 4 : 4;
+  // Live calls, calls left hanging (at most twice maxHungCalls), and 4 for the rest of Node.
+  if (config.hsm.backend !== 'pkcs11') return 4;
+  return config.hsm.sessions + 2 * (config.hsm.maxHungCalls ?? config.hsm.sessions) + 4;
 }
 
 /** The store's PostgreSQL settings, or undefined for the JSON file store. */

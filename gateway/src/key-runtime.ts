@@ -63,6 +63,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
           gcmIv: config.hsm.gcmIv,
           restrictMechanisms: config.hsm.restrictMechanisms,
           operationTimeoutMs: config.hsm.operationTimeout,
+          maxHungCalls: config.hsm.maxHungCalls,
           requireLocal: config.hsm.requireLocal,
           random: systemRandom,
           logger: logger.child({ component: 'pkcs11' }),

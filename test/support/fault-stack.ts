@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGatewayProcess, startShimProcess, waitHealthy } from '#devstack/launch.js';
@@ -34,8 +34,19 @@ export class FaultStack {
     this.home = mkdtempSync(join(tmpdir(), prefix));
   }
 
-  async start(shimKeys: Record<string, string | number> = {}): Promise<void> {
+  /**
+   * `gatewayConfig` edits the gateway's configuration text before it starts (e.g. to load the
+   * PKCS#11 interposer in place of SoftHSM2); the stack's key is made before, on SoftHSM2 itself.
+   */
+  async start(
+    shimKeys: Record<string, string | number> = {},
+    opts: { gatewayConfig?: (text: string) => string } = {},
+  ): Promise<void> {
     this.prepared = await prepareStack({ home: this.home, gatewayPort: 0, hsm: 'softhsm2' });
+    if (opts.gatewayConfig !== undefined) {
+      const edited = opts.gatewayConfig(readFileSync(this.prepared.gatewayConfig, 'utf8'));
+      writeFileSync(this.prepared.gatewayConfig, edited);
+    }
     this.gateway = await startGatewayProcess(this.prepared);
     this.services.push(this.gateway.service);
     for (const [name, newDek] of [

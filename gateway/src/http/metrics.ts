@@ -51,7 +51,7 @@ export function createGatewayMetrics(
   });
   const sessions = new Gauge({
     name: metricName('hsm_sessions'),
-    help: 'PKCS#11 session pool: open, busy and waiting operations.',
+    help: 'PKCS#11 session pool: open, busy and waiting operations; hung: sessions given up because their call hung, not returned yet.',
     labelNames: ['state'],
     registers: [registry],
     collect() {
@@ -59,6 +59,7 @@ export function createGatewayMetrics(
       this.set({ state: 'open' }, s?.open ?? 0);
       this.set({ state: 'busy' }, s?.busy ?? 0);
       this.set({ state: 'waiting' }, s?.waiting ?? 0);
+      this.set({ state: 'hung' }, s?.hung ?? 0);
     },
   });
   const ready = new Gauge({

@@ -56,6 +56,8 @@ export interface Pkcs11HsmOptions {
   readonly restrictMechanisms?: boolean | undefined;
   /** A call still running after this long is given up (503) and its session abandoned; default 10 s. */
   readonly operationTimeoutMs?: number | undefined;
+  /** Calls given up as hung that have not returned, after which no more are sent; default `sessions`. */
+  readonly maxHungCalls?: number | undefined;
   /** Refuse root-key objects not marked CKA_LOCAL (default true; the nss profile turns it off). */
   readonly requireLocal?: boolean | undefined;
   readonly random: Random;
@@ -103,6 +105,7 @@ export class Pkcs11Hsm implements Hsm {
         backoffInitialMs: options.backoffInitialMs,
         backoffMaxMs: options.backoffMaxMs,
         operationTimeoutMs: options.operationTimeoutMs,
+        maxHungCalls: options.maxHungCalls,
       },
       options.logger,
     );
@@ -286,7 +289,7 @@ export class Pkcs11Hsm implements Hsm {
     });
     const unusable = this.token.unusable;
     if (unusable) return notReady(unusable.reason);
-    const failure = this.pool.failure;
+    const failure = this.pool.failure ?? this.pool.hungFailure;
     if (failure) return notReady(failure);
     if (sessions.open === 0 && this.#startFailure) {
       return notReady(`start-up check failed (${this.#startFailure})`);

@@ -17,8 +17,20 @@ export interface SessionPoolOptions {
    * returns). A hung network HSM then costs a session, not the pool. Default 10 s; 0 turns it off.
    */
   readonly operationTimeoutMs?: number;
+  /**
+   * Calls given up as hung that have not returned, after which no more calls are sent (503 at
+   * once): each holds a thread (libuv pool or worker) for as long as the module keeps it, so a
+   * lasting hang must not take one more per timeout. Default: `size`. Calls hung and forgotten
+   * (see answered) never exceed twice this.
+   */
+  readonly maxHungCalls?: number;
+  /** While no calls are sent, one is let through this often to see whether the HSM answers; default 5 s. */
+  readonly hungProbeIntervalMs?: number;
   readonly now?: () => number;
 }
+
+/** Default of SessionPoolOptions.hungProbeIntervalMs. */
+const DEFAULT_HUNG_PROBE_INTERVAL_MS = 5_000;
 
 /** Default of SessionPoolOptions.operationTimeoutMs. */
 export const DEFAULT_OPERATION_TIMEOUT_MS = 10_000;
@@ -38,6 +50,12 @@ export class SessionPool {
   #busy = 0;
   #failures = 0;
   #abandoned = 0;
+  /** Calls given up as hung that have not returned (their threads are still in the module). */
+  readonly #hung = new Set<number>();
+  /** Hung calls left behind once the HSM answered again; they still hold their threads. */
+  readonly #forgotten = new Set<number>();
+  #hungSeq = 0;
+  #probeAt = 0;
   #retryAt = 0;
   #lastFailure: string | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -58,8 +76,8 @@ export class SessionPool {
     this.#now = options.now ?? Date.now;
   }
 
-  get stats(): { open: number; busy: number; waiting: number } {
-    return { open: this.#open, busy: this.#busy, waiting: this.#waiters.length };
+  get stats(): { open: number; busy: number; waiting: number; hung: number } {
+    return { open: this.#open, busy: this.#busy, waiting: this.#waiters.length, hung: this.hungCalls };
   }
 
   /** Why new sessions cannot be opened right now, if so. */
@@ -83,6 +101,7 @@ export class SessionPool {
       try {
         const out = await this.#timed(session, work);
         this.release(session, false);
+        this.answered();
         return out;
       } catch (err) {
         if (err instanceof OperationTimedOut) throw err.error;
@@ -121,12 +140,9 @@ export class SessionPool {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        this.abandon(session, 'an operation did not return in time');
-        // If the call ever returns, the module answers again: close the session then.
-        running.then(
-          () => this.token.closeQuietly(session),
-          () => this.token.closeQuietly(session),
-        );
+        // If the call ever returns, its session is closed and its thread counts no more.
+        const returned = this.abandon(session, 'an operation did not return in time');
+        running.then(returned, returned);
         reject(
           new OperationTimedOut(
             new KeygateError('HSM_UNAVAILABLE', {
@@ -141,30 +157,106 @@ export class SessionPool {
   }
 
   /**
-   * Gives up a lent session whose call does not return (a hung HSM): it is never used or closed
-   * from here (closing could hang too), and a new one may open in its place.
+   * Gives up a lent session whose call does not return (a hung HSM): it is not used or closed
+   * from here (closing could hang too), and a new one may open in its place. Call the returned
+   * function when the call comes back after all: the session is closed then, and the call no
+   * longer counts towards maxHungCalls.
    */
-  abandon(_session: Handle, reason: string): void {
+  abandon(session: Handle, reason: string): () => void {
     this.#abandoned++;
+    const id = ++this.#hungSeq;
+    this.#hung.add(id);
+    if (this.#hung.size === this.#maxHung) {
+      // Blocked from now: the first probe goes out one interval later, not at once.
+      this.#probeAt = this.#now() + (this.options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS);
+    }
     this.logger.error(
-      { abandoned: this.#abandoned, reason },
+      { abandoned: this.#abandoned, hung: this.#hung.size + this.#forgotten.size, reason },
       'pkcs11 session abandoned (a call hung); opening another',
     );
+    let done = false;
+    const returned = () => {
+      if (done) return;
+      done = true;
+      this.#hung.delete(id);
+      this.#forgotten.delete(id);
+      this.token.closeQuietly(session);
+      this.logger.info(
+        { hung: this.#hung.size + this.#forgotten.size },
+        'pkcs11 call given up as hung returned; its session is closed',
+      );
+    };
     this.#busy--;
     this.#open--;
     if (this.#busy === 0) for (const done of this.#idleWaiters.splice(0)) done();
-    const waiter = this.#waiters.shift();
-    if (waiter === undefined) return;
-    try {
-      waiter.resolve(this.#idle.pop() ?? this.openSession());
-    } catch (err) {
-      waiter.reject(err);
+    const blocked = this.hungFailure;
+    if (blocked !== undefined) {
+      // Enough calls hang: the operations waiting for a session fail now rather than join them.
+      const err = new KeygateError('HSM_UNAVAILABLE', { detail: { reason: blocked } });
+      for (const w of this.#waiters.splice(0)) w.reject(err);
+      return returned;
     }
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      try {
+        waiter.resolve(this.#idle.pop() ?? this.openSession());
+      } catch (err) {
+        waiter.reject(err);
+      }
+    }
+    return returned;
   }
 
   /** Sessions given up because a call hung (since start). */
   get abandoned(): number {
     return this.#abandoned;
+  }
+
+  /** Calls given up as hung that have not returned yet. */
+  get hungCalls(): number {
+    return this.#hung.size + this.#forgotten.size;
+  }
+
+  /** Why no calls are sent now (too many hang), or undefined. */
+  get hungFailure(): string | undefined {
+    const max = this.#maxHung;
+    const stuck = this.#hung.size + this.#forgotten.size;
+    if (stuck >= 2 * max)
+      return `${stuck} calls to the HSM have not returned (the most hsm.maxHungCalls allows); no more are sent until one does`;
+    if (this.#hung.size >= max)
+      return `${this.#hung.size} calls to the HSM have not returned; no more are sent until one does (one every ${Math.round((this.options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS) / 1000)} s to see whether it answers)`;
+    return undefined;
+  }
+
+  /**
+   * A call returned: the HSM answers. If calls were held back because others hang, those are left
+   * behind (they keep their threads until they return, within twice maxHungCalls) and calls flow again.
+   */
+  answered(): void {
+    if (this.#hung.size < this.#maxHung) return;
+    this.logger.warn(
+      { hung: this.#hung.size, leftBehind: this.#forgotten.size + this.#hung.size },
+      'pkcs11: the HSM answers again; calls that hung are left behind',
+    );
+    for (const id of this.#hung) this.#forgotten.add(id);
+    this.#hung.clear();
+  }
+
+  get #maxHung(): number {
+    return Math.max(1, this.options.maxHungCalls ?? this.options.size);
+  }
+
+  /** Refuses a call while too many hang (HSM_UNAVAILABLE at once), but for a probe now and then. */
+  #admit(): void {
+    const reason = this.hungFailure;
+    if (reason === undefined) return;
+    const stuck = this.#hung.size + this.#forgotten.size;
+    const now = this.#now();
+    if (stuck < 2 * this.#maxHung && now >= this.#probeAt) {
+      this.#probeAt = now + (this.options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS);
+      return;
+    }
+    throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason } });
   }
 
   /** Takes a session for longer than one operation (a worker thread's own); give it back with checkin or lost. */
@@ -242,6 +334,7 @@ export class SessionPool {
   private async acquire(): Promise<Handle> {
     if (this.#closed) throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } });
     if (this.#paused) throw recovering();
+    this.#admit();
     const idle = this.#idle.pop();
     if (idle !== undefined) {
       this.#busy++;

@@ -58,6 +58,8 @@ const WORKER_URL = new URL('./pkcs11-worker.js', import.meta.url);
  */
 export class Pkcs11WorkerLanes {
   readonly #lanes: Lane[] = [];
+  /** Workers given up as hung, with what to call when their call comes back after all. */
+  readonly #leftBehind = new Map<Worker, () => void>();
   readonly #queue: Pending[] = [];
   readonly #o: WorkerLanesOptions;
   #nextId = 0;
@@ -221,8 +223,13 @@ export class Pkcs11WorkerLanes {
         new KeygateError('HSM_UNAVAILABLE', { detail: { reason: `no answer from the HSM within ${ms} ms` } }),
       );
     }
-    if (lane.session)
-      this.#o.pool.abandon(lane.session, 'a worker thread did not return from the HSM in time');
+    if (lane.session) {
+      const returned = this.#o.pool.abandon(
+        lane.session,
+        'a worker thread did not return from the HSM in time',
+      );
+      this.#leftBehind.set(worker, returned);
+    }
     lane.session = undefined;
     this.#o.logger.error({ lane: lane.index, timeoutMs: ms }, 'pkcs11 worker hung in a call; replacing it');
     if (!this.#closed) this.#spawn(lane);
@@ -269,7 +276,10 @@ export class Pkcs11WorkerLanes {
     }
     if (lane.session) {
       if (lostAt) this.#o.pool.lost(lane.session, lostAt.kind, lostAt.ckr, 0);
-      else this.#o.pool.checkin(lane.session);
+      else {
+        this.#o.pool.checkin(lane.session);
+        this.#o.pool.answered();
+      }
       lane.session = undefined;
     }
     this.#pump();
@@ -286,8 +296,18 @@ export class Pkcs11WorkerLanes {
     worker.unref();
     lane.worker = worker;
     worker.on('message', (m: WorkerReply | WorkerFatal) => {
-      // A worker given up as hung that answers after all: its batch was already failed.
-      if (lane.worker !== worker) return;
+      // A worker given up as hung that answers after all: its batch was already failed. Its call
+      // is over: close its session, and let the thread end (it would idle forever otherwise).
+      if (lane.worker !== worker) {
+        const returned = this.#leftBehind.get(worker);
+        if (returned !== undefined) {
+          this.#leftBehind.delete(worker);
+          returned();
+          const stop: WorkerStop = { stop: true };
+          worker.postMessage(stop);
+        }
+        return;
+      }
       if ('fatal' in m) {
         this.#o.logger.error(
           { lane: lane.index, reason: m.fatal },

@@ -23,7 +23,13 @@ export interface HsmStatus {
   readonly ready: boolean;
   /** Why it is not ready (or warnings when it is), in operator words. Never secrets. */
   readonly reasons: readonly string[];
-  readonly sessions?: { readonly open: number; readonly busy: number; readonly waiting: number };
+  readonly sessions?: {
+    readonly open: number;
+    readonly busy: number;
+    readonly waiting: number;
+    /** Sessions given up because their call hung, whose call has not returned yet. */
+    readonly hung?: number;
+  };
   /** Present while key objects the store lists as live cannot be found, and for the step counts. */
   readonly recovery?: HsmRecoveryStatus;
 }
