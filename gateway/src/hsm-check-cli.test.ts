@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createGatewayFixture, type GatewayFixture, INSTANCE } from './testing/gateway-fixture.js';
+import {
+  BAD_PIN_TOKEN,
+  createGatewayFixture,
+  type GatewayFixture,
+  INSTANCE,
+} from './testing/gateway-fixture.js';
 import { type Interposer, startInterposer } from './testing/pkcs11-interposer.js';
 import { findSoftHsmModule } from './testing/softhsm.js';
 
@@ -259,5 +264,20 @@ describe('hsm check through the PKCS#11 interposer (emulated Luna-FIPS and Cloud
     const back = await check('luna-fips');
     assert.equal(back.code, 0, back.stdout + back.stderr);
     assert.match(verdict(back.stdout), /^OK: profile luna-fips/);
+  });
+
+  it('a wrong PIN through the interposer: FAILED naming the reason, exit 1, the PIN not printed, no stack', async () => {
+    ip.set({ gcm: 'luna-fips', gcmIvBits: 'strict' });
+    const cfg = fx.writeConfig('check-bad-pin', {
+      module: ip.modulePath,
+      hsmExtra: 'profile: luna-fips',
+      tokenLabel: BAD_PIN_TOKEN,
+    });
+    const r = await runNode([CLI, 'hsm', 'check', '--config', cfg], env);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(verdict(r.stdout), /^FAILED: the HSM is not ready \(.*PIN.*\)$/i);
+    assert.doesNotMatch(r.stdout, /wrapUnwrap/);
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(fx.pin), 'the PIN was printed');
+    assertNoStack(r);
   });
 });
