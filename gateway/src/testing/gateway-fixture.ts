@@ -40,6 +40,8 @@ export interface GatewayFixture {
       createIfMissing?: boolean;
       /** More keys of the `hsm` section, e.g. `simulatedLatencyMs: 50`. */
       hsmExtra?: string;
+      /** `hsm.module` (default SOFTHSM_MODULE), e.g. an interposer's modulePath. */
+      module?: string;
       /** `log.level` (default info). */
       logLevel?: string;
       /** More keys of the `server` section, one per line, e.g. `headersTimeoutMs: 500`. */
@@ -108,7 +110,7 @@ export async function createGatewayFixture(): Promise<GatewayFixture> {
   bodyLimitBytes: 8192
 ${(opts.serverExtra ?? []).map((l) => `  ${l}\n`).join('')}hsm:
   backend: pkcs11
-  module: ${SOFTHSM_MODULE}
+  module: ${opts.module ?? SOFTHSM_MODULE}
   tokenLabel: ${opts.tokenLabel ?? tokenLabel}
   pin: { ${pinRef} }
   sessions: 4

@@ -11,7 +11,7 @@ import {
 } from './gcm-mechanism.js';
 import { keyTemplate } from './key-object.js';
 import type { Pkcs11Hsm } from './pkcs11-hsm.js';
-import type { HsmProfile, HsmProfileName } from './profiles.js';
+import { HSM_PROFILE_NAMES, HSM_PROFILES, type HsmProfile, type HsmProfileName } from './profiles.js';
 
 type Handle = Buffer;
 
@@ -51,6 +51,13 @@ export interface TokenProbeReport {
   readonly ivTrials: readonly IvTrial[];
   readonly configured: GcmIvSetting;
   readonly profile: HsmProfileName;
+  /**
+   * Whether C_FindObjects finds the scratch key just generated. A token that finds nothing (an HA
+   * failover, a replica that has not got the object yet) cannot serve keygate, which finds root
+   * keys by search; and the stray list would be empty whatever is on the token.
+   */
+  readonly objectSearch: { readonly works: boolean; readonly detail: string };
+  /** Empty when `objectSearch` does not work (not checked). */
   readonly strays: readonly StrayObject[];
   /** The one-line verdict, and whether the configuration fits the token. */
   readonly verdict: { readonly ok: boolean; readonly text: string };
@@ -115,8 +122,8 @@ export async function probeToken(
       return { name, supported: false };
     }
   });
-  const scratch = `keygate:_keygate-check:probe:${opts.random(6).toString('hex')}`;
-  const { template, ivTrials, strays } = await hsm.pool.use(
+  const scratch = `keygate:${CHECK_INSTANCE}:probe:${opts.random(6).toString('hex')}`;
+  const { template, ivTrials, objectSearch, strays } = await hsm.pool.use(
     async (s) => {
       let key: Handle | undefined;
       let templateResult: TokenProbeReport['template'];
@@ -139,15 +146,24 @@ export async function probeToken(
         };
       }
       const trials: IvTrial[] = [];
+      let search: TokenProbeReport['objectSearch'] | undefined;
       try {
         if (key !== undefined) {
+          search = trySearch(lib, s, scratch);
           trials.push(tryHostIv(lib, s, key, opts.random));
           for (const bytes of [12, 16]) trials.push(tryAppended(lib, s, key, bytes));
         }
       } finally {
         if (key !== undefined) lib.C_DestroyObject(s, key);
       }
-      return { template: templateResult, ivTrials: trials, strays: await findStrays(lib, s, opts.isLive) };
+      // Without a scratch key the search cannot be checked; look for strays anyway.
+      search ??= { works: true, detail: 'not checked (no scratch key)' };
+      return {
+        template: templateResult,
+        ivTrials: trials,
+        objectSearch: search,
+        strays: search.works ? await findStrays(lib, s, opts.isLive) : [],
+      };
     },
     () => undefined,
   );
@@ -158,13 +174,21 @@ export async function probeToken(
     opts.configured.mode === 'token-random'
       ? ivTrials.some((t) => t.setting.mode === 'host' && t.works)
       : fits?.works === true;
-  const working = ivTrials.filter((t) => t.works).map((t) => describeIv(t.setting));
-  const ok = template.works && configuredWorks;
+  const working = ivTrials.filter((t) => t.works).map((t) => t.setting);
+  const ok = template.works && configuredWorks && objectSearch.works;
+  const configuredText = `gcmIv ${describeIv(opts.configured)} (profile ${opts.profileName})`;
+  const strayNote = strays.length > 0 ? ` (${strays.length} stray key object(s): see above)` : '';
   const text = !template.works
     ? `MISMATCH: ${template.detail}`
-    : configuredWorks
-      ? `OK: profile ${opts.profileName}, gcmIv ${describeIv(opts.configured)} works on this token${strays.length > 0 ? ` (${strays.length} stray key object(s): see above)` : ''}`
-      : `MISMATCH: gcmIv ${describeIv(opts.configured)} does not work on this token; what works: ${working.join(', ') || 'nothing'} (set hsm.profile or hsm.gcmIv accordingly)`;
+    : !configuredWorks
+      ? `MISMATCH: ${configuredText} does not work on this token${fits && !fits.works ? `: ${fits.detail}` : ''}; ${
+          working.length === 0
+            ? 'no IV convention keygate knows works (is CKM_AES_GCM usable for token keys here?)'
+            : `what works: ${working.map((w) => `${describeIv(w)}: ${remedy(w, opts.restrictMechanisms)}`).join('; ')}`
+        }`
+      : !objectSearch.works
+        ? `INCOMPLETE: ${configuredText} works, but object search does not (${objectSearch.detail}: an HA failover, or a member without the object?): the gateway cannot find its root keys now and stray objects were not checked; run hsm check again when the token answers searches`
+        : `OK: profile ${opts.profileName}, gcmIv ${describeIv(opts.configured)} works on this token${strayNote}`;
   return {
     token,
     mechanisms,
@@ -172,6 +196,7 @@ export async function probeToken(
     ivTrials,
     configured: opts.configured,
     profile: opts.profileName,
+    objectSearch,
     strays,
     verdict: { ok, text },
   };
@@ -180,6 +205,51 @@ export async function probeToken(
 export function describeIv(s: GcmIvSetting): string {
   return s.mode === 'token-appended' ? `token-appended (${s.bytes}-byte IV)` : s.mode;
 }
+
+/**
+ * What to configure for an IV convention that works: the profiles that use it (keeping the
+ * configured key template's strictness when one fits), else the keys themselves.
+ */
+function remedy(setting: GcmIvSetting, restricted: boolean): string {
+  const same = HSM_PROFILE_NAMES.filter((n) => {
+    const p = HSM_PROFILES[n];
+    return n !== 'nss' && p.gcmIv.mode === setting.mode && p.gcmIv.bytes === setting.bytes;
+  });
+  const keepTemplate = same.filter((n) => HSM_PROFILES[n].restrictMechanisms === restricted);
+  const names = keepTemplate.length > 0 ? keepTemplate : same;
+  const keys =
+    setting.mode === 'token-appended'
+      ? `hsm.gcmIv: token-appended with hsm.gcmIvBytes: ${setting.bytes}`
+      : `hsm.gcmIv: ${setting.mode}`;
+  return names.length > 0 ? `set hsm.profile: ${names.join(' or ')} (or ${keys})` : `set ${keys}`;
+}
+
+/** Searches for the scratch key by class and label, as the gateway finds root keys. */
+function trySearch(lib: pkcs11js.PKCS11, s: Handle, label: string): TokenProbeReport['objectSearch'] {
+  try {
+    lib.C_FindObjectsInit(s, [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+      { type: pkcs11js.CKA_LABEL, value: label },
+    ]);
+    let found: Handle[];
+    try {
+      found = lib.C_FindObjects(s, 2);
+    } finally {
+      lib.C_FindObjectsFinal(s);
+    }
+    return found.length === 1
+      ? { works: true, detail: 'found the scratch key by its label' }
+      : {
+          works: false,
+          detail: `C_FindObjects found ${found.length === 0 ? 'nothing' : `${found.length} objects`} for the scratch key just generated`,
+        };
+  } catch (err) {
+    return { works: false, detail: `C_FindObjects failed (${ckrName(err) ?? 'error'})` };
+  }
+}
+
+/** The instance part of `hsm check`'s scratch key labels (not a valid instance id, so never a customer's). */
+export const CHECK_INSTANCE = '_keygate-check';
 
 const PROBE_AAD = Buffer.from('keygate hsm check');
 const PROBE_DATA = () => Buffer.alloc(32, 0x5a);
@@ -277,10 +347,15 @@ export function formatProbe(r: TokenProbeReport): string[] {
     ...r.ivTrials.map(
       (t) => `GCM IV ${describeIv(t.setting)}: ${t.works ? 'works' : 'does not work'} (${t.detail})`,
     ),
+    ...(r.objectSearch.works
+      ? []
+      : [`object search: does not work (${r.objectSearch.detail}); stray key objects not checked`]),
     ...r.strays.map((x) =>
-      x.why === 'destroyed'
-        ? `stray key object ${x.label}: its key is destroyed (an unfinished destroy: run keys destroy again)`
-        : `stray key object ${x.label}: no such key version in the store (left by a crash between key generation and the store update, or not keygate's): check, then delete it with pkcs11-tool`,
+      x.label.startsWith(`keygate:${CHECK_INSTANCE}:`)
+        ? `stray key object ${x.label}: a scratch key of an interrupted hsm check: delete it with pkcs11-tool`
+        : x.why === 'destroyed'
+          ? `stray key object ${x.label}: its key is destroyed (an unfinished destroy: run keys destroy again)`
+          : `stray key object ${x.label}: no such key version in the store (left by a crash between key generation and the store update, or not keygate's): check, then delete it with pkcs11-tool`,
     ),
     `profile ${r.profile}, configured gcmIv ${describeIv(r.configured)}`,
     r.verdict.text,
