@@ -64,7 +64,12 @@ describe('e2e: usage limits per key version (SoftHSM2, mTLS, real gateway proces
   });
 
   /** The dev stack's config with the tiny limits, `policy`, and its own audit folder when given. */
-  function configFor(name: string, policy: 'rotate' | 'refuse', auditDir?: string): string {
+  function configFor(
+    name: string,
+    policy: 'rotate' | 'refuse',
+    auditDir?: string,
+    rotateAfter?: string,
+  ): string {
     let text = readFileSync(p.gatewayConfig, 'utf8');
     if (auditDir !== undefined) text = text.replace(`  dir: ${p.auditDir}\n`, `  dir: ${auditDir}\n`);
     assert.ok(auditDir === undefined || text.includes(auditDir), 'the audit folder was replaced');
@@ -75,6 +80,7 @@ describe('e2e: usage limits per key version (SoftHSM2, mTLS, real gateway proces
     warnAt: ${WARN_AT}
     rotateAt: ${ROTATE_AT}
 `;
+    if (rotateAfter !== undefined) text += `    rotateAfter: ${rotateAfter}\n`;
     const file = join(home, `gateway-${name}.yaml`);
     writeFileSync(file, text);
     return file;
@@ -319,6 +325,35 @@ describe('e2e: usage limits per key version (SoftHSM2, mTLS, real gateway proces
     assert.match(verdict, /^OK/);
     figures.push(
       `refuse: ${ROTATE_AT} wraps then ${refusedCalls} wraps and 1 rewrap refused (409), reserved ${versions.map((v) => v.reserved).join('/')}, admin rotate, wrap under the new version; ${verdict}`,
+    );
+  });
+
+  it('rotateAfter: a version older than it is rotated on its next wrap, audited with reason age', async () => {
+    const g = await gateway('age', configFor('age', 'rotate', undefined, '2s'));
+    const admin = await session(g.url, 'admin');
+    const cluster = await session(g.url, 'cluster');
+    const keyId = await createKey(admin, 'usage-age');
+    const first = await wrap(cluster, keyId);
+    // 2 s leaves room for a slow first wrap (the version's age counts from the key's creation).
+    await new Promise((r) => setTimeout(r, 2100));
+    const second = await wrap(cluster, keyId);
+    const versions = storeVersions(keyId);
+    assert.deepEqual(
+      [first.version, second.version],
+      versions.map((v) => v.id),
+      'the second wrap, after 2 s, is under a new version',
+    );
+    await assertUnwraps(cluster, keyId, [first, second]);
+    await stop(g.service);
+    const rotations = rotationsOf(p.auditDir, keyId);
+    assert.deepEqual(
+      rotations.map((r) => [r.subject, r.fromKeyVersion, r.keyVersion, r.reason, r.reserved]),
+      [['system:usage-limit', first.version, second.version, 'age', BLOCK]],
+    );
+    const verdict = auditVerify(p.auditDir);
+    assert.match(verdict, /^OK/);
+    figures.push(
+      `age: 2 wraps 2.1 s apart, ${versions.length} versions, ${rotations.length} audit rotation (age); ${verdict}`,
     );
   });
 
