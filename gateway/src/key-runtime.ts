@@ -9,11 +9,12 @@ import { SimulatedLatencyHsm } from './adapters/sim/simulated-latency-hsm.js';
 import { SoftwareHsm } from './adapters/software/software-hsm.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';
 import { fileStore, type GatewayConfig, postgresStore, readMasterKey, resolvePin } from './config.js';
+import type { AuditSink } from './core/audit/audit-event.js';
 import type { Hsm } from './core/keys/hsm.js';
 import { createKeyService, type KeyService } from './core/keys/key-service.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { UsageBudget } from './core/keys/usage-budget.js';
-import { logUsageEvent } from './usage-log.js';
+import { UsageReporter } from './usage-audit.js';
 
 /** The key side of a gateway: HSM, store and use cases (what `keys` CLI commands use too). */
 export interface KeyRuntime {
@@ -24,6 +25,8 @@ export interface KeyRuntime {
   readonly keys: KeyService;
   /** Encryptions per key version (keys.usageLimit): the metric reads its samples. */
   readonly usage: UsageBudget;
+  /** Automatic rotations (keys.usageLimit) are audited in `sink` from now on (they are logged anyway). */
+  auditUsage(sink: AuditSink): void;
   /** The PostgreSQL connection when the store is PostgreSQL (identities and audit use it too). */
   readonly database?: PgDatabase | undefined;
   close(): Promise<void>;
@@ -108,7 +111,8 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
       ? new PostgresKeyStore(database as PgDatabase)
       : new JsonFileKeyStore(file.file, { createIfMissing: options.createStore ?? file.createIfMissing }));
   const limit = config.keys.usageLimit;
-  const usageLog = logger.child({ component: 'usage-limits' });
+  const clock = options.clock ?? systemClock;
+  const reporter = new UsageReporter(logger.child({ component: 'usage-limits' }), clock);
   const usage = new UsageBudget(
     {
       policy: limit.policy,
@@ -117,12 +121,12 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
       blockSize: limit.blockSize,
       rotateAfterMs: limit.rotateAfter,
     },
-    (event) => logUsageEvent(usageLog, event),
+    reporter.listener,
   );
   const keys = createKeyService({
     hsm,
     store,
-    clock: options.clock ?? systemClock,
+    clock,
     random: systemRandom,
     usage,
     rewrapOnUnwrap: config.keys.rewrapOnUnwrap,
@@ -133,6 +137,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
     store,
     keys,
     usage,
+    auditUsage: (sink) => reporter.auditTo(sink),
     database,
     async close() {
       await store.close();

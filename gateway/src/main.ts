@@ -213,6 +213,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       'tokens.lifetime is under 5 minutes: Key Protect clients renew 60 s before expiry, so they will ask for a token on almost every call',
     );
   }
+  runtime.auditUsage(audit);
   await runtime.store.open();
   const readiness = (): Readiness => {
     const store = runtime.store.status();

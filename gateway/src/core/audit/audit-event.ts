@@ -58,6 +58,14 @@ export interface AuditEvent {
   readonly count?: number | undefined;
   /** With `count`: ISO 8601 time of the first refusal summarised. */
   readonly since?: string | undefined;
+  /**
+   * A rotation the gateway made by itself (`keys.usageLimit`, subject `system:usage-limit`): the
+   * version it replaced (`keyVersion` is the new one), why (`count`: rotateAt reached, `age`:
+   * rotateAfter passed) and how many encryptions the old version had reserved in the store.
+   */
+  readonly fromKeyVersion?: string | undefined;
+  readonly reason?: 'count' | 'age' | undefined;
+  readonly reserved?: number | undefined;
 }
 
 /**

@@ -119,6 +119,9 @@ const EVENT_FIELDS = [
   'deadline',
   'count',
   'since',
+  'fromKeyVersion',
+  'reason',
+  'reserved',
 ] as const satisfies readonly (keyof AuditEvent)[];
 
 /**

@@ -30,6 +30,9 @@ export function formatRecord(r: AuditRecord): string {
     ['corr', r.correlationId],
   ];
   for (const [k, v] of fields) if (v !== undefined) parts.push(`${k}=${v}`);
+  if (r.fromKeyVersion !== undefined) parts.push(`from=${r.fromKeyVersion}`);
+  if (r.reason !== undefined) parts.push(`reason=${r.reason}`);
+  if (r.reserved !== undefined) parts.push(`reserved=${r.reserved}`);
   if (r.count !== undefined) parts.push(`x${r.count} since ${r.since ?? '?'}`);
   parts.push(`${r.latencyMs}ms`);
   return parts.join(' ');

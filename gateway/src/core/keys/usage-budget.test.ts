@@ -34,7 +34,9 @@ function world(limits: Partial<UsageLimits>) {
   const full: UsageLimits = { policy: 'rotate', warnAt: 30, rotateAt: 50, blockSize: 10, ...limits };
   const replica = (s: KeyStore = store): Replica => {
     const events: UsageEvent[] = [];
-    const budget = new UsageBudget(full, (e) => events.push(e));
+    const budget = new UsageBudget(full, (e) => {
+      events.push(e);
+    });
     const deps: KeyDeps = { hsm, store: s, clock, random, usage: budget };
     return { svc: createKeyService(deps), budget, events };
   };

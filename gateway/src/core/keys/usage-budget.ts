@@ -28,7 +28,14 @@ export const DEFAULT_USAGE_LIMITS: UsageLimits = {
   blockSize: 10_000,
 };
 
-/** What the budget reports (the runtime logs it; never key material, only names and counts). */
+/**
+ * What the budget reports (the runtime logs it, and audits a rotation; never key material, only
+ * names and counts). A listener's promise is awaited for `rotated` only: the request that caused
+ * the rotation is answered once it settles, and fails with its error (the rotation stays).
+ */
+export type UsageListener = (event: UsageEvent) => void | Promise<void>;
+
+/** One event of the budget. */
 export type UsageEvent =
   | {
       readonly type: 'warn';
@@ -47,6 +54,8 @@ export type UsageEvent =
       readonly toVersionId: string;
       readonly reason: 'count' | 'age';
       readonly reserved: number;
+      /** How long the rotation took (HSM key generation and store update). */
+      readonly latencyMs: number;
     }
   | {
       readonly type: 'refused';
@@ -97,14 +106,14 @@ const MAX_ROTATIONS = 3;
  */
 export class UsageBudget implements EncryptionBudget {
   readonly #limits: UsageLimits;
-  readonly #onEvent: (event: UsageEvent) => void;
+  readonly #onEvent: UsageListener;
   /** Leases by version (the newest version of each key this replica saw). */
   readonly #leases = new Map<string, Lease>();
   /** Versions a newer one replaced here: a request with such a record re-reads the key. */
   readonly #retired = new Set<string>();
   readonly #rotations = new Map<string, Promise<KeyRecord>>();
 
-  constructor(limits: UsageLimits, onEvent: (event: UsageEvent) => void = () => undefined) {
+  constructor(limits: UsageLimits, onEvent: UsageListener = () => undefined) {
     if (!(limits.blockSize >= 1 && limits.warnAt >= 1 && limits.rotateAt >= 1)) {
       throw new RangeError('usage limits: blockSize, warnAt and rotateAt are at least 1');
     }
@@ -209,6 +218,10 @@ export class UsageBudget implements EncryptionBudget {
     return lease;
   }
 
+  #notify(event: UsageEvent): void {
+    settle(this.#onEvent(event));
+  }
+
   #retire(slot: string): void {
     if (this.#retired.size >= MAX_LEASES) {
       const oldest = this.#retired.values().next().value;
@@ -243,7 +256,7 @@ export class UsageBudget implements EncryptionBudget {
     const total = lease.reserved;
     if (!lease.warned && total >= warnAt) {
       lease.warned = true;
-      this.#onEvent({
+      this.#notify({
         type: 'warn',
         instance: lease.instance,
         keyId: lease.keyId,
@@ -254,7 +267,7 @@ export class UsageBudget implements EncryptionBudget {
       });
     }
     if (lease.exhausted && this.#limits.policy === 'refuse') {
-      this.#onEvent({
+      this.#notify({
         type: 'refused',
         instance: lease.instance,
         keyId: lease.keyId,
@@ -269,10 +282,12 @@ export class UsageBudget implements EncryptionBudget {
     const slot = versionSlot(key.instance, key.id, lease.versionId);
     let running = this.#rotations.get(slot);
     if (running === undefined) {
+      const started = deps.clock.now().getTime();
       running = rotateKeyFrom(deps, key.instance, key.id, lease.versionId)
-        .then(({ record, rotated }) => {
+        .then(async ({ record, rotated }) => {
           if (rotated) {
-            this.#onEvent({
+            // Awaited: the audit record of the rotation is durable before a wrap under the new version is answered.
+            await this.#onEvent({
               type: 'rotated',
               instance: key.instance,
               keyId: key.id,
@@ -280,6 +295,7 @@ export class UsageBudget implements EncryptionBudget {
               toVersionId: currentVersion(record).id,
               reason,
               reserved: lease.reserved,
+              latencyMs: deps.clock.now().getTime() - started,
             });
           }
           return record;
@@ -291,6 +307,11 @@ export class UsageBudget implements EncryptionBudget {
     }
     return running;
   }
+}
+
+/** A listener's failure on a warn or refused event is its own business (it logs); never an unhandled rejection. */
+function settle(result: void | Promise<void>): void {
+  if (result instanceof Promise) result.catch(() => undefined);
 }
 
 function versionSlot(instance: string, keyId: string, versionId: string): string {
