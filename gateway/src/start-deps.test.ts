@@ -42,8 +42,9 @@ describe('startGateway(config, deps)', () => {
       logDestination: captureLines().stream,
     });
     try {
-      // The pool size is set where the gateway starts: 4 PKCS#11 sessions + 4 for the rest.
-      assert.equal(process.env.UV_THREADPOOL_SIZE, '8');
+      // The pool size is set where the gateway starts: 4 PKCS#11 sessions, room for twice
+      // maxHungCalls (default: sessions) calls left hanging, and 4 for the rest.
+      assert.equal(process.env.UV_THREADPOOL_SIZE, '16');
       assert.equal(gw.runtime.hsm, hsm);
       const ca = fx.ca.certPem;
       const created = await call(gw.url, 'POST', '/api/v2/keys', {

@@ -730,3 +730,72 @@ for (const workerThreads of [0, 2]) {
     });
   });
 }
+
+for (const workerThreads of [0, 1]) {
+  describe(`Pkcs11Hsm: CKR_GENERAL_ERROR from C_Decrypt is a failing HSM unless the key still round-trips, ${
+    workerThreads ? 'worker threads' : 'libuv pool'
+  }`, { timeout: 60_000 }, () => {
+    let softhsm: SoftHsmDir;
+    let ip: Interposer;
+    let hsm: Pkcs11Hsm;
+    const ref = { instance: 'ip', crkId: 'ge', versionId: `ge-${workerThreads}` };
+    const aad = Buffer.from('ns/secret');
+    const plain = Buffer.alloc(32, 7);
+    const code = (e: unknown) => (isKeygateError(e) ? e.code : String(e));
+
+    before(async () => {
+      softhsm = createSoftHsmDir();
+      softhsm.addToken('ip-general', PIN);
+      ip = startInterposer({ target: SOFTHSM_MODULE });
+      hsm = new Pkcs11Hsm({
+        modulePath: ip.modulePath,
+        tokenLabel: 'ip-general',
+        pin: new Secret(PIN, 'test'),
+        sessions: 2,
+        workerThreads,
+        random: systemRandom,
+        logger: createLogger({ level: 'silent' }),
+        backoffInitialMs: 10,
+        backoffMaxMs: 100,
+      });
+      await hsm.generateKey(ref);
+    });
+
+    after(async () => {
+      ip?.clear();
+      await hsm?.close();
+      ip?.close();
+      softhsm?.cleanup();
+    });
+
+    it('a glitch on the decrypt and on its retry: the blob still decrypts (it is not "a bad ciphertext")', async () => {
+      const sealed = await hsm.encrypt(ref, plain, aad);
+      ip.set({ fail: [{ fn: 'C_Decrypt', rv: 'CKR_GENERAL_ERROR', count: 2 }] });
+      assert.deepEqual(await hsm.decrypt(ref, sealed, aad), plain);
+      assert.equal(ip.events('fail').length >= 2, true);
+      ip.clear();
+    });
+
+    it('an HSM that fails every decrypt for a while: 503 HSM_UNAVAILABLE, never 422', async () => {
+      const sealed = await hsm.encrypt(ref, plain, aad);
+      ip.set({ fail: [{ fn: 'C_Decrypt', rv: 'CKR_GENERAL_ERROR' }] });
+      await assert.rejects(hsm.decrypt(ref, sealed, aad), (e: unknown) => code(e) === 'HSM_UNAVAILABLE');
+      ip.clear();
+      assert.deepEqual(await hsm.decrypt(ref, sealed, aad), plain);
+    });
+
+    it('a tampered blob on a working HSM is still 422 UNPROCESSABLE_CIPHERTEXT_ERR', async () => {
+      const sealed = await hsm.encrypt(ref, plain, aad);
+      const tag = Buffer.from(sealed.tag);
+      tag[0] = (tag[0] ?? 0) ^ 1;
+      await assert.rejects(
+        hsm.decrypt(ref, { ...sealed, tag }, aad),
+        (e: unknown) => code(e) === 'UNPROCESSABLE_CIPHERTEXT_ERR',
+      );
+      await assert.rejects(
+        hsm.decrypt(ref, sealed, Buffer.from('other')),
+        (e: unknown) => code(e) === 'UNPROCESSABLE_CIPHERTEXT_ERR',
+      );
+    });
+  });
+}

@@ -1,6 +1,6 @@
 import type { Secret } from '@keygate/shared/config';
 import { allocSecret, copySecret, type Random } from '@keygate/shared/crypto';
-import { KeygateError } from '@keygate/shared/errors';
+import { isKeygateError, KeygateError } from '@keygate/shared/errors';
 import { WRAP_LIMITS } from '@keygate/shared/formats';
 import type { Logger } from '@keygate/shared/log';
 import pkcs11js from 'pkcs11js';
@@ -71,6 +71,9 @@ export interface Pkcs11HsmOptions {
 
 /** Failed session opens in a row after which the module is re-initialised, not just reopened. */
 const OPEN_FAILURES_BEFORE_RECOVERY = 3;
+
+/** The AAD of the round trip that tells a wrong tag from a failing HSM (see #afterGeneralError). */
+const SELF_CHECK_AAD = Buffer.from('keygate:self-check');
 
 /**
  * The Hsm port over PKCS#11 (pkcs11js). Each CRK version is an AES-256 token object, sensitive and
@@ -238,9 +241,47 @@ export class Pkcs11Hsm implements Hsm {
     }
     const label = objectLabel(ref);
     const episode = this.recovery.episode;
-    const plain = await this.decryptOn(label, sealed, aad);
+    let plain: Buffer;
+    try {
+      plain = await this.decryptOn(label, sealed, aad);
+    } catch (err) {
+      plain = await this.#afterGeneralError(label, sealed, aad, err);
+    }
     this.recovery.served(label, episode);
     return plain;
+  }
+
+  /**
+   * A decrypt that failed with CKR_GENERAL_ERROR twice (the second time on a fresh session) is
+   * either a wrong tag (SoftHSM2's answer) or an HSM failing over (a network HSM's), and a glitch
+   * must never tell kube-apiserver its data is bad. Tell them apart with a round trip of zeros on
+   * the same key: if it fails, the HSM is failing (503 HSM_UNAVAILABLE); if it works, the blob is
+   * tried once more, and a second failure is the blob's (422). Other errors are thrown as they are.
+   * The round trip is one AES-GCM encryption outside the usage count, on failures only.
+   */
+  async #afterGeneralError(label: string, sealed: GcmSealed, aad: Uint8Array, err: unknown): Promise<Buffer> {
+    if (
+      !isKeygateError(err) ||
+      err.code !== 'UNPROCESSABLE_CIPHERTEXT_ERR' ||
+      err.detail?.ckr !== 'CKR_GENERAL_ERROR'
+    )
+      throw err;
+    try {
+      const zeros = Buffer.alloc(16);
+      const probe = await this.encryptOn(label, zeros, SELF_CHECK_AAD);
+      const back = await this.decryptOn(label, probe, SELF_CHECK_AAD);
+      if (!back.equals(zeros)) throw new Error('the round trip returned other bytes');
+    } catch (cause) {
+      this.options.logger.warn(
+        { ckr: 'CKR_GENERAL_ERROR', label, reason: isKeygateError(cause) ? cause.code : String(cause) },
+        'pkcs11 decrypt failed and the key does not round-trip either: the HSM is failing',
+      );
+      throw new KeygateError('HSM_UNAVAILABLE', {
+        cause,
+        detail: { reason: 'CKR_GENERAL_ERROR on decrypt, and a round trip on the same key failed too' },
+      });
+    }
+    return this.decryptOn(label, sealed, aad);
   }
 
   private async decryptOn(label: string, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer> {
@@ -271,7 +312,14 @@ export class Pkcs11Hsm implements Hsm {
     this.lanes?.forgetHandles();
     await this.pool.use(
       async (s) => {
-        for (const h of this.findAll(s, label)) this.token.lib.C_DestroyObject(s, h);
+        const found = this.findAll(s, label);
+        // Nothing found: gone already, or hidden by an HSM failing over (then it is still there).
+        if (found.length === 0)
+          this.options.logger.warn(
+            { label },
+            'pkcs11 destroy found no object for this key version; if the HSM was failing over, it may still hold it: run hsm check',
+          );
+        for (const h of found) this.token.lib.C_DestroyObject(s, h);
       },
       () => undefined,
     );
