@@ -105,7 +105,7 @@ for (const workerThreads of [0, 2]) {
       );
     });
 
-    it('uses HSM-generated IVs when asked', async () => {
+    it('uses IVs from C_GenerateRandom when asked (gcmIv token-random; not IV generation in the module)', async () => {
       const other = new Pkcs11Hsm({
         modulePath: SOFTHSM_MODULE,
         tokenLabel: 'kg-main',
