@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import { fileAudit, gatewayConfigSchema } from '@keygate/gateway';
+import { fileAudit, gatewayConfigSchema, threadPoolSize } from '@keygate/gateway';
 import { createCa, issueLeaf } from '@keygate/gateway/pki';
 import {
   arr,
@@ -132,7 +132,7 @@ function checkRendered(objs: Y[], opts: { replicas: number; serviceMonitor: bool
   for (const k of ['KEYGATE_PROBE_CERT', 'KEYGATE_PROBE_KEY', 'KEYGATE_PROBE_CA']) {
     assert.ok(mountOf(env.get(k) ?? '')?.readOnly, `${k} is in a read-only mount`);
   }
-  if (cfg.hsm.backend === 'pkcs11') assert.equal(env.get('UV_THREADPOOL_SIZE'), String(cfg.hsm.sessions + 4));
+  if (cfg.hsm.backend === 'pkcs11') assert.equal(env.get('UV_THREADPOOL_SIZE'), String(threadPoolSize(cfg)));
 }
 
 /** File audit logs (one folder per pod) and, with the file store, a writable store folder. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { posix } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileAudit, gatewayConfigSchema } from '@keygate/gateway';
+import { fileAudit, gatewayConfigSchema, threadPoolSize } from '@keygate/gateway';
 import { inside, readRepo, readYaml } from './infra-files.js';
 
 /** `[Section]` -> key -> every value (systemd keys may repeat). */
@@ -77,7 +77,7 @@ describe('infra/systemd', () => {
   it('sizes the libuv pool for the HSM sessions', () => {
     const env = new Map((service.get('Environment') ?? []).map((e) => e.split('=', 2) as [string, string]));
     const size = Number(env.get('UV_THREADPOOL_SIZE'));
-    assert.ok(cfg.hsm.backend === 'pkcs11' && size >= cfg.hsm.sessions + 4, `UV_THREADPOOL_SIZE ${size}`);
+    assert.ok(cfg.hsm.backend === 'pkcs11' && size >= threadPoolSize(cfg), `UV_THREADPOOL_SIZE ${size}`);
   });
 
   it('creates the layout the config uses, owned by keygate, with the user defined', () => {
