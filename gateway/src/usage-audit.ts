@@ -4,7 +4,6 @@ import { asKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import type { AuditEvent, AuditSink } from './core/audit/audit-event.js';
 import type { UsageEvent, UsageListener } from './core/keys/usage-budget.js';
-import { logUsageEvent } from './usage-log.js';
 
 /** The subject of audit records the gateway writes by itself for keys.usageLimit (no client asked). */
 export const USAGE_LIMIT_SUBJECT = 'system:usage-limit';
@@ -34,7 +33,7 @@ export function rotationAuditEvent(e: Rotated, time: string, requestId: string):
 }
 
 /**
- * Reports what the usage budget does: every event as a log line (usage-log.ts), and each rotation
+ * Reports what the usage budget does: every event as a log line (logUsageEvent), and each rotation
  * as an audit record once a sink is attached. The record is durable before the wrap that caused
  * the rotation is answered; when it cannot be written, that wrap fails with AUDIT_UNAVAILABLE
  * (the rotation stays: the log line names both versions).
@@ -72,5 +71,23 @@ export class UsageReporter {
       );
       throw new KeygateError('AUDIT_UNAVAILABLE', { cause: err });
     }
+  }
+}
+
+/** Logs a usage-limit event (names and counts only; docs/gateway.md "Usage limits"). */
+function logUsageEvent(log: Logger, event: UsageEvent): void {
+  const { type, ...fields } = event;
+  if (type === 'warn') {
+    log.warn(
+      fields,
+      'key version has reserved warnAt AES-GCM encryptions (NIST SP 800-38D allows 2^32 with random IVs): it is rotated or refused at rotateAt',
+    );
+  } else if (type === 'rotated') {
+    log.warn(fields, 'key rotated automatically by keys.usageLimit (new wraps use the new version)');
+  } else {
+    log.error(
+      fields,
+      'key version reached keys.usageLimit.rotateAt: wraps answer 409 KEY_USAGE_LIMIT_ERR until the key is rotated',
+    );
   }
 }

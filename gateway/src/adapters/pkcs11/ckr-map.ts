@@ -52,6 +52,26 @@ export function ckrKind(err: unknown, decrypting = false): CkrKind {
   return KINDS[name] ?? 'other';
 }
 
+/** Fresh-session retries after a failed call, at most (SessionPool.use and the worker lanes). */
+export const MAX_RETRIES = 2;
+
+/**
+ * Whether a call that failed on try `attempt` (0 first) is tried again, and why: `fresh` for a
+ * decrypt's first CKR_GENERAL_ERROR (once more on a fresh session before it counts as a bad
+ * ciphertext: SoftHSM2's wrong tag, and a network HSM mid-failover), `session`/`device` (the
+ * session or the device is gone: reopen), `handle` (a stale object handle); undefined: give up.
+ */
+export function retryReason(
+  err: unknown,
+  decrypting: boolean,
+  attempt: number,
+): 'fresh' | 'session' | 'device' | 'handle' | undefined {
+  if (decrypting && attempt === 0 && ckrName(err) === 'CKR_GENERAL_ERROR') return 'fresh';
+  const kind = ckrKind(err, decrypting);
+  if (attempt >= MAX_RETRIES) return undefined;
+  return kind === 'session' || kind === 'device' || kind === 'handle' ? kind : undefined;
+}
+
 /** The keygate error for a PKCS#11 failure, with the vendor name and method as log detail. */
 export function ckrToKeygate(err: unknown, decrypting = false): KeygateError {
   const detail = vendorDetail(err);

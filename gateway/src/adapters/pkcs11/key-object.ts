@@ -64,6 +64,33 @@ export class KeyObjectMissing extends Error {}
 export class KeyObjectRefused extends Error {}
 
 /**
+ * Secret-key objects (CKO_SECRET_KEY) that also match `attributes`, at most `max`, in batches of
+ * up to 256; the search is always finalised, so the session can search again.
+ */
+export function findSecretKeys(
+  lib: pkcs11js.PKCS11,
+  session: Handle,
+  attributes: pkcs11js.Template,
+  max: number,
+): Handle[] {
+  lib.C_FindObjectsInit(session, [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    ...attributes,
+  ]);
+  const found: Handle[] = [];
+  try {
+    while (found.length < max) {
+      const batch = lib.C_FindObjects(session, Math.min(256, max - found.length));
+      if (batch.length === 0) break;
+      found.push(...batch);
+    }
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+  return found;
+}
+
+/**
  * Finds the root-key object of `label` by class, key type, label and CKA_ID. Exactly one must
  * match, and it must be sensitive, never extractable, generated on the token (CKA_LOCAL) and 32
  * bytes, or it is refused (KeyObjectRefused): an object planted under a keygate label, imported
@@ -75,18 +102,16 @@ export function findKeyObject(
   label: string,
   requireLocal = true,
 ): Handle {
-  lib.C_FindObjectsInit(session, [
-    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-    { type: pkcs11js.CKA_LABEL, value: label },
-    { type: pkcs11js.CKA_ID, value: objectId(label) },
-  ]);
-  let found: Handle[];
-  try {
-    found = lib.C_FindObjects(session, 2);
-  } finally {
-    lib.C_FindObjectsFinal(session);
-  }
+  const found = findSecretKeys(
+    lib,
+    session,
+    [
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+      { type: pkcs11js.CKA_LABEL, value: label },
+      { type: pkcs11js.CKA_ID, value: objectId(label) },
+    ],
+    2,
+  );
   const [handle] = found;
   if (handle === undefined) throw new KeyObjectMissing(label);
   if (found.length > 1) throw new KeyObjectRefused(`more than one key object is labelled ${label}`);

@@ -1,6 +1,6 @@
 import type { Secret } from '@keygate/shared/config';
-import { allocSecret, copySecret, type Random } from '@keygate/shared/crypto';
-import { isKeygateError, KeygateError } from '@keygate/shared/errors';
+import type { Random } from '@keygate/shared/crypto';
+import { KeygateError } from '@keygate/shared/errors';
 import { WRAP_LIMITS } from '@keygate/shared/formats';
 import type { Logger } from '@keygate/shared/log';
 import pkcs11js from 'pkcs11js';
@@ -11,17 +11,11 @@ import {
   type KeyObjectRef,
   objectLabel,
 } from '../../core/keys/hsm.js';
-import {
-  type GcmIvSetting,
-  GcmOutputError,
-  gcm,
-  HOST_IV,
-  IV_BYTES,
-  splitAppended,
-  TAG_BYTES,
-} from './gcm-mechanism.js';
+import { GcmCalls } from './gcm-calls.js';
+import { type GcmIvSetting, TAG_BYTES } from './gcm-mechanism.js';
 import {
   findKeyObject,
+  findSecretKeys,
   KeyObjectMissing,
   KeyObjectRefused,
   keyTemplate,
@@ -72,9 +66,6 @@ export interface Pkcs11HsmOptions {
 /** Failed session opens in a row after which the module is re-initialised, not just reopened. */
 const OPEN_FAILURES_BEFORE_RECOVERY = 3;
 
-/** The AAD of the round trip that tells a wrong tag from a failing HSM (see #afterGeneralError). */
-const SELF_CHECK_AAD = Buffer.from('keygate:self-check');
-
 /**
  * The Hsm port over PKCS#11 (pkcs11js). Each CRK version is an AES-256 token object, sensitive and
  * not extractable, labelled `keygate:<instance>:<crkId>:<versionId>` with CKA_ID = version id.
@@ -91,6 +82,7 @@ export class Pkcs11Hsm implements Hsm {
   /** Present with `workerThreads` > 0. */
   readonly lanes: Pkcs11WorkerLanes | undefined;
   readonly recovery: KeyObjectRecovery;
+  readonly #gcm: GcmCalls;
   #startFailure: string | undefined;
 
   constructor(private readonly options: Pkcs11HsmOptions) {
@@ -140,6 +132,16 @@ export class Pkcs11Hsm implements Hsm {
         operationTimeoutMs: options.operationTimeoutMs,
       });
     }
+    this.#gcm = new GcmCalls({
+      token: this.token,
+      pool: this.pool,
+      lanes: this.lanes,
+      gcmIv: options.gcmIv,
+      random: options.random,
+      logger: options.logger,
+      findKey: (s, label) => this.findKey(s, label),
+      forgetKey: (label) => this.#handles.delete(label),
+    });
     try {
       this.pool.warmUp();
     } catch (err) {
@@ -155,7 +157,8 @@ export class Pkcs11Hsm implements Hsm {
       (s) => {
         // NSS softoken stores a secret key with the CKA_ID of an existing one over it (same
         // handle, new value: the old root key is gone). Version ids are random; refuse anyway.
-        if (this.findById(s, objectId(label)).length > 0) {
+        const sameId = [{ type: pkcs11js.CKA_ID, value: objectId(label) }];
+        if (findSecretKeys(this.token.lib, s, sameId, 1).length > 0) {
           throw new KeygateError('HSM_ERROR', { detail: { reason: 'CKA_ID already in use', label } });
         }
         return new Promise<Handle>((resolve, reject) =>
@@ -172,67 +175,14 @@ export class Pkcs11Hsm implements Hsm {
   async encrypt(ref: KeyObjectRef, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
     const label = objectLabel(ref);
     const episode = this.recovery.episode;
-    const sealed = await this.encryptOn(label, plaintext, aad);
+    const sealed = await this.#gcm.encrypt(label, plaintext, aad);
     this.recovery.served(label, episode);
     return sealed;
   }
 
   /** The IV length of what encrypt() returns (the wrapped DEK's header announces it). */
   get ivBytes(): number {
-    return this.#iv.mode === 'token-appended' ? this.#iv.bytes : IV_BYTES;
-  }
-
-  get #iv(): GcmIvSetting {
-    return this.options.gcmIv ?? HOST_IV;
-  }
-
-  private async encryptOn(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<GcmSealed> {
-    const mode = this.#iv.mode;
-    const appended = mode === 'token-appended' ? this.#iv.bytes : 0;
-    if (this.lanes) {
-      const iv = mode === 'host' ? this.options.random(IV_BYTES) : undefined;
-      const op = {
-        kind: 'encrypt',
-        label,
-        iv,
-        aad,
-        data: copySecret(plaintext),
-        appendedIv: appended,
-      } as const;
-      const r = await this.lanes.run(op, false);
-      if (appended > 0) return splitOrFail(r.out, plaintext.length, appended);
-      const cut = r.out.length - TAG_BYTES;
-      const usedIv = r.iv ?? iv;
-      if (usedIv === undefined || cut < 0)
-        throw new KeygateError('HSM_ERROR', { detail: { reason: 'short output' } });
-      return { iv: Buffer.from(usedIv), ciphertext: r.out.subarray(0, cut), tag: r.out.subarray(cut) };
-    }
-    return this.pool.use(
-      async (s) => {
-        const key = this.findKey(s, label);
-        const iv =
-          mode === 'token-appended'
-            ? Buffer.alloc(appended)
-            : mode === 'token-random'
-              ? this.token.lib.C_GenerateRandom(s, Buffer.alloc(IV_BYTES))
-              : this.options.random(IV_BYTES);
-        this.token.lib.C_EncryptInit(s, gcm(iv, aad), key);
-        const input = copySecret(plaintext);
-        try {
-          const out = await this.token.lib.C_EncryptAsync(
-            s,
-            input,
-            Buffer.alloc(plaintext.length + TAG_BYTES + appended),
-          );
-          if (appended > 0) return splitOrFail(out, plaintext.length, appended);
-          const cut = out.length - TAG_BYTES;
-          return { iv, ciphertext: Buffer.from(out.subarray(0, cut)), tag: Buffer.from(out.subarray(cut)) };
-        } finally {
-          input.fill(0);
-        }
-      },
-      () => this.#handles.delete(label),
-    );
+    return this.#gcm.ivBytes;
   }
 
   async decrypt(ref: KeyObjectRef, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer> {
@@ -241,64 +191,9 @@ export class Pkcs11Hsm implements Hsm {
     }
     const label = objectLabel(ref);
     const episode = this.recovery.episode;
-    let plain: Buffer;
-    try {
-      plain = await this.decryptOn(label, sealed, aad);
-    } catch (err) {
-      plain = await this.#afterGeneralError(label, sealed, aad, err);
-    }
+    const plain = await this.#gcm.decrypt(label, sealed, aad);
     this.recovery.served(label, episode);
     return plain;
-  }
-
-  /**
-   * A decrypt that failed with CKR_GENERAL_ERROR twice (the second time on a fresh session) is
-   * either a wrong tag (SoftHSM2's answer) or an HSM failing over (a network HSM's), and a glitch
-   * must never tell kube-apiserver its data is bad. Tell them apart with a round trip of zeros on
-   * the same key: if it fails, the HSM is failing (503 HSM_UNAVAILABLE); if it works, the blob is
-   * tried once more, and a second failure is the blob's (422). Other errors are thrown as they are.
-   * The round trip is one AES-GCM encryption outside the usage count, on failures only.
-   */
-  async #afterGeneralError(label: string, sealed: GcmSealed, aad: Uint8Array, err: unknown): Promise<Buffer> {
-    if (
-      !isKeygateError(err) ||
-      err.code !== 'UNPROCESSABLE_CIPHERTEXT_ERR' ||
-      err.detail?.ckr !== 'CKR_GENERAL_ERROR'
-    )
-      throw err;
-    try {
-      const zeros = Buffer.alloc(16);
-      const probe = await this.encryptOn(label, zeros, SELF_CHECK_AAD);
-      const back = await this.decryptOn(label, probe, SELF_CHECK_AAD);
-      if (!back.equals(zeros)) throw new Error('the round trip returned other bytes');
-    } catch (cause) {
-      this.options.logger.warn(
-        { ckr: 'CKR_GENERAL_ERROR', label, reason: isKeygateError(cause) ? cause.code : String(cause) },
-        'pkcs11 decrypt failed and the key does not round-trip either: the HSM is failing',
-      );
-      throw new KeygateError('HSM_UNAVAILABLE', {
-        cause,
-        detail: { reason: 'CKR_GENERAL_ERROR on decrypt, and a round trip on the same key failed too' },
-      });
-    }
-    return this.decryptOn(label, sealed, aad);
-  }
-
-  private async decryptOn(label: string, sealed: GcmSealed, aad: Uint8Array): Promise<Buffer> {
-    if (this.lanes) {
-      const data = Buffer.concat([sealed.ciphertext, sealed.tag]);
-      return (await this.lanes.run({ kind: 'decrypt', label, iv: sealed.iv, aad, data }, true)).out;
-    }
-    return this.pool.use(
-      async (s) => {
-        const key = this.findKey(s, label);
-        this.token.lib.C_DecryptInit(s, gcm(sealed.iv, aad), key);
-        const input = Buffer.concat([sealed.ciphertext, sealed.tag]);
-        return this.token.lib.C_DecryptAsync(s, input, allocSecret(input.length));
-      },
-      () => this.#handles.delete(label),
-      true,
-    );
   }
 
   reportMissing(ref: KeyObjectRef): void {
@@ -373,39 +268,8 @@ export class Pkcs11Hsm implements Hsm {
     return found;
   }
 
-  private findById(session: Handle, id: Buffer): Handle[] {
-    const lib = this.token.lib;
-    lib.C_FindObjectsInit(session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_ID, value: id },
-    ]);
-    try {
-      return lib.C_FindObjects(session, 16);
-    } finally {
-      lib.C_FindObjectsFinal(session);
-    }
-  }
-
+  /** Every secret key labelled `label` (destroy and recovery look at all of them, checks or not). */
   private findAll(session: Handle, label: string): Handle[] {
-    const lib = this.token.lib;
-    lib.C_FindObjectsInit(session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_LABEL, value: label },
-    ]);
-    try {
-      return lib.C_FindObjects(session, 16);
-    } finally {
-      lib.C_FindObjectsFinal(session);
-    }
-  }
-}
-
-/** ciphertext || tag || IV from a token that appends its IV; HSM_ERROR when it did not. */
-function splitOrFail(out: Uint8Array, plaintextBytes: number, ivBytes: number): GcmSealed {
-  try {
-    return splitAppended(Buffer.from(out.buffer, out.byteOffset, out.byteLength), plaintextBytes, ivBytes);
-  } catch (err) {
-    if (!(err instanceof GcmOutputError)) throw err;
-    throw new KeygateError('HSM_ERROR', { detail: { reason: err.message } });
+    return findSecretKeys(this.token.lib, session, [{ type: pkcs11js.CKA_LABEL, value: label }], 16);
   }
 }

@@ -1,6 +1,14 @@
 import { isKeygateError, KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
-import { ckrKind, ckrName, ckrToKeygate, ckrUnavailable } from './ckr-map.js';
+import { ckrKind, ckrName, ckrToKeygate, ckrUnavailable, retryReason } from './ckr-map.js';
+import {
+  DEFAULT_HUNG_PROBE_INTERVAL_MS,
+  DEFAULT_OPERATION_TIMEOUT_MS,
+  giveUpAfter,
+  HungCalls,
+  OperationTimedOut,
+} from './hung-calls.js';
+import { OpenBackoff } from './open-backoff.js';
 import type { Pkcs11Token } from './pkcs11-token.js';
 
 type Handle = Buffer;
@@ -17,23 +25,12 @@ export interface SessionPoolOptions {
    * returns). A hung network HSM then costs a session, not the pool. Default 10 s; 0 turns it off.
    */
   readonly operationTimeoutMs?: number;
-  /**
-   * Calls given up as hung that have not returned, after which no more calls are sent (503 at
-   * once): each holds a thread (libuv pool or worker) for as long as the module keeps it, so a
-   * lasting hang must not take one more per timeout. Default: `size`. Calls hung and forgotten
-   * (see answered) never exceed twice this.
-   */
+  /** Calls given up as hung that have not returned, after which no more are sent (HungCalls); default `size`. */
   readonly maxHungCalls?: number;
-  /** While no calls are sent, one is let through this often to see whether the HSM answers; default 5 s. */
+  /** While none are sent, one is let through this often (HungCalls); default 5 s. */
   readonly hungProbeIntervalMs?: number;
   readonly now?: () => number;
 }
-
-/** Default of SessionPoolOptions.hungProbeIntervalMs. */
-const DEFAULT_HUNG_PROBE_INTERVAL_MS = 5_000;
-
-/** Default of SessionPoolOptions.operationTimeoutMs. */
-export const DEFAULT_OPERATION_TIMEOUT_MS = 10_000;
 
 /** What a pooled operation gets: a logged-in session. */
 export type SessionWork<T> = (session: Handle) => Promise<T>;
@@ -48,21 +45,12 @@ export class SessionPool {
   readonly #waiters: Array<{ resolve: (s: Handle) => void; reject: (e: unknown) => void }> = [];
   #open = 0;
   #busy = 0;
-  #failures = 0;
   #abandoned = 0;
-  /** Calls given up as hung that have not returned (their threads are still in the module). */
-  readonly #hung = new Set<number>();
-  /** Hung calls left behind once the HSM answered again; they still hold their threads. */
-  readonly #forgotten = new Set<number>();
-  #hungSeq = 0;
-  #probeAt = 0;
-  #retryAt = 0;
-  #lastFailure: string | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #hung: HungCalls;
+  readonly #backoff: OpenBackoff;
   #closed = false;
   #paused = false;
   readonly #idleWaiters: Array<() => void> = [];
-  readonly #now: () => number;
   /** Called when sessions were lost: the login went with them, and so did object handles. */
   onSessionsLost: () => void = () => undefined;
   /** Called after each failed open, with the number of failures in a row. */
@@ -73,16 +61,27 @@ export class SessionPool {
     private readonly options: SessionPoolOptions,
     private readonly logger: Logger,
   ) {
-    this.#now = options.now ?? Date.now;
+    const now = options.now ?? Date.now;
+    this.#backoff = new OpenBackoff({
+      initialMs: options.backoffInitialMs ?? 200,
+      maxMs: options.backoffMaxMs ?? 10_000,
+      now,
+    });
+    this.#hung = new HungCalls({
+      max: Math.max(1, options.maxHungCalls ?? options.size),
+      probeIntervalMs: options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS,
+      now,
+      logger,
+    });
   }
 
   get stats(): { open: number; busy: number; waiting: number; hung: number } {
-    return { open: this.#open, busy: this.#busy, waiting: this.#waiters.length, hung: this.hungCalls };
+    return { open: this.#open, busy: this.#busy, waiting: this.#waiters.length, hung: this.#hung.count };
   }
 
   /** Why new sessions cannot be opened right now, if so. */
   get failure(): string | undefined {
-    return this.#lastFailure;
+    return this.#backoff.failure;
   }
 
   /** Opens one session now (start-up check and readiness); throws the mapped error. */
@@ -109,24 +108,13 @@ export class SessionPool {
           this.release(session, false);
           throw err;
         }
-        // A failed decrypt is tried once more on a fresh session: CKR_GENERAL_ERROR is both
-        // SoftHSM2's answer to a wrong tag and a network HSM's answer mid-failover, and a
-        // glitch must never read as "this ciphertext is bad". A wrong tag fails again.
-        if (decrypting && attempt === 0 && ckrName(err) === 'CKR_GENERAL_ERROR') {
-          this.release(session, true);
-          continue;
-        }
+        const retry = retryReason(err, decrypting, attempt);
         const kind = ckrKind(err, decrypting);
-        if (kind === 'session' || kind === 'device') {
-          this.lost(session, kind, ckrName(err), attempt);
-          if (attempt < 2) continue;
-        } else if (kind === 'handle') {
-          this.release(session, false);
-          onStaleHandle();
-          if (attempt < 2) continue;
-        } else {
-          this.release(session, false);
-        }
+        if (retry === 'fresh') this.release(session, true);
+        else if (kind === 'session' || kind === 'device') this.lost(session, kind, ckrName(err), attempt);
+        else this.release(session, false);
+        if (kind === 'handle') onStaleHandle();
+        if (retry !== undefined) continue;
         throw ckrToKeygate(err, decrypting);
       }
     }
@@ -135,25 +123,7 @@ export class SessionPool {
   /** Runs `work`, giving up after the operation timeout (the session is then abandoned). */
   #timed<T>(session: Handle, work: SessionWork<T>): Promise<T> {
     const ms = this.options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
-    const running = work(session);
-    if (ms <= 0) return running;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // If the call ever returns, its session is closed and its thread counts no more.
-        const returned = this.abandon(session, 'an operation did not return in time');
-        running.then(returned, returned);
-        reject(
-          new OperationTimedOut(
-            new KeygateError('HSM_UNAVAILABLE', {
-              detail: { reason: `no answer from the HSM within ${ms} ms` },
-            }),
-          ),
-        );
-      }, ms);
-      timer.unref();
-    });
-    return Promise.race([running, late]).finally(() => clearTimeout(timer));
+    return giveUpAfter(work(session), ms, () => this.abandon(session, 'an operation did not return in time'));
   }
 
   /**
@@ -164,99 +134,31 @@ export class SessionPool {
    */
   abandon(session: Handle, reason: string): () => void {
     this.#abandoned++;
-    const id = ++this.#hungSeq;
-    this.#hung.add(id);
-    if (this.#hung.size === this.#maxHung) {
-      // Blocked from now: the first probe goes out one interval later, not at once.
-      this.#probeAt = this.#now() + (this.options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS);
-    }
+    const returned = this.#hung.add(() => this.token.closeQuietly(session));
     this.logger.error(
-      { abandoned: this.#abandoned, hung: this.#hung.size + this.#forgotten.size, reason },
+      { abandoned: this.#abandoned, hung: this.#hung.count, reason },
       'pkcs11 session abandoned (a call hung); opening another',
     );
-    let done = false;
-    const returned = () => {
-      if (done) return;
-      done = true;
-      this.#hung.delete(id);
-      this.#forgotten.delete(id);
-      this.token.closeQuietly(session);
-      this.logger.info(
-        { hung: this.#hung.size + this.#forgotten.size },
-        'pkcs11 call given up as hung returned; its session is closed',
-      );
-    };
     this.#busy--;
     this.#open--;
-    if (this.#busy === 0) for (const done of this.#idleWaiters.splice(0)) done();
-    const blocked = this.hungFailure;
+    const blocked = this.#hung.failure;
     if (blocked !== undefined) {
       // Enough calls hang: the operations waiting for a session fail now rather than join them.
       const err = new KeygateError('HSM_UNAVAILABLE', { detail: { reason: blocked } });
       for (const w of this.#waiters.splice(0)) w.reject(err);
-      return returned;
     }
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) {
-      try {
-        waiter.resolve(this.#idle.pop() ?? this.openSession());
-      } catch (err) {
-        waiter.reject(err);
-      }
-    }
+    this.#handOver();
     return returned;
-  }
-
-  /** Sessions given up because a call hung (since start). */
-  get abandoned(): number {
-    return this.#abandoned;
-  }
-
-  /** Calls given up as hung that have not returned yet. */
-  get hungCalls(): number {
-    return this.#hung.size + this.#forgotten.size;
   }
 
   /** Why no calls are sent now (too many hang), or undefined. */
   get hungFailure(): string | undefined {
-    const max = this.#maxHung;
-    const stuck = this.#hung.size + this.#forgotten.size;
-    if (stuck >= 2 * max)
-      return `${stuck} calls to the HSM have not returned (the most hsm.maxHungCalls allows); no more are sent until one does`;
-    if (this.#hung.size >= max)
-      return `${this.#hung.size} calls to the HSM have not returned; no more are sent until one does (one every ${Math.round((this.options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS) / 1000)} s to see whether it answers)`;
-    return undefined;
+    return this.#hung.failure;
   }
 
-  /**
-   * A call returned: the HSM answers. If calls were held back because others hang, those are left
-   * behind (they keep their threads until they return, within twice maxHungCalls) and calls flow again.
-   */
+  /** A call returned: the HSM answers (calls held back because others hang flow again). */
   answered(): void {
-    if (this.#hung.size < this.#maxHung) return;
-    this.logger.warn(
-      { hung: this.#hung.size, leftBehind: this.#forgotten.size + this.#hung.size },
-      'pkcs11: the HSM answers again; calls that hung are left behind',
-    );
-    for (const id of this.#hung) this.#forgotten.add(id);
-    this.#hung.clear();
-  }
-
-  get #maxHung(): number {
-    return Math.max(1, this.options.maxHungCalls ?? this.options.size);
-  }
-
-  /** Refuses a call while too many hang (HSM_UNAVAILABLE at once), but for a probe now and then. */
-  #admit(): void {
-    const reason = this.hungFailure;
-    if (reason === undefined) return;
-    const stuck = this.#hung.size + this.#forgotten.size;
-    const now = this.#now();
-    if (stuck < 2 * this.#maxHung && now >= this.#probeAt) {
-      this.#probeAt = now + (this.options.hungProbeIntervalMs ?? DEFAULT_HUNG_PROBE_INTERVAL_MS);
-      return;
-    }
-    throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason } });
+    this.#hung.answered();
   }
 
   /** Takes a session for longer than one operation (a worker thread's own); give it back with checkin or lost. */
@@ -289,7 +191,7 @@ export class SessionPool {
 
   /** Lets the next open try at once, whatever the backoff (recovery decides its own pace). */
   resetBackoff(): void {
-    this.#retryAt = 0;
+    this.#backoff.reset();
   }
 
   /**
@@ -325,7 +227,7 @@ export class SessionPool {
   /** Closes every session; waiting operations fail with HSM_UNAVAILABLE. */
   close(): void {
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#backoff.cancel();
     this.dropIdle();
     for (const w of this.#waiters.splice(0))
       w.reject(new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } }));
@@ -334,7 +236,7 @@ export class SessionPool {
   private async acquire(): Promise<Handle> {
     if (this.#closed) throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'closing' } });
     if (this.#paused) throw recovering();
-    this.#admit();
+    this.#hung.admit();
     const idle = this.#idle.pop();
     if (idle !== undefined) {
       this.#busy++;
@@ -359,17 +261,19 @@ export class SessionPool {
     } else {
       this.#idle.push(session);
     }
+    this.#handOver();
+  }
+
+  /**
+   * A session came free (or room for one): wakes whenIdle() callers once none is lent, and hands
+   * the next waiter an idle session or a new one (a failure to open goes to that waiter).
+   */
+  #handOver(): void {
     if (this.#busy === 0) for (const done of this.#idleWaiters.splice(0)) done();
     const waiter = this.#waiters.shift();
     if (waiter === undefined) return;
-    // Hand over an idle session or open a new one; a failure to open goes to that waiter.
-    const next = this.#idle.pop();
-    if (next !== undefined) {
-      waiter.resolve(next);
-      return;
-    }
     try {
-      waiter.resolve(this.openSession());
+      waiter.resolve(this.#idle.pop() ?? this.openSession());
     } catch (err) {
       waiter.reject(err);
     }
@@ -379,49 +283,39 @@ export class SessionPool {
     const unusable = this.token.unusable;
     if (unusable) throw new KeygateError(unusable.code, { detail: { tokenLabel: this.token.label } });
     if (this.#paused) throw recovering();
-    if (this.#now() < this.#retryAt) {
-      throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: this.#lastFailure ?? 'backoff' } });
-    }
+    const waiting = this.#backoff.blocked();
+    if (waiting !== undefined) throw new KeygateError('HSM_UNAVAILABLE', { detail: { reason: waiting } });
     try {
       const s = this.token.openSession();
       this.#open++;
-      if (this.#failures > 0) this.logger.info({ token: this.token.label }, 'pkcs11 sessions restored');
-      this.#failures = 0;
-      this.#lastFailure = undefined;
+      if (this.#backoff.opened()) this.logger.info({ token: this.token.label }, 'pkcs11 sessions restored');
       return s;
     } catch (err) {
       // Whatever the CKR (a broken module answers CKR_GENERAL_ERROR), no session is a 503: the
       // pool and the recovery retry by themselves. A refused PIN stays what it is.
       const mapped = isKeygateError(err) ? err : ckrUnavailable(err);
       if (mapped.code === 'HSM_PIN_INCORRECT' || mapped.code === 'HSM_PIN_LOCKED') throw mapped;
-      this.#failures++;
-      const initial = this.options.backoffInitialMs ?? 200;
-      const delay = Math.min(
-        this.options.backoffMaxMs ?? 10_000,
-        initial * 2 ** Math.min(this.#failures - 1, 16),
+      const { delayMs: delay, failures } = this.#backoff.failed(
+        `cannot open a session on token "${this.token.label}" (${String(mapped.detail?.ckr ?? mapped.detail?.reason ?? mapped.code)}); retrying`,
       );
-      this.#retryAt = this.#now() + delay;
-      this.#lastFailure = `cannot open a session on token "${this.token.label}" (${String(mapped.detail?.ckr ?? mapped.detail?.reason ?? mapped.code)}); retrying`;
       this.token.forgetSlot();
       this.logger.warn({ ...mapped.toLog(), delayMs: delay }, 'pkcs11 session open failed; backing off');
       this.scheduleReopen(delay);
-      this.onOpenFailed(this.#failures);
+      this.onOpenFailed(failures);
       throw mapped;
     }
   }
 
   private scheduleReopen(delay: number): void {
-    if (this.#timer || this.#closed) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
+    if (this.#closed) return;
+    this.#backoff.schedule(delay, () => {
       if (this.#closed || this.#open > 0) return;
       try {
         this.warmUp();
       } catch {
         // openSession logged it and scheduled the next attempt.
       }
-    }, delay + 1);
-    this.#timer.unref();
+    });
   }
 
   private dropIdle(): void {
@@ -434,11 +328,4 @@ export class SessionPool {
 
 function recovering(): KeygateError {
   return new KeygateError('HSM_UNAVAILABLE', { detail: { reason: 'recovering' } });
-}
-
-/** Carries the timeout's error past use()'s retry logic: a hung call is not tried again. */
-class OperationTimedOut extends Error {
-  constructor(readonly error: KeygateError) {
-    super(error.message);
-  }
 }

@@ -9,7 +9,7 @@ import {
   splitAppended,
   TAG_BYTES,
 } from './gcm-mechanism.js';
-import { keyTemplate } from './key-object.js';
+import { findSecretKeys, keyTemplate } from './key-object.js';
 import type { Pkcs11Hsm } from './pkcs11-hsm.js';
 import { HSM_PROFILE_NAMES, HSM_PROFILES, type HsmProfile, type HsmProfileName } from './profiles.js';
 
@@ -227,16 +227,7 @@ function remedy(setting: GcmIvSetting, restricted: boolean): string {
 /** Searches for the scratch key by class and label, as the gateway finds root keys. */
 function trySearch(lib: pkcs11js.PKCS11, s: Handle, label: string): TokenProbeReport['objectSearch'] {
   try {
-    lib.C_FindObjectsInit(s, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_LABEL, value: label },
-    ]);
-    let found: Handle[];
-    try {
-      found = lib.C_FindObjects(s, 2);
-    } finally {
-      lib.C_FindObjectsFinal(s);
-    }
+    const found = findSecretKeys(lib, s, [{ type: pkcs11js.CKA_LABEL, value: label }], 2);
     return found.length === 1
       ? { works: true, detail: 'found the scratch key by its label' }
       : {
@@ -313,15 +304,7 @@ async function findStrays(
   s: Handle,
   isLive: (instance: string, crkId: string, versionId: string) => Promise<'live' | 'destroyed' | 'unknown'>,
 ): Promise<StrayObject[]> {
-  lib.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }]);
-  const handles: Handle[] = [];
-  try {
-    for (let batch = lib.C_FindObjects(s, 256); batch.length > 0; batch = lib.C_FindObjects(s, 256)) {
-      handles.push(...batch);
-    }
-  } finally {
-    lib.C_FindObjectsFinal(s);
-  }
+  const handles = findSecretKeys(lib, s, [], Number.POSITIVE_INFINITY);
   const strays: StrayObject[] = [];
   for (const h of handles) {
     const [attr] = lib.C_GetAttributeValue(s, h, [{ type: pkcs11js.CKA_LABEL }]);

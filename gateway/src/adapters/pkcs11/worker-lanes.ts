@@ -2,10 +2,18 @@ import { Worker } from 'node:worker_threads';
 import { copySecret } from '@keygate/shared/crypto';
 import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
-import { ckrKind, ckrToKeygate } from './ckr-map.js';
+import { ckrToKeygate, retryReason } from './ckr-map.js';
+import { DEFAULT_OPERATION_TIMEOUT_MS } from './hung-calls.js';
 import { refused } from './key-object.js';
-import { DEFAULT_OPERATION_TIMEOUT_MS, type SessionPool } from './session-pool.js';
-import type { WorkerBatch, WorkerFatal, WorkerOp, WorkerReply, WorkerStop } from './worker-protocol.js';
+import type { SessionPool } from './session-pool.js';
+import {
+  askToStop,
+  stopWorker,
+  type WorkerBatch,
+  type WorkerFatal,
+  type WorkerOp,
+  type WorkerReply,
+} from './worker-protocol.js';
 
 type Handle = Buffer;
 
@@ -258,15 +266,10 @@ export class Pkcs11WorkerLanes {
         p.reject(refused(this.#o.logger, p.op.label, r.refused));
       } else {
         const err = Object.assign(new Error(r.ckr ?? 'not a PKCS#11 error'), { method: r.method });
-        const kind = ckrKind(err, p.decrypting);
-        const retryDecrypt = p.decrypting && p.attempt === 0 && r.ckr === 'CKR_GENERAL_ERROR';
-        if (retryDecrypt) {
-          // As SessionPool.use: once more on a fresh session before it counts as a bad ciphertext.
-          lostAt ??= { kind: 'session', ckr: r.ckr };
-          p.attempt++;
-          this.#queue.push(p);
-        } else if ((kind === 'session' || kind === 'device') && p.attempt < 2) {
-          lostAt ??= { kind, ckr: r.ckr };
+        // As SessionPool.use, on a fresh session (a worker looks its handles up itself).
+        const retry = retryReason(err, p.decrypting, p.attempt);
+        if (retry === 'fresh' || retry === 'session' || retry === 'device') {
+          lostAt ??= { kind: retry === 'device' ? 'device' : 'session', ckr: r.ckr };
           p.attempt++;
           this.#queue.push(p);
         } else {
@@ -303,8 +306,7 @@ export class Pkcs11WorkerLanes {
         if (returned !== undefined) {
           this.#leftBehind.delete(worker);
           returned();
-          const stop: WorkerStop = { stop: true };
-          worker.postMessage(stop);
+          askToStop(worker);
         }
         return;
       }
@@ -341,28 +343,6 @@ export class Pkcs11WorkerLanes {
       this.#pump();
     });
   }
-}
-
-/** How long a worker asked to stop may take (a device call in progress) before close() goes on. */
-const STOP_GRACE_MS = 5000;
-
-/**
- * Asks a worker to exit after what it was sent before, and waits for that. Never `terminate()`:
- * pkcs11js does not check N-API results, so a worker terminated between two of its calls
- * dereferences garbage and takes the whole process down (SIGSEGV, seen in this adapter's tests).
- * A worker stuck in a device call is left behind (it is unref'd) and reported as false.
- */
-async function stopWorker(worker: Worker): Promise<boolean> {
-  const exited = new Promise<boolean>((resolve) => worker.once('exit', () => resolve(true)));
-  const stop: WorkerStop = { stop: true };
-  worker.postMessage(stop);
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
-  });
-  const done = await Promise.race([exited, late]);
-  clearTimeout(timer);
-  return done;
 }
 
 function closing(): KeygateError {

@@ -1,3 +1,5 @@
+import type { Worker } from 'node:worker_threads';
+
 /**
  * Messages between the gateway's main thread and its PKCS#11 worker threads
  * (`hsm.workerThreads`). Buffers travel as exact-size Uint8Arrays. Plaintext (a DEK to encrypt,
@@ -73,4 +75,31 @@ export interface WorkerSetup {
   readonly libraryParameters?: string | undefined;
   /** Refuse root-key objects not marked CKA_LOCAL (Pkcs11HsmOptions.requireLocal). */
   readonly requireLocal: boolean;
+}
+
+/** Asks a worker to exit once it has done what it was sent before (it answers nothing more). */
+export function askToStop(worker: Worker): void {
+  const stop: WorkerStop = { stop: true };
+  worker.postMessage(stop);
+}
+
+/** How long a worker asked to stop may take (a device call in progress) before close() goes on. */
+const STOP_GRACE_MS = 5000;
+
+/**
+ * Asks a worker to exit after what it was sent before, and waits for that. Never `terminate()`:
+ * pkcs11js does not check N-API results, so a worker terminated between two of its calls
+ * dereferences garbage and takes the whole process down (SIGSEGV, seen in this adapter's tests).
+ * A worker stuck in a device call is left behind (it is unref'd) and reported as false.
+ */
+export async function stopWorker(worker: Worker): Promise<boolean> {
+  const exited = new Promise<boolean>((resolve) => worker.once('exit', () => resolve(true)));
+  askToStop(worker);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+  });
+  const done = await Promise.race([exited, late]);
+  clearTimeout(timer);
+  return done;
 }

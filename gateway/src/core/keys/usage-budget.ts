@@ -20,14 +20,6 @@ export interface UsageLimits {
   readonly rotateAfterMs?: number | undefined;
 }
 
-/** Below 2^31 with room for the blocks replicas hold (rotation happens before 2^31, the hard limit is 2^32). */
-export const DEFAULT_USAGE_LIMITS: UsageLimits = {
-  policy: 'rotate',
-  warnAt: 2 ** 30,
-  rotateAt: 2_000_000_000,
-  blockSize: 10_000,
-};
-
 /**
  * What the budget reports (the runtime logs it, and audits a rotation; never key material, only
  * names and counts). A listener's promise is awaited for `rotated` only: the request that caused
