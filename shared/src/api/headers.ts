@@ -14,6 +14,8 @@ export const HEADERS = {
   prefer: 'prefer',
   /** On 429 and 503 answers: seconds the client should wait before trying again. */
   retryAfter: 'retry-after',
+  /** A shim's report about itself (node, version, key_id, health; shim-report.ts), on refresh calls. */
+  shimReport: 'x-keygate-shim-report',
 } as const;
 
 /** API paths of the gateway. */

@@ -57,3 +57,4 @@ export {
   type LifecycleAction,
   rotateKeyRequest,
 } from './keys.js';
+export { encodeShimReport, parseShimReport, SHIM_REPORT_MAX_BYTES, type ShimReport } from './shim-report.js';
