@@ -5,17 +5,26 @@
  */
 
 /**
- * Roles a service identity can hold on an instance. `identities:admin` is global: it is held under
- * the scope GLOBAL_SCOPE (`'*'`) only, and lets its holder manage identities and API keys when they
- * live in PostgreSQL.
+ * Roles a service identity can hold on an instance. `identities:admin` and `fleet:read` are global:
+ * they are held under the scope GLOBAL_SCOPE (`'*'`) only. `identities:admin` lets its holder manage
+ * identities and API keys when they live in PostgreSQL; `fleet:read` lets it see every cluster's
+ * shims and key use (the fleet view, the console's login) and is implied by `identities:admin`.
  */
-export const ROLES = ['wrap', 'unwrap', 'rewrap', 'keys:read', 'keys:admin', 'identities:admin'] as const;
+export const ROLES = [
+  'wrap',
+  'unwrap',
+  'rewrap',
+  'keys:read',
+  'keys:admin',
+  'identities:admin',
+  'fleet:read',
+] as const;
 export type Role = (typeof ROLES)[number];
 
 /** The roles map key of global roles (never an instance id: those start with a letter or digit). */
 export const GLOBAL_SCOPE = '*';
 /** Roles that exist only under GLOBAL_SCOPE, and the only roles allowed there. */
-export const GLOBAL_ROLES: readonly Role[] = ['identities:admin'];
+export const GLOBAL_ROLES: readonly Role[] = ['identities:admin', 'fleet:read'];
 
 /** The client certificate of the connection, as the TLS layer saw it. */
 export interface PeerCertificate {

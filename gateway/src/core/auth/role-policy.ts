@@ -41,6 +41,7 @@ const IMPLIED_BY: Readonly<Record<Role, readonly Role[]>> = {
   'keys:read': ['keys:read', 'keys:admin'],
   'keys:admin': ['keys:admin'],
   'identities:admin': ['identities:admin'],
+  'fleet:read': ['fleet:read', 'identities:admin'],
 };
 
 /** Allows a role on an instance only when the principal holds it (or a role implying it) there. */
