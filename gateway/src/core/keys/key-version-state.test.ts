@@ -10,7 +10,12 @@ function setup() {
   const random = seededRandom('key-version-state');
   const store = new MemoryKeyStore();
   let t = Date.parse('2026-01-01T00:00:00Z');
-  const clock = { now: () => new Date((t += 1000)) };
+  const clock = {
+    now: () => {
+      t += 1000;
+      return new Date(t);
+    },
+  };
   return { store, svc: createKeyService({ hsm: new FakeHsm(random), store, clock, random }) };
 }
 
