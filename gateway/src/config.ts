@@ -14,8 +14,8 @@ import { z } from 'zod';
 import { tokensSchema } from './adapters/jwt/token-settings.js';
 import { HSM_PROFILE_NAMES, HSM_PROFILES, type HsmProfile } from './adapters/pkcs11/profiles.js';
 import { describeDatabase, postgresSettingsSchema } from './adapters/postgres/pg-settings.js';
-import { identitiesSchema } from './core/auth/identities.js';
 import { rotationSettingsSchema } from './config-rotation.js';
+import { identitiesSchema } from './core/auth/identities.js';
 import { ROLES } from './core/auth/principal.js';
 
 /** The gateway's YAML config (docs/gateway.md). Strict: an unknown key is an error. */
