@@ -233,7 +233,7 @@ describe('rotationStatus properties', () => {
           nodes: [...c.nodes.filter((n) => !(n.cluster === 'a' && n.node === 'old-one')), stale],
         });
         const a = s.clusters.find((k) => k.cluster === 'a');
-        if (a !== undefined && a.nodes.some((n) => !n.stale)) {
+        if (a?.nodes.some((n) => !n.stale)) {
           assert.equal(t.clusters.find((k) => k.cluster === 'a')?.converged, a.converged);
           assert.equal(t.safeToDisable, s.safeToDisable);
         }

@@ -49,7 +49,7 @@ export async function disableVersionGuarded(
 async function blockers(deps: VersionGuardDeps, key: KeyRecord, index: number): Promise<readonly string[]> {
   const version = key.versions[index]?.id ?? '';
   if (deps.rotations === undefined) {
-    return ['this gateway has no fleet store: nothing shows that every cluster left version ' + version];
+    return [`this gateway has no fleet store: nothing shows that every cluster left version ${version}`];
   }
   const status = await deps.rotations.status(key.instance, key.id);
   if (status === undefined) {
