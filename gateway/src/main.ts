@@ -266,7 +266,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logRequests: config.log.requests,
-    ...rotationDeps(config, runtime, clock, deps),
+    ...rotationDeps(config, runtime, clock, deps, logger),
   });
   let server: RunningServer;
   try {

@@ -39,7 +39,10 @@ describe('guided rotation over HTTPS with SoftHSM2', () => {
 
   before(async () => {
     fx = await createGatewayFixture();
-    const config = fx.writeConfig('rotation', { extra: 'rotation:\n  quietWindow: 10m\n' });
+    const config = fx.writeConfig('rotation', {
+      // Small usage limits, so that the last case sees an automatic rotation.
+      extra: 'rotation:\n  quietWindow: 10m\nkeys:\n  usageLimit: { warnAt: 2, rotateAt: 2, blockSize: 1 }\n',
+    });
     gw = await startGatewayFromFile(config, { logDestination: log.stream, fleet, clock });
     api = (method, path, opts = {}) => call(gw.url, method, path, { ...opts, ca: fx.ca.certPem });
   });
@@ -179,5 +182,27 @@ describe('guided rotation over HTTPS with SoftHSM2', () => {
     const last = audits('key.version.disable').at(-1);
     assert.deepEqual([last?.outcome, last?.reason], ['success', undefined]);
     assert.equal(errorCode(await unwrapOld()), 'KEY_VERSION_DISABLED_ERR');
+  });
+
+  it('records the automatic rotations of keys.usageLimit too', async () => {
+    const created = await admin('POST', PATHS.keys, {
+      metadata: { collectionType: 'application/vnd.ibm.kms.key+json', collectionTotal: 1 },
+      resources: [{ type: 'application/vnd.ibm.kms.key+json', name: 'busy' }],
+    });
+    const key = created.json<{ resources: { id: string; keyVersion: { id: string } }[] }>().resources[0];
+    const keyId = key?.id as string;
+    const seen = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const w = await reader('POST', PATHS.keyAction(keyId, 'wrap'), { aad: [] });
+      assert.equal(w.status, 200, w.text);
+      seen.add(w.json<{ keyVersion: { id: string } }>().keyVersion.id);
+    }
+    assert.equal(seen.size, 2, 'the third wrap went to a new version');
+    const [auto] = await fleet.rotations(INSTANCE, keyId);
+    assert.equal(auto?.fromVersion, key?.keyVersion.id);
+    assert.ok(auto !== undefined && seen.has(auto.toVersion) && auto.toVersion !== auto.fromVersion);
+    assert.equal(auto?.startedBy, 'system:usage-limit');
+    const s = (await reader('GET', PATHS.keyRotation(keyId))).json<RotationStatus>();
+    assert.equal(s.rotation.toVersion, auto?.toVersion);
   });
 });

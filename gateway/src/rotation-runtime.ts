@@ -3,7 +3,9 @@ import type { GatewayConfig } from './config.js';
 import type { FleetStore } from './core/fleet/fleet.js';
 import { FleetRotationQueries } from './core/fleet/rotation-queries.js';
 import type { RotationQueries } from './core/fleet/rotation-view.js';
+import { type RotationLog, startRotationSafely } from './core/fleet/rotations.js';
 import type { KeyRuntime } from './key-runtime.js';
+import { USAGE_LIMIT_SUBJECT } from './usage-audit.js';
 
 /** What startGateway takes for guided rotation (docs/rotation.md). */
 export interface RotationGatewayDeps {
@@ -21,9 +23,21 @@ export function rotationDeps(
   runtime: KeyRuntime,
   clock: Clock,
   deps: RotationGatewayDeps,
+  log: RotationLog,
 ): { fleet?: FleetStore; rotations?: RotationQueries } {
   const fleet = deps.fleet;
   if (fleet === undefined) return {};
+  // keys.usageLimit rotates by itself: those rotations are followed like an operator's.
+  runtime.onAutomaticRotation((e) =>
+    startRotationSafely(fleet, log, {
+      instance: e.instance,
+      crk: e.keyId,
+      fromVersion: e.fromVersionId,
+      toVersion: e.toVersionId,
+      startedAt: clock.now().toISOString(),
+      startedBy: USAGE_LIMIT_SUBJECT,
+    }),
+  );
   const rotations = new FleetRotationQueries({
     getKey: (instance, crk) => runtime.keys.get(instance, crk),
     fleet,

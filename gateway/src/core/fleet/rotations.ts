@@ -1,6 +1,6 @@
 import { asKeygateError } from '@keygate/shared/errors';
 import type { KeyRecord } from '../keys/key-store.js';
-import type { FleetStore } from './fleet.js';
+import type { FleetStore, RotationRecord } from './fleet.js';
 
 /** Where a rotation that could not be recorded is told (a request's or the CLI's logger). */
 export interface RotationLog {
@@ -23,18 +23,32 @@ export async function recordRotation(
   const to = rotated.versions[rotated.versions.length - 1];
   const from = rotated.versions[rotated.versions.length - 2];
   if (fleet === undefined || to === undefined || from === undefined) return;
+  await startRotationSafely(fleet, log, {
+    instance: rotated.instance,
+    crk: rotated.id,
+    fromVersion: from.id,
+    toVersion: to.id,
+    startedAt: startedAt.toISOString(),
+    startedBy,
+  });
+}
+
+/** fleet.startRotation, with a failure logged at warn instead of thrown (the key rotated anyway). */
+export async function startRotationSafely(
+  fleet: FleetStore,
+  log: RotationLog,
+  record: RotationRecord,
+): Promise<void> {
   try {
-    await fleet.startRotation({
-      instance: rotated.instance,
-      crk: rotated.id,
-      fromVersion: from.id,
-      toVersion: to.id,
-      startedAt: startedAt.toISOString(),
-      startedBy,
-    });
+    await fleet.startRotation(record);
   } catch (err) {
     log.warn(
-      { err: asKeygateError(err).toLog(), instance: rotated.instance, keyId: rotated.id, keyVersion: to.id },
+      {
+        err: asKeygateError(err).toLog(),
+        instance: record.instance,
+        keyId: record.crk,
+        keyVersion: record.toVersion,
+      },
       'rotation not recorded in the fleet store (the key was rotated; keys rotation status will not follow it)',
     );
   }
