@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { RotationStatus } from './core/fleet/rotation-view.js';
+import { describeStatus } from './rotation-command.js';
 import { createGatewayFixture, type GatewayFixture, INSTANCE } from './testing/gateway-fixture.js';
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
@@ -80,5 +82,68 @@ describe('keygate-gateway keys rotate / rotation status / disable-version / enab
     const usage = await cli('keys', 'disable-version', ...key);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--version/);
+  });
+
+  it('prints per cluster nodes converged x/y, new version seen, old-version use, then the verdict', () => {
+    const rotation = {
+      instance: INSTANCE,
+      crk: 'crk',
+      fromVersion: 'v1',
+      toVersion: 'v2',
+      startedAt: '2026-12-06T10:00:00.000Z',
+      startedBy: 'cli',
+    };
+    const node = (name: string, keyVersion: string, converged: boolean, stale = false) => ({
+      cluster: 'prod-eu',
+      node: name,
+      keyVersion,
+      converged,
+      stale,
+      lastSeen: '2026-12-06T10:05:00.000Z',
+    });
+    const blocked: RotationStatus = {
+      rotation,
+      currentVersion: 'v2',
+      clusters: [
+        {
+          cluster: 'prod-eu',
+          nodes: [node('m1', 'v2', true), node('m2', 'v1', false), node('m3', 'v1', false, true)],
+          converged: false,
+          newVersionSeen: true,
+          oldVersionUse: [
+            { version: 'v1', wraps: 0, unwraps: 12, rewraps: 1, lastUsed: '2026-12-06T10:04:00.000Z' },
+          ],
+        },
+      ],
+      safeToDisable: false,
+      reasons: ['cluster prod-eu: node m2 still reports version v1', 'quiet for 0s of the 1h window'],
+      quietSince: '2026-12-06T10:05:00.000Z',
+    };
+    const lines = describeStatus(blocked, { instance: INSTANCE, id: 'crk' }, ['v1']);
+    assert.match(
+      lines[0] ?? '',
+      /version v1 -> v2, started 2026-12-06T10:00:00.000Z by cli; current version v2/,
+    );
+    assert.ok(
+      lines.includes('cluster prod-eu: nodes converged 1/2 (1 stale), new version seen: yes'),
+      lines.join('\n'),
+    );
+    assert.ok(lines.some((l) => /old version v1: 12 unwraps, 1 rewraps, 0 wraps/.test(l)));
+    assert.deepEqual(lines.slice(-3), [
+      'NOT YET SAFE to disable version(s) older than v2:',
+      '  - cluster prod-eu: node m2 still reports version v1',
+      '  - quiet for 0s of the 1h window',
+    ]);
+    const safe = { ...blocked, safeToDisable: true, reasons: [] };
+    const ok = describeStatus(safe, { instance: INSTANCE, id: 'crk' }, ['v0', 'v1']);
+    assert.match(ok.at(-3) ?? '', /^SAFE TO DISABLE version\(s\) v0, v1 /);
+    assert.match(
+      ok.at(-1) ?? '',
+      /keys disable-version --config FILE --instance inst-a --id crk --version v1$/,
+    );
+    assert.equal(
+      describeStatus(safe, { instance: INSTANCE, id: 'crk' }, []).at(-1),
+      'every version older than v2 is disabled already',
+    );
   });
 });
