@@ -15,13 +15,15 @@ import { IDENTITY_USAGE, isIdentityCommand, runIdentityCommand } from './identit
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 import { reserveThreadPool, runServe } from './main.js';
 import { runPkiCommand } from './pki/pki-command.js';
+import { isRotationCommand, ROTATION_USAGE, runRotationCommand } from './rotation-command.js';
 import { runStoreCommand, STORE_USAGE } from './store-command.js';
 
 const USAGE = `usage:
   keygate-gateway serve --config FILE
   keygate-gateway keys create  --config FILE --instance ID --name NAME [--description TEXT]
   keygate-gateway keys list    --config FILE --instance ID
-  keygate-gateway keys get|rotate|disable|enable|destroy --config FILE --instance ID --id KEY_ID
+  keygate-gateway keys get|disable|enable|destroy --config FILE --instance ID --id KEY_ID
+${ROTATION_USAGE}
   keygate-gateway hsm check    --config FILE
   keygate-gateway apikey create [--name NAME]
   keygate-gateway tokens keygen FILE
@@ -51,6 +53,12 @@ async function main(argv: string[]): Promise<number> {
       (l) => console.error(l),
     );
   }
+  if (isRotationCommand(argv))
+    return runRotationCommand(
+      argv,
+      (l) => console.log(l),
+      (l) => console.error(l),
+    );
   // Identities in PostgreSQL (own options); `apikey create` without --identity stays below.
   if (isIdentityCommand(argv)) {
     return runIdentityCommand(
@@ -166,7 +174,6 @@ async function keysCommand(
   }
   const ops = {
     get: () => rt.keys.get(instance, id),
-    rotate: () => rt.keys.rotate(instance, id),
     disable: () => rt.keys.disable(instance, id),
     enable: () => rt.keys.enable(instance, id),
     destroy: () => rt.keys.destroy(instance, id),

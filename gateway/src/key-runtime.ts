@@ -27,6 +27,15 @@ export interface KeyRuntime {
   readonly usage: UsageBudget;
   /** Automatic rotations (keys.usageLimit) are audited in `sink` from now on (they are logged anyway). */
   auditUsage(sink: AuditSink): void;
+  /** Automatic rotations (keys.usageLimit) are also told to `then` (guided rotation records them). */
+  onAutomaticRotation(
+    then: (e: {
+      instance: string;
+      keyId: string;
+      fromVersionId: string;
+      toVersionId: string;
+    }) => Promise<void>,
+  ): void;
   /** The PostgreSQL connection when the store is PostgreSQL (identities and audit use it too). */
   readonly database?: PgDatabase | undefined;
   close(): Promise<void>;
@@ -138,6 +147,7 @@ export function buildKeyRuntime(config: GatewayConfig, options: KeyRuntimeOption
     keys,
     usage,
     auditUsage: (sink) => reporter.auditTo(sink),
+    onAutomaticRotation: (then) => reporter.onRotated(then),
     database,
     async close() {
       await store.close();

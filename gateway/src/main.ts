@@ -27,6 +27,7 @@ import type { Readiness, TokenService } from './http/deps.js';
 import { createGatewayMetrics } from './http/metrics.js';
 import { type RunningServer, startHttpsServer } from './http/server.js';
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
+import { type RotationGatewayDeps, rotationDeps } from './rotation-runtime.js';
 
 /** Who may call: token mode (`identities` + `tokens`) or the development certificate allow-list. */
 export interface AccessRuntime {
@@ -121,7 +122,7 @@ export async function buildAccess(
 }
 
 /** What startGateway takes besides the config; each part given replaces the one it would build. */
-export interface GatewayDeps {
+export interface GatewayDeps extends RotationGatewayDeps {
   /** The file the config was read from: errors about the files it names say so. */
   readonly configFile?: string;
   /** Where `hsm.pin: {env: …}` is looked up (process.env when absent). */
@@ -265,6 +266,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logRequests: config.log.requests,
+    ...rotationDeps(config, runtime, clock, deps, logger),
   });
   let server: RunningServer;
   try {

@@ -42,6 +42,7 @@ export class UsageReporter {
   readonly #log: Logger;
   readonly #clock: Clock;
   #audit: AuditSink | undefined;
+  #onRotated: ((event: Rotated) => Promise<void>) | undefined;
 
   constructor(log: Logger, clock: Clock) {
     this.#log = log;
@@ -53,11 +54,17 @@ export class UsageReporter {
     this.#audit = sink;
   }
 
+  /** `then` hears every automatic rotation (guided rotation records it); it must not throw. */
+  onRotated(then: (event: Rotated) => Promise<void>): void {
+    this.#onRotated = then;
+  }
+
   /** The budget's listener. */
-  readonly listener: UsageListener = (event) => {
+  readonly listener: UsageListener = async (event) => {
     logUsageEvent(this.#log, event);
-    if (event.type !== 'rotated' || this.#audit === undefined) return;
-    return this.#record(this.#audit, event);
+    if (event.type !== 'rotated') return;
+    await this.#onRotated?.(event);
+    if (this.#audit !== undefined) await this.#record(this.#audit, event);
   };
 
   async #record(sink: AuditSink, event: Rotated): Promise<void> {

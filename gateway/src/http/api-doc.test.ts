@@ -10,7 +10,7 @@ const API_DOC = new URL('../../../docs/api.md', import.meta.url);
 
 /** The "`METHOD path`" entries docs/api.md must list for one route of the app. */
 function documented(method: string, path: string): string[] {
-  const p = path.replace(':id', '{id}').replace(':name', '{name}');
+  const p = path.replace(':id', '{id}').replace(':name', '{name}').replace(':version', '{version}');
   if (p.endsWith('/actions/:action')) {
     return [...KEY_ACTIONS, ...LIFECYCLE_ACTIONS].map((a) => `\`${method} ${p.replace(':action', a)}\``);
   }

@@ -22,6 +22,7 @@ import {
   handleReplaceIdentity,
   handleRevokeApiKey,
 } from './routes/identities.js';
+import { handleRotationStatus, handleVersionAction } from './routes/key-rotation.js';
 import { handleKeyVersions } from './routes/key-versions.js';
 import { handleListKeys } from './routes/list-keys.js';
 import { handleRewrap } from './routes/rewrap.js';
@@ -91,6 +92,13 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
   );
   // Key Protect's older form: POST /api/v2/keys/:id?action=wrap
   app.post(`${PATHS.keys}/:id`, (c) => keyAction(c, deps, c.req.param('id'), c.req.query('action') ?? ''));
+
+  app.get(`${PATHS.keygateKeys}/:id/rotation`, (c) => handleRotationStatus(c, deps, c.req.param('id')));
+  for (const action of ['disable', 'enable'] as const) {
+    app.post(`${PATHS.keys}/:id/versions/:version/actions/${action}`, (c) =>
+      handleVersionAction(c, deps, c.req.param('id'), c.req.param('version'), action),
+    );
+  }
 
   app.get(PATHS.identities, (c) => handleListIdentities(c, deps));
   app.post(PATHS.identities, (c) => handleCreateIdentity(c, deps));

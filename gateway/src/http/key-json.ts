@@ -26,7 +26,7 @@ export function toKeyResource(k: KeyRecord): KeyResource {
     // A version after the first is made by a rotation, so the current one's date is the last rotation.
     ...(k.versions.length > 1 ? { lastRotateDate: cur.creationDate } : {}),
     keyVersion: { id: cur.id, creationDate: cur.creationDate },
-    versions: k.versions.map((v) => ({ id: v.id, creationDate: v.creationDate })),
+    versions: k.versions.map(versionResource),
     deleted,
     // Destroyed is final: nothing updates the key after it, so its last update is the deletion.
     ...(deleted ? { deletionDate: k.lastUpdateDate } : {}),
@@ -60,6 +60,15 @@ export function keyVersionCollection(page: Page<KeyVersionRecord>, withTotal: bo
       collectionTotal: page.items.length,
       ...(withTotal ? { totalCount: page.total } : {}),
     },
-    resources: page.items.map((v) => ({ id: v.id, creationDate: v.creationDate })),
+    resources: page.items.map(versionResource),
+  };
+}
+
+/** A version as Key Protect shows it, plus keygate's `disabledAt` when disabled. */
+function versionResource(v: KeyVersionRecord): { id: string; creationDate: string; disabledAt?: string } {
+  return {
+    id: v.id,
+    creationDate: v.creationDate,
+    ...(v.disabledAt === undefined ? {} : { disabledAt: v.disabledAt }),
   };
 }

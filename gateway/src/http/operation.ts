@@ -14,6 +14,8 @@ export interface OperationResult<T> {
   readonly value: T;
   readonly keyVersion?: string | undefined;
   readonly wrappedDekHash?: string | undefined;
+  /** Why, for the audit record (`forced`: a disable-version that overrode the rotation guard). */
+  readonly reason?: AuditEvent['reason'];
   /** Zeroes secrets in `value` if the answer is not sent (audit append failed). */
   readonly dispose?: (() => void) | undefined;
 }
@@ -118,7 +120,11 @@ export async function runOperation<T>(
   }
   try {
     await deps.audit.append(
-      event('success', { keyVersion: result.keyVersion, wrappedDekHash: result.wrappedDekHash }),
+      event('success', {
+        keyVersion: result.keyVersion,
+        wrappedDekHash: result.wrappedDekHash,
+        ...(result.reason === undefined ? {} : { reason: result.reason }),
+      }),
     );
   } catch (err) {
     result.dispose?.();

@@ -110,6 +110,31 @@ export function keyStoreContract(pair: () => Promise<StorePair>): void {
       );
     }));
 
+  it('keeps a version disabledAt through updates, a new version and a re-enable, on both replicas', () =>
+    withPair(async ({ a, b }, instance) => {
+      const k = keyRecord(instance, undefined, 2);
+      await a.create(k);
+      const at = '2026-03-01T10:00:00.000Z';
+      const disabled = await b.update(instance, k.id, (cur) => ({
+        ...cur,
+        versions: cur.versions.map((v, i) => (i === 0 ? { ...v, disabledAt: at } : v)),
+      }));
+      assert.equal(disabled.versions[0]?.disabledAt, at);
+      assert.deepEqual(await a.get(instance, k.id, { fresh: true }), disabled);
+      // An unrelated change (a rotation) keeps it.
+      const rotated = await a.update(instance, k.id, (cur) => addVersion(cur, `${k.id}v3`));
+      assert.equal(rotated.versions[0]?.disabledAt, at);
+      assert.equal((await b.get(instance, k.id, { fresh: true }))?.versions[0]?.disabledAt, at);
+      assert.equal((await b.list(instance))[0]?.versions[0]?.disabledAt, at);
+      const enabled = await b.update(instance, k.id, (cur) => ({
+        ...cur,
+        versions: cur.versions.map(({ id, creationDate }) => ({ id, creationDate })),
+      }));
+      const back = await a.get(instance, k.id, { fresh: true });
+      assert.deepEqual(back, enabled);
+      assert.ok(back?.versions.every((v) => v.disabledAt === undefined && !('disabledAt' in v)));
+    }));
+
   it('serialises concurrent writers on two replicas: no update is lost', () =>
     withPair(async ({ a, b }, instance) => {
       const k = keyRecord(instance);

@@ -26,6 +26,11 @@ export const PATHS = {
   key: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}`,
   keyMetadata: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/metadata`,
   keyVersions: (keyId: string) => `/api/v2/keys/${encodeURIComponent(keyId)}/versions`,
+  /** keygate's own key resources: GET {keygateKeys}/{id}/rotation (docs/rotation.md). */
+  keygateKeys: '/api/v2/keygate/keys',
+  keyRotation: (keyId: string) => `/api/v2/keygate/keys/${encodeURIComponent(keyId)}/rotation`,
+  keyVersionAction: (keyId: string, versionId: string, action: 'disable' | 'enable') =>
+    `/api/v2/keys/${encodeURIComponent(keyId)}/versions/${encodeURIComponent(versionId)}/actions/${action}`,
   /** Identity management (identities in PostgreSQL; docs/api.md "Identities"). */
   identities: '/api/v2/keygate/identities',
   identity: (name: string) => `/api/v2/keygate/identities/${encodeURIComponent(name)}`,

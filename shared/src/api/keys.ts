@@ -25,7 +25,10 @@ export const keyResource = z.object({
   creationDate: z.string(),
   lastUpdateDate: z.string(),
   keyVersion: z.object({ id: z.string(), creationDate: z.string() }),
-  versions: z.array(z.object({ id: z.string(), creationDate: z.string() })).optional(),
+  /** keygate adds `disabledAt` to a version disabled by keys disable-version (docs/rotation.md). */
+  versions: z
+    .array(z.object({ id: z.string(), creationDate: z.string(), disabledAt: z.string().optional() }))
+    .optional(),
   /** Key Protect's flags: true from the moment the key is destroyed (state 5). */
   deleted: z.boolean().optional(),
   deletionDate: z.string().optional(),
@@ -69,7 +72,9 @@ export const keyVersionCollection = z.object({
     /** With `totalCount=true`: every version, whatever the page. */
     totalCount: z.number().optional(),
   }),
-  resources: z.array(z.object({ id: z.string(), creationDate: z.string() })),
+  resources: z.array(
+    z.object({ id: z.string(), creationDate: z.string(), disabledAt: z.string().optional() }),
+  ),
 });
 export type KeyVersionCollection = z.infer<typeof keyVersionCollection>;
 

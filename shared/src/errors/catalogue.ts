@@ -118,6 +118,25 @@ export const ERROR_CATALOGUE = {
     grpc: 'INVALID_ARGUMENT',
     message: 'The ciphertext is malformed, was tampered with, or belongs to another key, instance or aad.',
   },
+  KEY_VERSION_DISABLED_ERR: {
+    kind: 'input',
+    http: 422,
+    grpc: 'FAILED_PRECONDITION',
+    message:
+      'The ciphertext was wrapped under a key version that is disabled; re-enable the version to unwrap it.',
+  },
+  KEY_VERSION_CURRENT_ERR: {
+    kind: 'input',
+    http: 409,
+    grpc: 'FAILED_PRECONDITION',
+    message: 'The current version of a key cannot be disabled; rotate the key first.',
+  },
+  ROTATION_NOT_CONVERGED: {
+    kind: 'input',
+    http: 409,
+    grpc: 'FAILED_PRECONDITION',
+    message: 'The rotation has not converged: the version is still in use or not every node has the new one.',
+  },
   DEK_TOO_SHORT_ERR: {
     kind: 'input',
     http: 422,

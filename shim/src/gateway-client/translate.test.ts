@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { errorCollectionFor } from '@keygate/shared';
+import { errorCollectionFor, errorKind } from '@keygate/shared';
 import { fromHttpStatus } from './translate.js';
 
 const URL = 'https://gw';
@@ -46,5 +46,16 @@ describe('fromHttpStatus', () => {
     const late = fromHttpStatus(504, errorCollectionFor('DEADLINE_EXCEEDED'), URL);
     assert.deepEqual([late.error.code, late.retryable, late.busy], ['GATEWAY_TIMEOUT', false, true]);
     assert.equal(fromHttpStatus(503, undefined, URL, 'soon').retryAfterMs, undefined);
+  });
+
+  it('fails only the call on a disabled key version, never as a key state or a retryable fault', () => {
+    const f = fromHttpStatus(422, errorCollectionFor('KEY_VERSION_DISABLED_ERR'), URL);
+    assert.deepEqual(
+      [f.error.code, f.retryable, f.tokenRejected, f.busy],
+      ['KEY_VERSION_DISABLED_ERR', false, undefined, undefined],
+    );
+    assert.equal(errorKind(f.error.code), 'input');
+    // A bare 422 stays what older gateways meant by it.
+    assert.equal(fromHttpStatus(422, undefined, URL).error.code, 'UNPROCESSABLE_CIPHERTEXT_ERR');
   });
 });

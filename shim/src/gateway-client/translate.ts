@@ -43,7 +43,9 @@ export function fromHttpStatus(
   // A key-state code counts only with its own HTTP status (Key Protect's, in the catalogue).
   if (theirs !== undefined && errorKind(theirs) === 'key-state' && ERROR_CATALOGUE[theirs].http === status)
     return { error: new KeygateError(theirs, { detail }), retryable: false };
-  if (theirs === 'UNPROCESSABLE_CIPHERTEXT_ERR')
+  // Facts about this one ciphertext, not the key: only this call fails (a disabled version's blob
+  // must never be taken for a disabled key, which would drop every DEK).
+  if (theirs === 'UNPROCESSABLE_CIPHERTEXT_ERR' || theirs === 'KEY_VERSION_DISABLED_ERR')
     return { error: new KeygateError(theirs, { detail }), retryable: false };
   if (status === 401)
     return { error: new KeygateError('GATEWAY_REFUSED', { detail }), retryable: false, tokenRejected: true };

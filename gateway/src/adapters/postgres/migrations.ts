@@ -138,4 +138,13 @@ export const MIGRATIONS: readonly Migration[] = [
         ADD COLUMN encryptions_reserved bigint NOT NULL DEFAULT 0 CHECK (encryptions_reserved >= 0);
     `,
   },
+  {
+    version: 7,
+    name: 'disabled key versions',
+    // Guided rotation (docs/rotation.md): a version disabled by `keys disable-version` keeps its
+    // HSM object, but blobs under it are not unwrapped until it is enabled again (NULL: enabled).
+    sql: `
+      ALTER TABLE keygate_key_versions ADD COLUMN disabled_at timestamptz;
+    `,
+  },
 ];

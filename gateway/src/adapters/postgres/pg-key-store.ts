@@ -18,7 +18,10 @@ interface VersionRow {
   key_id: string;
   id: string;
   creation_date: Date;
+  disabled_at: Date | null;
 }
+
+const VERSION_COLUMNS = 'key_id, id, creation_date, disabled_at';
 
 const KEY_COLUMNS = 'instance, id, name, description, state, creation_date, last_update_date';
 
@@ -98,7 +101,7 @@ export class PostgresKeyStore implements KeyStore {
     const row = r.rows[0];
     if (row === undefined) return undefined;
     const versions = await this.#db.query<VersionRow>(
-      'SELECT key_id, id, creation_date FROM keygate_key_versions WHERE instance = $1 AND key_id = $2 ORDER BY position',
+      `SELECT ${VERSION_COLUMNS} FROM keygate_key_versions WHERE instance = $1 AND key_id = $2 ORDER BY position`,
       [instance, id],
     );
     const record = toRecord(row, versions.rows);
@@ -113,7 +116,7 @@ export class PostgresKeyStore implements KeyStore {
     );
     if (keys.rows.length === 0) return [];
     const versions = await this.#db.query<VersionRow>(
-      'SELECT key_id, id, creation_date FROM keygate_key_versions WHERE instance = $1 ORDER BY key_id, position',
+      `SELECT ${VERSION_COLUMNS} FROM keygate_key_versions WHERE instance = $1 ORDER BY key_id, position`,
       [instance],
     );
     const byKey = new Map<string, VersionRow[]>();
@@ -134,7 +137,7 @@ export class PostgresKeyStore implements KeyStore {
       const row = r.rows[0];
       if (row === undefined) throw new KeygateError('KEY_NOT_FOUND_ERR', { detail: { instance, keyId: id } });
       const versions = await client.query<VersionRow>(
-        'SELECT key_id, id, creation_date FROM keygate_key_versions WHERE instance = $1 AND key_id = $2 ORDER BY position',
+        `SELECT ${VERSION_COLUMNS} FROM keygate_key_versions WHERE instance = $1 AND key_id = $2 ORDER BY position`,
         [instance, id],
       );
       const current = toRecord(row, versions.rows);
@@ -145,6 +148,7 @@ export class PostgresKeyStore implements KeyStore {
         'UPDATE keygate_keys SET name = $3, description = $4, state = $5, last_update_date = $6 WHERE instance = $1 AND id = $2',
         [instance, id, next.name, next.description ?? null, next.state, next.lastUpdateDate],
       );
+      await updateDisabled(client, current, next);
       await insertVersions(client, next, current.versions.length);
       await recordChange(client, { kind: 'key', instance, id });
       return next;
@@ -204,8 +208,20 @@ async function insertVersions(client: PgClient, record: KeyRecord, from: number)
   for (let i = from; i < record.versions.length; i++) {
     const v = record.versions[i] as KeyVersionRecord;
     await client.query(
-      'INSERT INTO keygate_key_versions (instance, key_id, id, position, creation_date) VALUES ($1, $2, $3, $4, $5)',
-      [record.instance, record.id, v.id, i, v.creationDate],
+      'INSERT INTO keygate_key_versions (instance, key_id, id, position, creation_date, disabled_at) VALUES ($1, $2, $3, $4, $5, $6)',
+      [record.instance, record.id, v.id, i, v.creationDate, v.disabledAt ?? null],
+    );
+  }
+}
+
+/** Writes the versions whose disabledAt changed (keys disable-version / enable-version). */
+async function updateDisabled(client: PgClient, current: KeyRecord, next: KeyRecord): Promise<void> {
+  for (const [i, v] of current.versions.entries()) {
+    const to = next.versions[i]?.disabledAt;
+    if (to === v.disabledAt) continue;
+    await client.query(
+      'UPDATE keygate_key_versions SET disabled_at = $4 WHERE instance = $1 AND key_id = $2 AND id = $3',
+      [current.instance, current.id, v.id, to ?? null],
     );
   }
 }
@@ -229,6 +245,10 @@ function toRecord(row: KeyRow, versions: readonly VersionRow[]): KeyRecord {
     state: row.state as KeyState,
     creationDate: row.creation_date.toISOString(),
     lastUpdateDate: row.last_update_date.toISOString(),
-    versions: versions.map((v) => ({ id: v.id, creationDate: v.creation_date.toISOString() })),
+    versions: versions.map((v) => ({
+      id: v.id,
+      creationDate: v.creation_date.toISOString(),
+      ...(v.disabled_at === null ? {} : { disabledAt: v.disabled_at.toISOString() }),
+    })),
   };
 }

@@ -18,6 +18,9 @@ export type AuditOperation =
   | 'key.disable'
   | 'key.enable'
   | 'key.destroy'
+  | 'key.version.disable'
+  | 'key.version.enable'
+  | 'key.rotation'
   | 'identity.list'
   | 'identity.get'
   | 'identity.create'
@@ -62,9 +65,11 @@ export interface AuditEvent {
    * A rotation the gateway made by itself (`keys.usageLimit`, subject `system:usage-limit`): the
    * version it replaced (`keyVersion` is the new one), why (`count`: rotateAt reached, `age`:
    * rotateAfter passed) and how many encryptions the old version had reserved in the store.
+   * `key.version.disable` with reason `forced`: `--force` / `{"force":true}` overrode the
+   * rotation guard (docs/rotation.md).
    */
   readonly fromKeyVersion?: string | undefined;
-  readonly reason?: 'count' | 'age' | undefined;
+  readonly reason?: 'count' | 'age' | 'forced' | undefined;
   readonly reserved?: number | undefined;
 }
 

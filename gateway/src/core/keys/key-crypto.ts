@@ -12,6 +12,7 @@ import type { KeyObjectRef } from './hsm.js';
 import type { KeyDeps } from './key-deps.js';
 import { assertUsable, loadKey } from './key-deps.js';
 import { currentVersion, type KeyRecord } from './key-store.js';
+import { isDisabled } from './key-version-state.js';
 
 /** Length of a DEK the gateway generates when wrap is called without plaintext. */
 export const GENERATED_DEK_BYTES = 32;
@@ -114,11 +115,18 @@ async function open(
   let key = await loadKey(deps, input.instance, input.keyId);
   assertUsable(key);
   const blob = decodeWrappedDek(input.ciphertext);
-  if (!key.versions.some((v) => v.id === blob.keyVersionId)) {
-    // Another gateway may have rotated the key a moment ago: look again before refusing.
+  const usable = (k: KeyRecord) => k.versions.find((v) => v.id === blob.keyVersionId && !isDisabled(v));
+  if (usable(key) === undefined) {
+    // Another gateway may have rotated the key (or enabled the version) a moment ago: look again.
     key = await loadKey(deps, input.instance, input.keyId, { fresh: true });
     assertUsable(key);
-    if (!key.versions.some((v) => v.id === blob.keyVersionId)) {
+    if (usable(key) === undefined) {
+      if (key.versions.some((v) => v.id === blob.keyVersionId)) {
+        // Only this blob is refused: not a key state (a shim keeps its DEKs and stays healthy).
+        throw new KeygateError('KEY_VERSION_DISABLED_ERR', {
+          detail: { keyId: input.keyId, keyVersion: blob.keyVersionId },
+        });
+      }
       throw new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail: { reason: 'unknown key version' } });
     }
   }

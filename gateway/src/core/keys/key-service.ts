@@ -26,6 +26,7 @@ import {
   type VersionListQuery,
 } from './key-listing.js';
 import type { KeyRecord, KeyVersionRecord } from './key-store.js';
+import { setVersionEnabled } from './key-version-state.js';
 
 /** Every key use case bound to its ports: what the HTTP routes and the CLI call. */
 export interface KeyService {
@@ -44,6 +45,9 @@ export interface KeyService {
   disable(instance: string, id: string): Promise<KeyRecord>;
   enable(instance: string, id: string): Promise<KeyRecord>;
   destroy(instance: string, id: string): Promise<KeyRecord>;
+  /** Refuses unwraps of blobs under an older version (KEY_VERSION_CURRENT_ERR for the current one). */
+  disableVersion(instance: string, id: string, versionId: string): Promise<KeyRecord>;
+  enableVersion(instance: string, id: string, versionId: string): Promise<KeyRecord>;
   wrap(input: WrapInput): Promise<WrapResult>;
   unwrap(input: UnwrapInput): Promise<UnwrapResult>;
   rewrap(input: UnwrapInput): Promise<RewrapResult>;
@@ -61,6 +65,8 @@ export function createKeyService(deps: KeyDeps): KeyService {
     disable: (instance, id) => setKeyEnabled(deps, instance, id, false),
     enable: (instance, id) => setKeyEnabled(deps, instance, id, true),
     destroy: (instance, id) => destroyKey(deps, instance, id),
+    disableVersion: (instance, id, v) => setVersionEnabled(deps, instance, id, v, false),
+    enableVersion: (instance, id, v) => setVersionEnabled(deps, instance, id, v, true),
     wrap: (input) => wrap(deps, input),
     unwrap: (input) => unwrap(deps, input),
     rewrap: (input) => rewrap(deps, input),

@@ -10,6 +10,11 @@ export interface KeyVersionRecord {
   readonly id: string;
   /** ISO 8601. */
   readonly creationDate: string;
+  /**
+   * ISO 8601: when the version was disabled (key-version-state.ts): blobs under it are not
+   * unwrapped (KEY_VERSION_DISABLED_ERR) until it is enabled again. Absent: enabled.
+   */
+  readonly disabledAt?: string | undefined;
 }
 
 export interface KeyRecord {
