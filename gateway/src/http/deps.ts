@@ -7,6 +7,7 @@ import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
 import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
 import type { KeyService } from '../core/keys/key-service.js';
 import type { GatewayLimits } from '../core/limits/gateway-limits.js';
+import type { FleetDeps } from './fleet-notes.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 
@@ -42,6 +43,8 @@ export interface AppDeps {
   readonly identityAdmin?: IdentityAdmin | undefined;
   /** Largest accepted request body, in bytes. */
   readonly bodyLimitBytes: number;
+  /** The fleet view (docs/fleet.md): shim reports and key uses are noted in it; absent, nothing is. */
+  readonly fleet?: FleetDeps | undefined;
   /** Log every answered request at info (`log.requests`); otherwise only slow ones, at warn. */
   readonly logRequests?: boolean;
 }
