@@ -7,7 +7,7 @@ import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
 import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
 import type { KeyService } from '../core/keys/key-service.js';
 import type { GatewayLimits } from '../core/limits/gateway-limits.js';
-import type { FleetDeps } from './fleet-notes.js';
+import type { FleetDeps } from './fleet-deps.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 

@@ -3,7 +3,7 @@ import { metricName } from '@keygate/shared/metrics';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { UsageOp } from '../core/fleet/fleet.js';
 import { nodeStates } from '../core/fleet/fleet-view.js';
-import type { FleetCounters, FleetDeps } from './fleet-notes.js';
+import type { FleetCounters, FleetDeps } from './fleet-deps.js';
 
 /**
  * The fleet's metrics on the gateway's registry: `keygate_fleet_nodes{state="fresh|stale"}` (read
