@@ -60,6 +60,7 @@ export async function buildFleetStore(
   } else if (options.database !== undefined) {
     store = new PgFleetStore(options.database, {
       usageRetentionMs: f.usageRetention,
+      readOnly: options.readOnly ?? false,
       ...(now === undefined ? {} : { now }),
     });
   } else {
@@ -68,12 +69,17 @@ export async function buildFleetStore(
   const replica = (config.audit?.target === 'postgres' ? config.audit.replica : undefined) ?? hostname();
   let timer: NodeJS.Timeout | undefined;
   let failing = false;
+  let dropped = 0;
   if (options.readOnly !== true) {
     timer = setInterval(() => {
       store.flush().then(
         () => {
           if (failing) log.info('fleet flush works again');
           failing = false;
+          if (store instanceof PgFleetStore && store.dropped > dropped) {
+            log.warn({ uses: store.dropped - dropped }, 'fleet use counts dropped: the buffer was full');
+            dropped = store.dropped;
+          }
         },
         (err: unknown) => {
           // Once per outage: the buffer is kept and written at the next tick that works.

@@ -135,4 +135,23 @@ describe('PostgreSQL fleet store (real server)', () => {
     const left = await store.usage({ since: new Date(0), cluster: 'old' });
     assert.equal(left.length, 1);
   });
+
+  it('read only writes nothing; a full buffer drops new counts and says how many', async () => {
+    const { db } = await replica();
+    const ro = new PgFleetStore(db, { usageRetentionMs: 3_600_000, pruneEveryMs: 0, readOnly: true });
+    ro.noteNode(node({ cluster: 'ro' }));
+    await ro.close();
+    assert.equal(pg.psql("SELECT count(*) FROM keygate_fleet_nodes WHERE cluster = 'ro'").trim(), '0');
+    const small = new PgFleetStore(db, { usageRetentionMs: 3_600_000, maxBuffered: 2 });
+    const use = { cluster: 'full', instance: 'i', crk: 'k', version: 'v1', op: 'wrap' as const };
+    for (const m of [0, 1, 2, 3]) small.noteUse({ ...use, at: new Date(Date.UTC(2026, 11, 6, 0, m)) });
+    small.noteUse({ ...use, at: new Date(Date.UTC(2026, 11, 6, 0, 1)) }); // a held minute still counts
+    assert.equal(small.dropped, 2);
+    await small.flush();
+    const counts = await small.usage({ since: new Date(0), cluster: 'full' });
+    assert.deepEqual(
+      counts.map((u) => u.count),
+      [1, 2],
+    );
+  });
 });

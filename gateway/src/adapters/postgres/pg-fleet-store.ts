@@ -14,6 +14,10 @@ export interface PgFleetOptions {
   readonly usageRetentionMs: number;
   readonly pruneEveryMs?: number;
   readonly now?: () => Date;
+  /** Read only (the `fleet` CLI): flush and close write nothing, not even the retention delete. */
+  readonly readOnly?: boolean;
+  /** Buffered use counts at most (a long outage); past it new ones are dropped and counted. */
+  readonly maxBuffered?: number;
 }
 
 interface NodeRow {
@@ -61,6 +65,7 @@ interface Counted {
 }
 
 const HOUR_MS = 3_600_000;
+const MAX_BUFFERED = 100_000;
 
 // One statement per table and flush, whatever the buffer holds: rows go in as parallel arrays.
 const UPSERT_NODES = `
@@ -95,6 +100,10 @@ export class PgFleetStore implements FleetStore {
   #flushing: Promise<void> = Promise.resolve();
   #lastPrune = 0;
   #closed = false;
+  #dropped = 0;
+  /** The last minute noted, and its ISO text (one toISOString per minute, not per use). */
+  #minuteMs = -1;
+  #minute = '';
 
   constructor(db: PgDatabase, options: PgFleetOptions) {
     this.#db = db;
@@ -111,8 +120,12 @@ export class PgFleetStore implements FleetStore {
 
   noteUse(use: KeyUse): void {
     if (this.#closed) return;
-    const minute = new Date(Math.floor(use.at.getTime() / 60_000) * 60_000).toISOString();
-    this.#count({ ...use, minute }, 1);
+    const minuteMs = Math.floor(use.at.getTime() / 60_000) * 60_000;
+    if (minuteMs !== this.#minuteMs) {
+      this.#minuteMs = minuteMs;
+      this.#minute = new Date(minuteMs).toISOString();
+    }
+    this.#count(use.cluster, use.instance, use.crk, use.version, use.op, this.#minute, 1);
   }
 
   async nodes(): Promise<readonly NodeRecord[]> {
@@ -193,23 +206,29 @@ export class PgFleetStore implements FleetStore {
     return this.#nodes.size + this.#uses.size;
   }
 
-  #count(c: Omit<Counted, 'count'>, n: number): void {
-    const key = `${c.cluster}\u0000${c.instance}\u0000${c.crk}\u0000${c.version}\u0000${c.op}\u0000${c.minute}`;
+  /** Uses not counted because the buffer was full (the database was down for long). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  #count(
+    cluster: string,
+    instance: string,
+    crk: string,
+    version: string,
+    op: UsageOp,
+    minute: string,
+    n: number,
+  ): void {
+    const key = `${cluster}\u0000${instance}\u0000${crk}\u0000${version}\u0000${op}\u0000${minute}`;
     const held = this.#uses.get(key);
     if (held !== undefined) held.count += n;
-    else
-      this.#uses.set(key, {
-        cluster: c.cluster,
-        instance: c.instance,
-        crk: c.crk,
-        version: c.version,
-        op: c.op,
-        minute: c.minute,
-        count: n,
-      });
+    else if (this.#uses.size >= (this.#o.maxBuffered ?? MAX_BUFFERED)) this.#dropped += n;
+    else this.#uses.set(key, { cluster, instance, crk, version, op, minute, count: n });
   }
 
   async #write(): Promise<void> {
+    if (this.#o.readOnly === true) return;
     const prune = this.#now().getTime() - this.#lastPrune >= (this.#o.pruneEveryMs ?? HOUR_MS);
     if (this.#nodes.size === 0 && this.#uses.size === 0 && !prune) return;
     const nodes = [...this.#nodes.values()];
@@ -224,7 +243,7 @@ export class PgFleetStore implements FleetStore {
     } catch (err) {
       // Back into the buffer, under whatever arrived meanwhile (newer reports win, counts add).
       for (const n of nodes) this.noteNode(n);
-      for (const u of uses) this.#count(u, u.count);
+      for (const u of uses) this.#count(u.cluster, u.instance, u.crk, u.version, u.op, u.minute, u.count);
       throw err;
     }
     if (prune) {
