@@ -78,4 +78,26 @@ describe('fleet file store (fleet.json beside the key store)', () => {
     assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { nodes: unknown[] }).nodes.length, 1);
     await s.close();
   });
+
+  it('keeps a rotation another process wrote to the file meanwhile (the CLI beside a running gateway)', async () => {
+    const file = join(dir, 'shared.json');
+    const gateway = await FleetFileStore.open(file, { logger });
+    gateway.noteNode(node);
+    await gateway.flush();
+    const cli = await FleetFileStore.open(file, { logger });
+    await cli.startRotation({
+      instance: 'inst-a',
+      crk: 'crk-1',
+      fromVersion: 'v1',
+      toVersion: 'v2',
+      startedAt: new Date().toISOString(),
+      startedBy: 'cli',
+    });
+    await cli.close();
+    gateway.noteUse(use);
+    await gateway.close();
+    const later = await FleetFileStore.open(file, { logger, readOnly: true });
+    assert.equal((await later.rotations('inst-a', 'crk-1')).length, 1);
+    assert.equal((await later.usage({ since: new Date(0) })).length, 1);
+  });
 });

@@ -66,7 +66,8 @@ export interface FleetFileOptions extends MemoryFleetOptions {
  * `fleet.json` (beside the key store file) at start and written back atomically (mode 0600) on
  * flush when something changed, and at close. A missing file is an empty fleet; an unreadable
  * one is logged and replaced at the next flush (fleet data is an operator's view, never needed to
- * serve a key operation).
+ * serve a key operation). Rotations another process wrote to the file meanwhile are merged in at
+ * each write; nodes and counts are this process's.
  */
 export class FleetFileStore implements FleetStore {
   readonly #path: string;
@@ -158,6 +159,10 @@ export class FleetFileStore implements FleetStore {
   async #write(): Promise<void> {
     if (!this.#dirty || this.#readOnly) return;
     this.#dirty = false;
+    // A rotation another process (the CLI's `keys rotate`) recorded in the file since it was
+    // read is kept: rotations are merged from the file before it is replaced.
+    const onDisk = await readFile(this.#path, 'utf8').then(parseSnapshot, () => undefined);
+    if (onDisk !== undefined) this.#memory.restore({ nodes: [], usage: [], rotations: onDisk.rotations });
     const snap = this.#memory.snapshot();
     try {
       await replaceFileDurably(this.#path, `${JSON.stringify({ version: 1, ...snap })}\n`, 0o600);
