@@ -312,13 +312,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       try {
         await server.close();
         clearInterval(summaryTimer);
-        await fleet.close(); // never throws: a failed last flush is logged
         await refusals.flushAll();
         // After the drain: the last appends are durable, then a signed close checkpoint seals the log.
         await audit.close().catch((err: unknown) => {
           logger.error({ err: asKeygateError(err).toLog() }, 'audit close failed');
         });
       } finally {
+        await fleet.close(); // after the drain; never throws (a failed last flush is logged)
         access.close();
         await runtime.close();
       }
