@@ -181,3 +181,8 @@ async function takeAuditDir(
   }
   return lock;
 }
+
+/** Where audit records go, for the start log line: the folder, `postgres`, or undefined. */
+export function auditTarget(config: GatewayConfig): string | undefined {
+  return config.audit?.target === 'postgres' ? 'postgres' : config.audit?.dir;
+}

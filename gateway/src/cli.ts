@@ -9,6 +9,7 @@ import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { AUDIT_USAGE, describeAuditRefusal, runAuditCommand } from './audit-command.js';
 import { fileStore, loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
+import { FLEET_USAGE, runFleetCommand } from './fleet-command.js';
 import { runHsmCheck } from './hsm-check-command.js';
 import { toKeyResource } from './http/key-json.js';
 import { IDENTITY_USAGE, isIdentityCommand, runIdentityCommand } from './identity-command.js';
@@ -29,7 +30,8 @@ ${ROTATION_USAGE}
   keygate-gateway tokens keygen FILE
 ${STORE_USAGE}
 ${IDENTITY_USAGE}
-${AUDIT_USAGE}`;
+${AUDIT_USAGE}
+${FLEET_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   // pki has its own options; parseArgs below would reject them.
@@ -46,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       (l) => console.error(l),
     );
   }
+  if (argv[0] === 'fleet') return runFleetCommand(argv.slice(1), console.log, console.error);
   if (argv[0] === 'audit') {
     return runAuditCommand(
       argv.slice(1),

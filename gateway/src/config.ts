@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { tokensSchema } from './adapters/jwt/token-settings.js';
 import { HSM_PROFILE_NAMES, HSM_PROFILES, type HsmProfile } from './adapters/pkcs11/profiles.js';
 import { describeDatabase, postgresSettingsSchema } from './adapters/postgres/pg-settings.js';
+import { fleetSchema } from './config-fleet.js';
 import { rotationSettingsSchema } from './config-rotation.js';
 import { identitiesSchema } from './core/auth/identities.js';
 import { ROLES } from './core/auth/principal.js';
@@ -330,6 +331,7 @@ const baseSchema = z.strictObject({
   audit: auditSchema.optional(),
   limits: limitsSchema.prefault({}),
   keys: keysSchema.prefault({}),
+  fleet: fleetSchema,
   rotation: rotationSettingsSchema,
   log: z
     .strictObject({

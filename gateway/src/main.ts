@@ -8,7 +8,7 @@ import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import { PgIdentities } from './adapters/postgres/pg-identities.js';
-import { buildAuditSink } from './audit-runtime.js';
+import { auditTarget, buildAuditSink } from './audit-runtime.js';
 import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
@@ -21,6 +21,7 @@ import { TokenIssuer } from './core/auth/token-issuer.js';
 import type { Hsm } from './core/keys/hsm.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { createGatewayLimits } from './core/limits/gateway-limits.js';
+import { buildFleetStore, withFleetMetrics } from './fleet-runtime.js';
 import { createApp } from './http/app.js';
 import { ConnectionGuard } from './http/connection-guard.js';
 import type { Readiness, TokenService } from './http/deps.js';
@@ -216,6 +217,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   }
   runtime.auditUsage(audit);
   await runtime.store.open();
+  const fleet = await buildFleetStore(config, { database: runtime.database, logger, clock });
+  const fleetStore = deps.fleet ?? fleet.store; // tests may bring their own
   const readiness = (): Readiness => {
     const store = runtime.store.status();
     const identities = access.identitiesStatus?.();
@@ -241,6 +244,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     Math.max(250, Math.min(10_000, config.limits.refusalSummaryWindow / 4)),
   );
   summaryTimer.unref();
+  const metrics = createGatewayMetrics(
+    readiness,
+    () => ({
+      ...limits.admission.stats,
+      summarised: refusals.summarised,
+      connections: connections.stats,
+      connectionsRefused: connections.refused,
+    }),
+    true,
+    () => runtime.usage.samples(),
+  );
   const app = createApp({
     keys: runtime.keys,
     authenticator: access.authenticator,
@@ -251,22 +265,13 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     refusals,
     limits,
     logger,
-    metrics: createGatewayMetrics(
-      readiness,
-      () => ({
-        ...limits.admission.stats,
-        summarised: refusals.summarised,
-        connections: connections.stats,
-        connectionsRefused: connections.refused,
-      }),
-      true,
-      () => runtime.usage.samples(),
-    ),
+    metrics,
+    fleet: withFleetMetrics({ ...fleet, store: fleetStore }, metrics.registry, clock),
     clock,
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logRequests: config.log.requests,
-    ...rotationDeps(config, runtime, clock, deps, logger),
+    ...rotationDeps(config, runtime, clock, fleetStore, fleet.staleAfterMs, logger),
   });
   let server: RunningServer;
   try {
@@ -285,6 +290,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   } catch (err) {
     clearInterval(summaryTimer);
     access.close();
+    await fleet.close();
     await audit.close().catch(() => undefined);
     await runtime.close();
     throw err;
@@ -315,6 +321,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
           logger.error({ err: asKeygateError(err).toLog() }, 'audit close failed');
         });
       } finally {
+        await fleet.close(); // after the drain; never throws (a failed last flush is logged)
         access.close();
         await runtime.close();
       }
@@ -341,9 +348,4 @@ export async function runServe(config: GatewayConfig, configFile: string): Promi
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-}
-
-/** Where audit records go, for the start log line: the folder, `postgres`, or undefined. */
-function auditTarget(config: GatewayConfig): string | undefined {
-  return config.audit?.target === 'postgres' ? 'postgres' : config.audit?.dir;
 }

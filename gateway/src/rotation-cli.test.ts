@@ -16,8 +16,8 @@ interface Ran {
 
 /**
  * The rotation commands as operators run them: real processes on SoftHSM2 and the file store.
- * The CLI's fleet store is the in-memory placeholder until the shared one is wired
- * (rotation-command.ts openFleetStore): it knows no rotation, so an unforced disable is refused.
+ * `keys rotate` records the rotation in the fleet store the gateway shares (fleet.json); no shim
+ * has reported and the quiet window has not passed, so an unforced disable is refused.
  */
 describe('keygate-gateway keys rotate / rotation status / disable-version / enable-version', () => {
   let fx: GatewayFixture;
@@ -52,14 +52,18 @@ describe('keygate-gateway keys rotate / rotation status / disable-version / enab
     assert.equal(versions.length, 2);
     const [v1, v2] = versions as [string, string];
 
+    // The rotation is recorded in the fleet store the gateway shares (fleet.json beside the key
+    // store): a later `rotation status` process reads it back.
     const status = await cli('keys', 'rotation', 'status', ...key);
-    assert.equal(status.code, 3, 'not yet safe (no rotation known to this fleet store)');
-    assert.match(status.stdout, /has no recorded rotation/);
+    assert.equal(status.code, 3, 'not yet safe: the quiet window has not passed');
+    assert.match(status.stdout, new RegExp(`version ${v1} -> ${v2}, started .* by cli`));
+    assert.match(status.stdout, /NOT YET SAFE/);
+    assert.match(status.stdout, /quiet for \d+s of the 1h window/);
 
     const refused = await cli('keys', 'disable-version', ...key, '--version', v1);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /ROTATION_NOT_CONVERGED/);
-    assert.match(refused.stderr, new RegExp(`no rotation of this key was recorded: .* version ${v1}`));
+    assert.match(refused.stderr, /quiet for \d+s of the 1h window/);
     assert.match(refused.stderr, /--force/);
 
     const current = await cli('keys', 'disable-version', ...key, '--version', v2, '--force');

@@ -2,13 +2,12 @@ import { parseArgs } from 'node:util';
 import { INSTANCE_ID_RULE, isInstanceId, isKeyId, KEY_ID_RULE } from '@keygate/shared/api';
 import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
-import { MemoryFleetStore } from './adapters/fleet/memory-fleet-store.js';
 import { fileStore, type GatewayConfig, loadGatewayConfig } from './config.js';
-import type { FleetStore } from './core/fleet/fleet.js';
 import { FleetRotationQueries } from './core/fleet/rotation-queries.js';
 import type { RotationStatus } from './core/fleet/rotation-view.js';
 import { recordRotation } from './core/fleet/rotations.js';
 import { disableVersionGuarded, rotationReasons } from './core/fleet/version-guard.js';
+import { buildFleetStore, type FleetRuntime } from './fleet-runtime.js';
 import { toKeyResource } from './http/key-json.js';
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 import { reserveThreadPool } from './main.js';
@@ -26,16 +25,6 @@ type Print = (line: string) => void;
 /** Whether argv is one of the guided-rotation commands (docs/rotation.md). */
 export function isRotationCommand(argv: readonly string[]): boolean {
   return argv[0] === 'keys' && SUBCOMMANDS.has(argv[1] ?? '');
-}
-
-/**
- * The fleet store the CLI reads rotations, nodes and usage from and records rotations in.
- * integrator: replace with buildFleetStore(config) (the file or PostgreSQL fleet store shared
- * with the running gateway); an in-memory store knows no rotation, so disable-version then
- * needs --force.
- */
-export function openFleetStore(_config: GatewayConfig): FleetStore {
-  return new MemoryFleetStore();
 }
 
 /**
@@ -82,7 +71,7 @@ export async function runRotationCommand(
     logger: log,
     createStore: fileStore(config)?.createIfMissing === true,
   });
-  const fleet = openFleetStore(config);
+  let fleetRuntime: FleetRuntime | undefined;
   const args = {
     instance: values.instance,
     id: values.id,
@@ -91,21 +80,29 @@ export async function runRotationCommand(
   };
   try {
     await rt.store.open();
+    // The fleet store the gateway writes (fleet.json beside the key store, or PostgreSQL): only
+    // `keys rotate` writes to it (one rotation record, merged with what the gateway wrote).
+    fleetRuntime = await buildFleetStore(config, {
+      database: rt.database,
+      logger: log,
+      readOnly: sub !== 'rotate',
+    });
+    const fleet = fleetRuntime.store;
     if (sub === 'rotate') {
       const key = await rt.keys.rotate(args.instance, args.id);
       await recordRotation(fleet, log, key, 'cli', new Date());
       out(JSON.stringify(toKeyResource(key), null, 2));
       return 0;
     }
-    if (sub === 'rotation') return await status(rt, fleet, config, args, values.json, out);
+    if (sub === 'rotation') return await status(rt, fleetRuntime, config, args, values.json, out);
     if (sub === 'enable-version') {
       const key = await rt.keys.enableVersion(args.instance, args.id, args.version);
       out(JSON.stringify(toKeyResource(key), null, 2));
       return 0;
     }
-    return await disable(rt, fleet, config, args, out, err);
+    return await disable(rt, fleetRuntime, config, args, out, err);
   } finally {
-    await fleet.close();
+    await fleetRuntime?.close();
     await rt.close();
   }
 }
@@ -117,10 +114,11 @@ interface Args {
   readonly force: boolean;
 }
 
-function queries(rt: KeyRuntime, fleet: FleetStore, config: GatewayConfig): FleetRotationQueries {
+function queries(rt: KeyRuntime, fleet: FleetRuntime, config: GatewayConfig): FleetRotationQueries {
   return new FleetRotationQueries({
     getKey: (i, k) => rt.keys.get(i, k),
-    fleet,
+    fleet: fleet.store,
+    staleAfterMs: fleet.staleAfterMs,
     clock: { now: () => new Date() },
     quietWindowMs: config.rotation.quietWindow,
   });
@@ -128,7 +126,7 @@ function queries(rt: KeyRuntime, fleet: FleetStore, config: GatewayConfig): Flee
 
 async function status(
   rt: KeyRuntime,
-  fleet: FleetStore,
+  fleet: FleetRuntime,
   config: GatewayConfig,
   a: Args,
   json: boolean,
@@ -156,7 +154,7 @@ async function status(
 
 async function disable(
   rt: KeyRuntime,
-  fleet: FleetStore,
+  fleet: FleetRuntime,
   config: GatewayConfig,
   a: Args,
   out: Print,

@@ -11,22 +11,21 @@ import { USAGE_LIMIT_SUBJECT } from './usage-audit.js';
 export interface RotationGatewayDeps {
   /**
    * Where rotations are recorded and node reports and usage are read. Absent: rotations are not
-   * recorded, GET …/rotation answers 404 and disable-version needs `force`.
-   * integrator: default to buildFleetStore(config) (the fleet store the shims' reports go to).
+   * recorded, GET …/rotation answers 404 and disable-version needs `force`. When absent,
+   * startGateway uses the config's fleet store (buildFleetStore), the one shim reports go to.
    */
   readonly fleet?: FleetStore | undefined;
 }
 
-/** The app's `fleet` and `rotations` (AppDeps) for a gateway with a fleet store. */
+/** The app's `rotations` (AppDeps) over the gateway's fleet store. */
 export function rotationDeps(
   config: GatewayConfig,
   runtime: KeyRuntime,
   clock: Clock,
-  deps: RotationGatewayDeps,
+  fleet: FleetStore,
+  staleAfterMs: number,
   log: RotationLog,
-): { fleet?: FleetStore; rotations?: RotationQueries } {
-  const fleet = deps.fleet;
-  if (fleet === undefined) return {};
+): { rotations: RotationQueries } {
   // keys.usageLimit rotates by itself: those rotations are followed like an operator's.
   runtime.onAutomaticRotation((e) =>
     startRotationSafely(fleet, log, {
@@ -43,6 +42,7 @@ export function rotationDeps(
     fleet,
     clock,
     quietWindowMs: config.rotation.quietWindow,
+    staleAfterMs,
   });
-  return { fleet, rotations };
+  return { rotations };
 }

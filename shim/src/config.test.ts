@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { describeConfigError, KeygateError, ShimAlg } from '@keygate/shared';
@@ -280,5 +280,16 @@ describe('kmsplugin-config.yaml', () => {
       /abc/,
       'never echoes the API key',
     );
+  });
+});
+
+describe('NODE_NAME (the fleet view)', () => {
+  it('takes the node name from NODE_NAME, else the host name, and refuses one the report cannot carry', () => {
+    assert.equal(
+      loadShimSettings(write(ICP), { NODE_NAME: 'master-1.example' }).nodeName,
+      'master-1.example',
+    );
+    assert.equal(loadShimSettings(write(ICP), {}).nodeName, hostname());
+    assert.match(problemsOf(ICP, { NODE_NAME: 'bad name;x=1' }), /NODE_NAME \(environment\)/);
   });
 });

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import {
   configError,
   type Frozen,
@@ -175,7 +176,12 @@ export interface ShimSettings {
   readonly healthzPath: string;
   readonly restartDelayMs: number;
   readonly shutdownGraceMs: number;
+  /** The control-plane node this shim runs on, for the fleet view: env NODE_NAME, else the host name. */
+  readonly nodeName: string;
 }
+
+/** What a node name may be (the shim report's rule: a DNS-style name of at most 253 characters). */
+export const NODE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 
 const HOUR_MS = 3_600_000;
 
@@ -222,6 +228,15 @@ export function loadShimSettings(
   const cert = pem(k.CLIENT_CERT_FILE, 'KEYGATE.CLIENT_CERT_FILE');
   const key = pem(k.CLIENT_KEY_FILE, 'KEYGATE.CLIENT_KEY_FILE');
   const ca = pem(raw.KP_CONFIG.KP_CA_FILE, 'KP_CONFIG.KP_CA_FILE');
+  const nodeName = env.NODE_NAME === undefined || env.NODE_NAME === '' ? hostname() : env.NODE_NAME;
+  if (!NODE_NAME_PATTERN.test(nodeName)) {
+    throw configError(file, [
+      {
+        path: env.NODE_NAME ? 'NODE_NAME (environment)' : 'NODE_NAME (unset: the host name)',
+        expected: 'a node name: letters, digits, dot, dash or underscore, at most 253 characters',
+      },
+    ]);
+  }
   const tokenCa = pem(s.TOKEN_URL_CA_FILE, 'SERVER_CONFIG.TOKEN_URL_CA_FILE');
   return Object.freeze({
     file,
@@ -252,6 +267,7 @@ export function loadShimSettings(
     healthzPath: s.HEALTHZ_PATH,
     restartDelayMs: s.RESTART_DELAY_IN_SECONDS * 1000,
     shutdownGraceMs: k.SHUTDOWN_GRACE_SECONDS * 1000,
+    nodeName,
   });
 }
 

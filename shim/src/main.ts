@@ -16,6 +16,7 @@ import { type KmsServer, startKmsServer } from './grpc/kms-server.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
 import { type HealthServer, startHealthServer } from './http/health-server.js';
 import { ShimMetrics } from './metrics.js';
+import { shimReportHeader } from './report.js';
 
 export const RUNTIME = { name: 'keygate-shim', version: '0.1.0' } as const;
 
@@ -79,16 +80,18 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     () => limiter?.stats(),
   );
   const ownGateway = deps.gateway === undefined;
-  const gateway =
-    deps.gateway ??
-    new UndiciGatewayClient({
-      ...gatewayClientOptions(settings),
-      onOutcome: metrics.onGatewayOutcome,
-      onBreaker: (url, state) => {
-        metrics.onBreaker(url, state);
-        logger.warn({ url, state }, 'gateway circuit breaker changed');
-      },
-    });
+  const client =
+    deps.gateway === undefined
+      ? new UndiciGatewayClient({
+          ...gatewayClientOptions(settings),
+          onOutcome: metrics.onGatewayOutcome,
+          onBreaker: (url, state) => {
+            metrics.onBreaker(url, state);
+            logger.warn({ url, state }, 'gateway circuit breaker changed');
+          },
+        })
+      : undefined;
+  const gateway: GatewayClient = deps.gateway ?? (client as UndiciGatewayClient);
   // Every gateway URL shows a breaker state from the start, not only after its first change.
   for (const url of settings.gatewayUrls) metrics.onBreaker(url.replace(/\/+$/, ''), 'closed');
   limiter = new GatewayLimiter(gateway, {
@@ -122,12 +125,18 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   let grpc: KmsServer | undefined;
   let health: HealthServer | undefined;
   const refreshEveryMs = settings.keyIdRefreshMs;
+  // After each refresh, the fleet report (docs/fleet.md) rides on the next gateway call.
+  const refreshAndReport = async () => {
+    await kmsCore.refresh();
+    const header = shimReportHeader(settings.nodeName, RUNTIME.version, kmsCore);
+    if (header !== undefined) client?.reportOnNextCall(header);
+  };
   const scheduleRefresh = () => {
     if (stopped) return;
     const healthy = kmsCore.status().healthz === 'ok';
     refreshTimer = setTimeout(
       () => {
-        void kmsCore.refresh().finally(scheduleRefresh);
+        void refreshAndReport().finally(scheduleRefresh);
       },
       healthy ? refreshEveryMs : Math.min(refreshEveryMs, UNHEALTHY_REFRESH_MS),
     );
@@ -154,7 +163,7 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   const socketPath = normaliseSocketPath(settings.socketPath);
   try {
     // One inline refresh so that a healthy gateway gives a key_id before the first Status.
-    await kmsCore.refresh();
+    await refreshAndReport();
     scheduleRefresh();
     sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
     sweepTimer.unref();

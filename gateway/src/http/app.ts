@@ -11,6 +11,7 @@ import { toResponse } from './errors.js';
 import { handleCreateKey } from './routes/create-key.js';
 import { handleDestroyKey } from './routes/destroy-key.js';
 import { handleSetKeyEnabled } from './routes/enable-disable-key.js';
+import { handleFleet } from './routes/fleet.js';
 import { handleGetKey } from './routes/get-key.js';
 import { handleHealthz, handleMetrics, handleReadyz } from './routes/health.js';
 import {
@@ -107,6 +108,7 @@ export function createApp(deps: AppDeps): Hono<GatewayEnv> {
   app.delete(`${PATHS.identities}/:name`, (c) => handleDeleteIdentity(c, deps, c.req.param('name')));
   app.post(`${PATHS.identities}/:name/apikeys`, (c) => handleCreateApiKey(c, deps, c.req.param('name')));
   app.delete(`${PATHS.apiKeys}/:id`, (c) => handleRevokeApiKey(c, deps, c.req.param('id')));
+  app.get(PATHS.fleet, (c) => handleFleet(c, deps));
 
   app.notFound((c) => toResponse(c, new KeygateError('NOT_FOUND_ERR')));
   app.onError((err, c) => toResponse(c, err));

@@ -5,10 +5,10 @@ import type { RefusalSummary } from '../core/audit/refusal-summary.js';
 import type { IdentityAdmin } from '../core/auth/identity-source.js';
 import type { AccessPolicy, Authenticator } from '../core/auth/principal.js';
 import type { IssuedToken, TokenRequestInput } from '../core/auth/token-issuer.js';
-import type { FleetStore } from '../core/fleet/fleet.js';
 import type { RotationQueries } from '../core/fleet/rotation-view.js';
 import type { KeyService } from '../core/keys/key-service.js';
 import type { GatewayLimits } from '../core/limits/gateway-limits.js';
+import type { FleetDeps } from './fleet-deps.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 
@@ -42,11 +42,12 @@ export interface AppDeps {
    * identity routes answer 409 IDENTITIES_READ_ONLY.
    */
   readonly identityAdmin?: IdentityAdmin | undefined;
-  /** Guided rotation (docs/rotation.md): where rotations are recorded and their status read. */
-  readonly fleet?: FleetStore | undefined;
+  /** Guided rotation (docs/rotation.md): rotation status (rotations are recorded in `fleet.store`). */
   readonly rotations?: RotationQueries | undefined;
   /** Largest accepted request body, in bytes. */
   readonly bodyLimitBytes: number;
+  /** The fleet view (docs/fleet.md): shim reports and key uses are noted in it; absent, nothing is. */
+  readonly fleet?: FleetDeps | undefined;
   /** Log every answered request at info (`log.requests`); otherwise only slow ones, at warn. */
   readonly logRequests?: boolean;
 }

@@ -37,6 +37,8 @@ export const PATHS = {
   identityApiKeys: (name: string) => `/api/v2/keygate/identities/${encodeURIComponent(name)}/apikeys`,
   apiKeys: '/api/v2/keygate/apikeys',
   apiKey: (id: string) => `/api/v2/keygate/apikeys/${encodeURIComponent(id)}`,
+  /** The fleet view: every shim's latest report and key use per cluster (docs/fleet.md). */
+  fleet: '/api/v2/keygate/fleet',
   jwks: '/.well-known/jwks.json',
   healthz: '/healthz',
   readyz: '/readyz',

@@ -190,4 +190,22 @@ describe('UndiciGatewayClient against the Key Protect test fake (real mTLS)', { 
     assert.equal(c.breakerStates()[deadUrl], 'open');
     assert.deepEqual(states, ['dead:open']);
   });
+
+  it('sends a shim report on the next calls until one is answered 2xx, then no more', async () => {
+    const s = await server();
+    const c = client({}, s);
+    await c.wrap(Buffer.alloc(32, 1), AAD);
+    c.reportOnNextCall('node=m1;version=0.1.0;apis=v2;cache=0;health=ok');
+    s.failWith = 'KEY_ACTION_INVALID_STATE_ERR';
+    await rejectsWith(c.wrap(Buffer.alloc(32, 1), AAD), 'KEY_ACTION_INVALID_STATE_ERR');
+    s.failWith = undefined;
+    await c.wrap(Buffer.alloc(32, 1), AAD);
+    await c.wrap(Buffer.alloc(32, 1), AAD);
+    assert.deepEqual(s.reportHeaders, [
+      '',
+      'node=m1;version=0.1.0;apis=v2;cache=0;health=ok',
+      'node=m1;version=0.1.0;apis=v2;cache=0;health=ok',
+      '',
+    ]);
+  });
 });

@@ -74,6 +74,8 @@ export class UndiciGatewayClient implements GatewayClient {
   readonly #endpoints: Endpoint[];
   readonly #tokens: TokenSource;
   readonly #now: () => number;
+  /** The shim report waiting to go out (HEADERS.shimReport), until an answer proves it arrived. */
+  #report: string | undefined;
 
   constructor(options: UndiciGatewayOptions) {
     this.#o = options;
@@ -99,6 +101,14 @@ export class UndiciGatewayClient implements GatewayClient {
   /** Breaker state per URL (for metrics and tests). */
   breakerStates(): Record<string, BreakerState> {
     return Object.fromEntries(this.#endpoints.map((e) => [e.url, e.breaker.state]));
+  }
+
+  /**
+   * Sends `header` (an encoded ShimReport) on the next calls until one of them is answered with a
+   * 2xx: one report per key_id refresh (the heartbeat of the fleet view), not one per Encrypt.
+   */
+  reportOnNextCall(header: string): void {
+    this.#report = header;
   }
 
   get tokenFetches(): number {
@@ -234,18 +244,21 @@ export class UndiciGatewayClient implements GatewayClient {
     // What is left of the caller's deadline, less the answer's way back: the gateway drops work
     // that would finish after it instead of spending the HSM on an answer nobody reads.
     const timeoutMs = Math.max(1, Math.floor(deadline - this.#now() - ANSWER_MARGIN_MS));
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      [HEADERS.authorization]: `Bearer ${token}`,
+      [HEADERS.instance]: this.#o.instanceId,
+      [HEADERS.correlationId]: randomUUID(),
+      [HEADERS.timeoutMs]: String(timeoutMs),
+    };
+    const report = this.#report;
+    if (report !== undefined) headers[HEADERS.shimReport] = report;
     try {
       const res = await request(`${ep.url}${path}`, {
         method: 'POST',
         dispatcher: this.#agent,
-        headers: {
-          'content-type': 'application/json',
-          accept: 'application/json',
-          [HEADERS.authorization]: `Bearer ${token}`,
-          [HEADERS.instance]: this.#o.instanceId,
-          [HEADERS.correlationId]: randomUUID(),
-          [HEADERS.timeoutMs]: String(timeoutMs),
-        },
+        headers,
         body: payload,
         signal,
       });
@@ -260,6 +273,7 @@ export class UndiciGatewayClient implements GatewayClient {
     }
     if (status >= 200 && status <= 299) {
       ep.breaker.onSuccess();
+      if (report !== undefined && this.#report === report) this.#report = undefined;
       const parsed = schema.safeParse(json);
       if (parsed.success) return { ok: true, value: parsed.data };
       const error = new KeygateError('GATEWAY_PROTOCOL_ERR', {

@@ -51,6 +51,8 @@ export class FakeKeyProtectServer {
   readonly counts = { token: 0, wrap: 0, unwrap: 0 };
   /** The x-keygate-timeout-ms header of every key action received, in order ('' when absent). */
   readonly timeoutHeaders: string[] = [];
+  /** The shim report header of every wrap and unwrap ('' when absent). */
+  readonly reportHeaders: string[] = [];
 
   private constructor(options: FakeKeyProtectOptions) {
     this.#o = options;
@@ -142,6 +144,7 @@ export class FakeKeyProtectServer {
     const action = m[2] as 'wrap' | 'unwrap';
     this.counts[action]++;
     this.timeoutHeaders.push(String(req.headers[HEADERS.timeoutMs] ?? ''));
+    this.reportHeaders.push(String(req.headers[HEADERS.shimReport] ?? ''));
     if (this.retryAfter !== undefined) res.setHeader(HEADERS.retryAfter, this.retryAfter);
     if (this.failStatus) return send(res, this.failStatus, { error: 'simulated' });
     if (this.failWith) return fail(res, this.failWith);

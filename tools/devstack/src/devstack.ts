@@ -41,6 +41,9 @@ export interface DevStack {
   stop(): Promise<void>;
 }
 
+/** The dev stack shim's NODE_NAME (its node in `keygate-gateway fleet`). */
+export const DEV_NODE_NAME = 'dev-master-1';
+
 /** Prepares and starts gateway and shim, waits until the shim is healthy, writes stack.json. */
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const p = await prepareStack(opts);
@@ -56,7 +59,11 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       newDek: opts.newDek ?? false,
       refreshSeconds: opts.keyIdRefreshSeconds ?? 60,
     });
-    const shim = await startShimProcess(shimConfig, echo ? { echo: (l) => echo(l, 'shim') } : {});
+    // The dev cluster's one master, as the fleet view shows it (docs/fleet.md).
+    const shim = await startShimProcess(shimConfig, {
+      env: { NODE_NAME: DEV_NODE_NAME },
+      ...(echo ? { echo: (l) => echo(l, 'shim') } : {}),
+    });
     try {
       await waitHealthy(socket);
     } catch (err) {

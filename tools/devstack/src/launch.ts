@@ -41,13 +41,13 @@ export async function startGatewayProcess(
 /** Starts the shim CLI with `configFile`; resolves once it has printed its start line. */
 export async function startShimProcess(
   configFile: string,
-  opts: { echo?: (l: string) => void; name?: string } = {},
+  opts: { echo?: (l: string) => void; name?: string; env?: Record<string, string> } = {},
 ): Promise<{ service: Service; healthPort: number }> {
   const { service, start } = await startCli(
     opts.name ?? 'shim',
     [SHIM_CLI, 'serve', '--config', configFile],
     /"msg":"keygate shim started"/,
-    opts.echo ? { echo: opts.echo } : {},
+    { ...(opts.echo ? { echo: opts.echo } : {}), ...(opts.env ? { env: opts.env } : {}) },
   );
   return { service, healthPort: start.healthPort as number };
 }

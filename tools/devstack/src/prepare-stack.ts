@@ -157,6 +157,7 @@ identities:
     certIdentities: ['${pki.adminIdentity}']
     roles:
       ${instanceId}: [keys:read, keys:admin]
+      '*': [fleet:read]
 tokens:
   issuer: keygate-dev
   audience: keygate-gateway

@@ -139,6 +139,50 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 6,
+    name: 'fleet',
+    // The fleet view (docs/fleet.md): the latest shim report per node (newest last_seen wins,
+    // whichever replica heard it), key uses counted per minute (replicas add their buffered
+    // counts), and the rotations `keys rotate` started.
+    sql: `
+      CREATE TABLE keygate_fleet_nodes (
+        cluster text NOT NULL,
+        node text NOT NULL,
+        instance text NOT NULL,
+        crk text NOT NULL,
+        shim_version text NOT NULL,
+        kms_key_id text,
+        key_version text,
+        apis text NOT NULL,
+        cache_size integer NOT NULL CHECK (cache_size >= 0),
+        health text NOT NULL,
+        last_seen timestamptz NOT NULL,
+        replica text NOT NULL,
+        PRIMARY KEY (cluster, node, instance, crk)
+      );
+      CREATE TABLE keygate_fleet_usage (
+        cluster text NOT NULL,
+        instance text NOT NULL,
+        crk text NOT NULL,
+        version text NOT NULL,
+        op text NOT NULL CHECK (op IN ('wrap', 'unwrap', 'rewrap')),
+        minute timestamptz NOT NULL,
+        count bigint NOT NULL CHECK (count >= 0),
+        PRIMARY KEY (cluster, instance, crk, version, op, minute)
+      );
+      CREATE INDEX keygate_fleet_usage_minute ON keygate_fleet_usage (minute);
+      CREATE TABLE keygate_fleet_rotations (
+        instance text NOT NULL,
+        crk text NOT NULL,
+        from_version text NOT NULL,
+        to_version text NOT NULL,
+        started_at timestamptz NOT NULL,
+        started_by text NOT NULL,
+        PRIMARY KEY (instance, crk, started_at, to_version)
+      );
+    `,
+  },
+  {
     version: 7,
     name: 'disabled key versions',
     // Guided rotation (docs/rotation.md): a version disabled by `keys disable-version` keeps its

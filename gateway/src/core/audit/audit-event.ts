@@ -27,7 +27,8 @@ export type AuditOperation =
   | 'identity.update'
   | 'identity.delete'
   | 'apikey.create'
-  | 'apikey.revoke';
+  | 'apikey.revoke'
+  | 'fleet.read';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 

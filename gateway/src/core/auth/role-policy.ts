@@ -29,6 +29,7 @@ export const OPERATION_ROLES: Readonly<Record<GuardedOperation, Role>> = Object.
   'identity.delete': 'identities:admin',
   'apikey.create': 'identities:admin',
   'apikey.revoke': 'identities:admin',
+  'fleet.read': 'fleet:read',
 });
 
 /** The role `operation` needs. */

@@ -70,5 +70,5 @@ export function noteRotation(
   rotated: Parameters<typeof recordRotation>[2],
   by: string,
 ) {
-  return recordRotation(deps.fleet, c.get('log'), rotated, by, deps.clock.now());
+  return recordRotation(deps.fleet?.store, c.get('log'), rotated, by, deps.clock.now());
 }
