@@ -10,6 +10,7 @@ import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import { PgIdentities } from './adapters/postgres/pg-identities.js';
 import { buildAuditSink } from './audit-runtime.js';
 import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
+import { type RunningConsole, startConsole } from './console-runtime.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
@@ -37,6 +38,8 @@ export interface AccessRuntime {
   readonly tokens?: TokenService | undefined;
   /** Token mode with identities in PostgreSQL: run-time identity management (admin API). */
   readonly identityAdmin?: IdentityAdmin | undefined;
+  /** Token mode: where API keys are verified (the console's login uses it too). */
+  readonly identities?: IdentitySource | undefined;
   /** Stops following identity changes. */
   close(): void;
   /** Identities from the database: not ready until loaded (every token is refused before). */
@@ -100,6 +103,7 @@ export async function buildAccess(
     policy: new RolePolicy(),
     tokens: { issue: (req) => issuer.issue(req), jwks: () => jwt.jwks() },
     identityAdmin: pg,
+    identities,
     ...(pg === undefined
       ? {}
       : {
@@ -147,6 +151,8 @@ const UNNAMED_CONFIG = '(config passed to startGateway)';
 export interface RunningGateway {
   readonly url: string;
   readonly port: number;
+  /** The web console's URL when `console.listen` is set (docs/console.md). */
+  readonly consoleUrl?: string | undefined;
   readonly runtime: KeyRuntime;
   readonly logger: Logger;
   /** Stops accepting, drains requests in flight, closes the audit sink and the HSM. */
@@ -287,6 +293,27 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     await runtime.close();
     throw err;
   }
+  let consoleServer: RunningConsole | undefined;
+  try {
+    consoleServer = await startConsole(config, {
+      runtime,
+      tls,
+      identities: access.identities,
+      identityAdmin: access.identityAdmin,
+      audit,
+      readiness,
+      clock,
+      logger,
+    });
+  } catch (err) {
+    await server.close();
+    clearInterval(summaryTimer);
+    access.close();
+    await audit.close().catch(() => undefined);
+    await runtime.close();
+    throw err;
+  }
+  if (consoleServer !== undefined) logger.info({ url: consoleServer.url }, 'console listening');
   const ready = readiness();
   logger.info(
     {
@@ -301,10 +328,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   return {
     url: server.url,
     port: server.port,
+    consoleUrl: consoleServer?.url,
     runtime,
     logger,
     async close() {
       try {
+        await consoleServer?.close();
         await server.close();
         clearInterval(summaryTimer);
         await refusals.flushAll();

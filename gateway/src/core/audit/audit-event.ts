@@ -24,7 +24,10 @@ export type AuditOperation =
   | 'identity.update'
   | 'identity.delete'
   | 'apikey.create'
-  | 'apikey.revoke';
+  | 'apikey.revoke'
+  /** The web console: a login (refused ones too) and a logout; its key actions use the key operations. */
+  | 'console.login'
+  | 'console.logout';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 
