@@ -16,7 +16,8 @@ import { csrfMatches } from './sessions.js';
 
 /** The client certificate of the connection when it chains to the gateway's client CA. */
 function verifiedCertIdentity(c: ConsoleCtx): string | undefined {
-  const socket = c.env.incoming.socket as Partial<TLSSocket>;
+  const env = c.env as Partial<ConsoleEnv['Bindings']> | undefined;
+  const socket = (env?.incoming?.socket ?? {}) as Partial<TLSSocket>;
   if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return undefined;
   const cert = socket.getPeerCertificate(false);
   if (!cert?.raw || cert.raw.length === 0) return undefined;

@@ -43,5 +43,6 @@ export function readSessionCookie(c: ConsoleCtx): string | undefined {
 
 /** The source address of the request's connection (for the failed-login limit). */
 export function sourceAddress(c: ConsoleCtx): string {
-  return c.env.incoming.socket.remoteAddress ?? 'unknown';
+  const env = c.env as Partial<ConsoleEnv['Bindings']> | undefined;
+  return env?.incoming?.socket?.remoteAddress ?? 'unknown';
 }
