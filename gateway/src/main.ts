@@ -313,11 +313,11 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     await runtime.close();
     throw err;
   }
-  if (consoleServer !== undefined) logger.info({ url: consoleServer.url }, 'console listening');
   const ready = readiness();
   logger.info(
     {
       url: server.url,
+      ...(consoleServer === undefined ? {} : { console: consoleServer.url }),
       hsm: ready.hsm,
       store: describeStore(config),
       access: access.mode,
