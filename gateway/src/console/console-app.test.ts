@@ -112,7 +112,7 @@ describe('console app', () => {
     assert.equal(res.headers.get('content-security-policy'), CONSOLE_CSP);
     assert.equal(res.headers.get('cache-control'), 'no-store');
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
-    assert.equal(res.headers.get('referrer-policy'), 'no-referrer');
+    assert.equal(res.headers.get('referrer-policy'), 'same-origin');
     const body = await res.text();
     assert.match(body, /<label for="apikey">/);
     assert.doesNotMatch(body, /<script/i);

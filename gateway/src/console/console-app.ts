@@ -28,7 +28,8 @@ export function createConsoleApp(deps: ConsoleDeps): { app: Hono<ConsoleEnv>; co
     c.header('content-security-policy', CONSOLE_CSP);
     c.header('cache-control', 'no-store');
     c.header('x-content-type-options', 'nosniff');
-    c.header('referrer-policy', 'no-referrer');
+    // Not no-referrer: with it, browsers send `Origin: null` on same-origin form posts, which the origin check refuses.
+    c.header('referrer-policy', 'same-origin');
     c.header('x-frame-options', 'DENY');
     c.header('strict-transport-security', 'max-age=31536000');
     c.header('cross-origin-opener-policy', 'same-origin');

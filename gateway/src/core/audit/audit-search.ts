@@ -10,7 +10,7 @@ export interface AuditQuery {
   readonly from?: Date | undefined;
   /** Events at or before this time. */
   readonly to?: Date | undefined;
-  /** Matches the token subject or the certificate identity, exactly. */
+  /** Matches the token subject (`NAME` also finds the console's `console:NAME`) or the certificate identity, exactly. */
   readonly identity?: string | undefined;
   readonly keyId?: string | undefined;
   /** An operation name (`key.rotate`), or a prefix ending in a dot (`key.`). */
@@ -55,7 +55,12 @@ export function matchesAuditQuery(event: AuditEvent, q: AuditQuery): boolean {
   const t = Date.parse(event.time);
   if (q.from !== undefined && !(t >= q.from.getTime())) return false;
   if (q.to !== undefined && !(t <= q.to.getTime())) return false;
-  if (q.identity !== undefined && event.subject !== q.identity && event.certIdentity !== q.identity)
+  if (
+    q.identity !== undefined &&
+    event.subject !== q.identity &&
+    event.subject !== `console:${q.identity}` &&
+    event.certIdentity !== q.identity
+  )
     return false;
   if (q.keyId !== undefined && event.keyId !== q.keyId) return false;
   if (q.operation !== undefined) {
