@@ -206,6 +206,27 @@ describe('console in a browser', { skip: existsSync(CHROMIUM) ? false : `no brow
     assert.doesNotMatch(await text(), /csrf-test/);
   });
 
+  it('logs in with a client certificate of the gateway CA; serves no Key Protect route, and the API no console', async () => {
+    const admin = {
+      cert: readFileSync(stack.info.adminCertFile),
+      key: readFileSync(stack.info.adminKeyFile),
+    };
+    const login = await call(`${url}/login/certificate`, { method: 'POST', ca, ...admin });
+    assert.equal(login.status, 303);
+    const cookie = String(login.headers['set-cookie']).split(';')[0] ?? '';
+    assert.match(cookie, /^__Host-keygate-session=/);
+    const status = await call(`${url}/status`, { ca, headers: { cookie } });
+    assert.equal(status.status, 200);
+    assert.match(status.body, /Signed in as <strong>ops-admin<\/strong> \(certificate\)/);
+    const noCert = await call(`${url}/login/certificate`, { method: 'POST', ca });
+    assert.equal(noCert.status, 401);
+    assert.equal(noCert.headers['x-keygate-error'], 'AUTH_CERT_REQUIRED');
+    assert.equal((await call(`${url}/api/v2/keys`, { ca, headers: { cookie } })).status, 404);
+    const api = await call(`${stack.info.gatewayUrl}/login`, { ca, ...admin });
+    assert.equal(api.status, 404);
+    assert.doesNotMatch(api.body, /<html/);
+  });
+
   it('refuses an expired session', async () => {
     await new Promise((r) => setTimeout(r, (IDLE_SECONDS + 1) * 1000));
     const res = await page.goto(`${url}/keys`);
@@ -214,6 +235,29 @@ describe('console in a browser', { skip: existsSync(CHROMIUM) ? false : `no brow
     await shot('session-expired');
   });
 });
+
+/** A request from node (not the browser) over TLS trusting `ca`, optionally with a client certificate. */
+function call(
+  target: string,
+  o: { method?: string; ca: Buffer; cert?: Buffer; key?: Buffer; headers?: Record<string, string> },
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      target,
+      { method: o.method ?? 'GET', ca: o.ca, cert: o.cert, key: o.key, headers: o.headers },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /** A form POST from node (not the browser), with the session cookie and no CSRF field. */
 function post(
