@@ -205,6 +205,16 @@ describe('console app', () => {
     assert.equal((await keys.list('inst-a')).length, 0);
   });
 
+  it('refuses a form larger than 16 KiB before reading it', async () => {
+    const { app } = setup();
+    const res = await app.request('/login', {
+      method: 'POST',
+      body: new URLSearchParams({ apikey: 'x'.repeat(20_000) }),
+    });
+    assert.equal(res.status, 413);
+    assert.equal(res.headers.get('x-keygate-error'), 'BODY_TOO_LARGE_ERR');
+  });
+
   it('ends a session after the idle timeout and after logout', async () => {
     const { app, advance } = setup({ idleMs: 10_000 });
     const a = await login(app, ADMIN_KEY);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { asKeygateError } from '@keygate/shared/errors';
 import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { csrfGuard, originGuard, refusal, registerAuth, sessionGuard } from './console-auth.js';
 import { ConsoleCore } from './console-core.js';
 import type { ConsoleEnv } from './console-env.js';
@@ -16,6 +17,9 @@ import { CONSOLE_CSS } from './style.js';
 /** docs/console.md "Security model": no script, no frame, no foreign origin. */
 export const CONSOLE_CSP =
   "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/** Largest form body the console reads. */
+const FORM_LIMIT_BYTES = 16 * 1024;
 
 /** The console's own hono app (no Key Protect route here; no console route on the API listener). */
 export function createConsoleApp(deps: ConsoleDeps): { app: Hono<ConsoleEnv>; core: ConsoleCore } {
@@ -35,6 +39,14 @@ export function createConsoleApp(deps: ConsoleDeps): { app: Hono<ConsoleEnv>; co
     c.header('cross-origin-opener-policy', 'same-origin');
     c.header('cross-origin-resource-policy', 'same-origin');
   });
+  // Console forms are small: a larger body is refused before it is read.
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: FORM_LIMIT_BYTES,
+      onError: (c) => refusal(c, 'BODY_TOO_LARGE_ERR', 'Refused', 'The form is too large.'),
+    }),
+  );
   app.use('*', originGuard());
 
   app.get('/console.css', (c) => {
