@@ -1,112 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KeyState } from '@keygate/shared/api';
-import { seededRandom } from '@keygate/shared/crypto';
-import { createLogger } from '@keygate/shared/log';
-import { MemoryFleetStore } from '../adapters/fleet/memory-fleet-store.js';
-import type { AuditEvent, AuditSink } from '../core/audit/audit-event.js';
-import { hashApiKey } from '../core/auth/api-key.js';
-import { IdentityDirectory } from '../core/auth/identity-directory.js';
-import { createKeyService } from '../core/keys/key-service.js';
-import { FakeHsm } from '../testing/fake-hsm.js';
-import { MemoryKeyStore } from '../testing/memory-key-store.js';
-import { CONSOLE_CSP, createConsoleApp } from './console-app.js';
-
-const ADMIN_KEY = 'kg_console-admin-key-for-tests';
-const READER_KEY = 'kg_console-reader-key-for-tests';
-const CLUSTER_KEY = 'kg_console-cluster-key-for-tests';
-
-/** The console app on fakes (unit level: the browser suite runs it on the real stack). */
-function setup(opts: { idleMs?: number } = {}) {
-  const random = seededRandom('console');
-  let now = Date.parse('2026-03-01T10:00:00Z');
-  const clock = { now: () => new Date(now) };
-  const keys = createKeyService({ hsm: new FakeHsm(random), store: new MemoryKeyStore(), clock, random });
-  const events: AuditEvent[] = [];
-  const audit: AuditSink = {
-    assertAvailable: () => undefined,
-    append: async (e) => {
-      events.push(e);
-    },
-    close: async () => undefined,
-  };
-  const identities = new IdentityDirectory([
-    {
-      name: 'ops',
-      apiKeyHashes: [hashApiKey(ADMIN_KEY)],
-      certIdentities: ['spiffe://test/ops'],
-      roles: { '*': ['fleet:read'], 'inst-a': ['keys:admin', 'keys:read'] },
-    },
-    {
-      name: 'viewer',
-      apiKeyHashes: [hashApiKey(READER_KEY)],
-      certIdentities: ['spiffe://test/viewer'],
-      roles: { '*': ['fleet:read'], 'inst-a': ['keys:read'] },
-    },
-    {
-      name: 'cluster-1',
-      apiKeyHashes: [hashApiKey(CLUSTER_KEY)],
-      certIdentities: ['spiffe://test/c1'],
-      roles: { 'inst-a': ['wrap', 'unwrap'] },
-    },
-  ]);
-  const fleet = new MemoryFleetStore({ now: () => new Date(now) });
-  const { app } = createConsoleApp({
-    keys,
-    identities,
-    audit,
-    fleet,
-    readiness: () => ({
-      hsm: { backend: 'software', ready: true, reasons: [] },
-      store: { ready: true, reasons: [] },
-    }),
-    info: { version: '0.1.0', replica: 'r1', store: 'memory', audit: 'memory' },
-    limits: {
-      idleTimeoutMs: opts.idleMs ?? 60_000,
-      sessionTtlMs: 3_600_000,
-      maxFailedLogins: 3,
-      loginLockoutMs: 60_000,
-    },
-    clock,
-    logger: createLogger({ level: 'silent', name: 'test' }),
-  });
-  const advance = (ms: number) => {
-    now += ms;
-  };
-  return { app, keys, events, fleet, advance };
-}
-
-type App = ReturnType<typeof setup>['app'];
-
-async function login(app: App, apikey: string): Promise<{ cookie: string; csrf: string }> {
-  const res = await app.request('/login', { method: 'POST', body: new URLSearchParams({ apikey }) });
-  assert.equal(res.status, 303);
-  const set = res.headers.get('set-cookie') ?? '';
-  assert.match(set, /^__Host-keygate-session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=Strict$/);
-  const cookie = set.split(';')[0] ?? '';
-  const page = await (await app.request('/keys', { headers: { cookie } })).text();
-  const csrf = /name="csrf" value="([^"]+)"/.exec(page)?.[1];
-  assert.ok(csrf, 'the keys page carries a CSRF field');
-  return { cookie, csrf };
-}
-
-function post(
-  app: App,
-  path: string,
-  cookie: string,
-  fields: Record<string, string>,
-  headers: Record<string, string> = {},
-) {
-  return app.request(path, {
-    method: 'POST',
-    body: new URLSearchParams(fields),
-    headers: { cookie, ...headers },
-  });
-}
+import {
+  ADMIN_KEY,
+  CLUSTER_KEY,
+  login,
+  post,
+  READER_KEY,
+  setupConsole,
+} from '../testing/console-app-fixture.js';
+import { CONSOLE_CSP } from './console-app.js';
 
 describe('console app', () => {
   it('sends the security headers on every answer, login page included', async () => {
-    const { app } = setup();
+    const { app } = setupConsole();
     const res = await app.request('/login');
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-security-policy'), CONSOLE_CSP);
@@ -119,7 +26,7 @@ describe('console app', () => {
   });
 
   it('logs in with an admin API key, creates, rotates and destroys a key with typed confirmation, all audited', async () => {
-    const { app, keys, events } = setup();
+    const { app, keys, events } = setupConsole();
     const { cookie, csrf } = await login(app, ADMIN_KEY);
     let res = await post(app, '/keys/create', cookie, { csrf, instance: 'inst-a', name: 'payments' });
     assert.equal(res.status, 303);
@@ -153,7 +60,7 @@ describe('console app', () => {
   });
 
   it('refuses a wrong API key, an identity without fleet:read, and locks the address after repeated failures', async () => {
-    const { app, events } = setup();
+    const { app, events } = setupConsole();
     let res = await app.request('/login', {
       method: 'POST',
       body: new URLSearchParams({ apikey: 'kg_wrong' }),
@@ -179,7 +86,7 @@ describe('console app', () => {
   });
 
   it('refuses a POST without the CSRF token, with a wrong one, and from a foreign origin', async () => {
-    const { app, keys } = setup();
+    const { app, keys } = setupConsole();
     const { cookie, csrf } = await login(app, ADMIN_KEY);
     let res = await post(app, '/keys/create', cookie, { instance: 'inst-a', name: 'nope-1' });
     assert.equal(res.status, 403);
@@ -206,7 +113,7 @@ describe('console app', () => {
   });
 
   it('refuses a form larger than 16 KiB before reading it', async () => {
-    const { app } = setup();
+    const { app } = setupConsole();
     const res = await app.request('/login', {
       method: 'POST',
       body: new URLSearchParams({ apikey: 'x'.repeat(20_000) }),
@@ -216,7 +123,7 @@ describe('console app', () => {
   });
 
   it('ends a session after the idle timeout and after logout', async () => {
-    const { app, advance } = setup({ idleMs: 10_000 });
+    const { app, advance } = setupConsole({ idleMs: 10_000 });
     const a = await login(app, ADMIN_KEY);
     advance(11_000);
     let res = await app.request('/keys', { headers: { cookie: a.cookie } });
@@ -232,7 +139,7 @@ describe('console app', () => {
   });
 
   it('lets a keys:read identity look but not act', async () => {
-    const { app, keys, events } = setup();
+    const { app, keys, events } = setupConsole();
     const created = await keys.create({ instance: 'inst-a', name: 'ro-key' });
     const { cookie, csrf } = await login(app, READER_KEY);
     const page = await (await app.request('/keys', { headers: { cookie } })).text();
@@ -245,7 +152,7 @@ describe('console app', () => {
   });
 
   it('shows clusters and nodes from the fleet store, stale ones flagged, with SVG charts; escapes what shims report', async () => {
-    const { app, fleet, advance } = setup();
+    const { app, fleet, advance } = setupConsole();
     const base = {
       instance: 'inst-a',
       crk: 'k1',
