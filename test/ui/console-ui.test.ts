@@ -63,7 +63,12 @@ describe('console in a browser', { skip: existsSync(CHROMIUM) ? false : `no brow
     browser = await launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', `--ignore-certificate-errors-spki-list=${spki}`, '--disable-gpu'],
+      args: [
+        '--no-sandbox',
+        '--disable-dev-shm-usage',
+        `--ignore-certificate-errors-spki-list=${spki}`,
+        '--disable-gpu',
+      ],
     });
     page = await browser.newPage();
     await page.setViewport({ width: 1366, height: 768 });
