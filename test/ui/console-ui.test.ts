@@ -90,9 +90,11 @@ describe('console in a browser', { skip: existsSync(CHROMIUM) ? false : `no brow
     assert.equal((await page.cookies()).length, 0, 'no session cookie');
   });
 
-  it('logs in with the admin API key and shows the stack key', async () => {
-    await page.type('#apikey', adminKey);
-    await submit('form[action="/login"] button[type="submit"]');
+  it('logs in with the admin API key, by keyboard alone, and shows the stack key', async () => {
+    // The field has the focus (autofocus); Enter submits.
+    assert.equal(await page.evaluate('document.activeElement && document.activeElement.id'), 'apikey');
+    await page.keyboard.type(adminKey);
+    await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
     assert.equal(new URL(page.url()).pathname, '/keys');
     const body = await text();
     assert.match(body, /Signed in as ops-admin \(API key\)/);
