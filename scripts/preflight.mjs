@@ -26,6 +26,13 @@ const DEBIAN_TOOLS = [
     // Without it that one suite skips, saying why; the rest of the run does not need it.
     optional: true,
   },
+  {
+    command: 'chromium',
+    pkg: 'chromium',
+    why: "the console's browser suite (test/ui) drives chromium with puppeteer-core",
+    // Without it that suite skips, saying why (.ci/run installs it).
+    optional: true,
+  },
 ];
 
 /** NSS softoken's PKCS#11 module where Debian's libnss3 puts it. */

@@ -24,6 +24,7 @@ const portFrom = (name, fallback) => {
 };
 const gatewayPort = portFrom('KEYGATE_GATEWAY_PORT', 28443);
 const healthzPort = portFrom('KEYGATE_HEALTHZ_PORT', 20358);
+const consolePort = portFrom('KEYGATE_CONSOLE_PORT', 28444);
 const { startDevStack } = await import('../tools/devstack/dist/devstack.js');
 
 const colour = { gateway: '\x1b[36m', shim: '\x1b[35m' };
@@ -48,6 +49,7 @@ try {
     reset: args.includes('--reset'),
     gatewayPort,
     healthzPort,
+    consolePort,
     // Each line arrives with the program that printed it: label by that, never by what it says.
     echo: (line, program) => echo(program)(line),
   });
@@ -69,7 +71,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 const i = stack.info;
 console.log(
-  `\nkeygate ready: socket ${i.socket} · health ${i.healthzUrl} · gateway ${i.gatewayUrl} · EncryptionConfiguration ${i.encryptionConfig}`,
+  `\nkeygate ready: socket ${i.socket} · health ${i.healthzUrl} · gateway ${i.gatewayUrl} · console ${i.consoleUrl} (log in with the API key in ${i.adminApiKeyFile}) · EncryptionConfiguration ${i.encryptionConfig}`,
 );
 console.log(
   `  HSM: ${i.hsm === 'softhsm2' ? 'SoftHSM2 (PKCS#11)' : 'software backend (development only: no HSM)'}`,

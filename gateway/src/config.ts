@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { tokensSchema } from './adapters/jwt/token-settings.js';
 import { HSM_PROFILE_NAMES, HSM_PROFILES, type HsmProfile } from './adapters/pkcs11/profiles.js';
 import { describeDatabase, postgresSettingsSchema } from './adapters/postgres/pg-settings.js';
+import { consoleSchema } from './config-console.js';
 import { fleetSchema } from './config-fleet.js';
 import { rotationSettingsSchema } from './config-rotation.js';
 import { identitiesSchema } from './core/auth/identities.js';
@@ -343,6 +344,7 @@ const baseSchema = z.strictObject({
       requests: z.boolean().default(false),
     })
     .default({ level: 'info', requests: false }),
+  console: consoleSchema,
 });
 
 /**

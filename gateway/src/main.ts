@@ -3,124 +3,24 @@ import { type Clock, systemClock } from '@keygate/shared';
 import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
-import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlist/cert-allowlist.js';
-import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
-import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
-import type { PgDatabase } from './adapters/postgres/pg-database.js';
-import { PgIdentities } from './adapters/postgres/pg-identities.js';
+import { type AccessRuntime, buildAccess } from './access-runtime.js';
 import { auditTarget, buildAuditSink } from './audit-runtime.js';
 import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
+import { type RunningConsole, startConsole } from './console-runtime.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
-import { IdentityDirectory } from './core/auth/identity-directory.js';
-import type { IdentityAdmin, IdentitySource } from './core/auth/identity-source.js';
-import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
-import { RolePolicy } from './core/auth/role-policy.js';
-import { TokenAuthenticator } from './core/auth/token-authenticator.js';
-import { TokenIssuer } from './core/auth/token-issuer.js';
+import { disableVersionGuarded } from './core/fleet/version-guard.js';
 import type { Hsm } from './core/keys/hsm.js';
 import type { KeyStore } from './core/keys/key-store.js';
 import { createGatewayLimits } from './core/limits/gateway-limits.js';
 import { buildFleetStore, withFleetMetrics } from './fleet-runtime.js';
 import { createApp } from './http/app.js';
 import { ConnectionGuard } from './http/connection-guard.js';
-import type { Readiness, TokenService } from './http/deps.js';
+import type { Readiness } from './http/deps.js';
 import { createGatewayMetrics } from './http/metrics.js';
 import { type RunningServer, startHttpsServer } from './http/server.js';
 import { buildKeyRuntime, type KeyRuntime } from './key-runtime.js';
 import { type RotationGatewayDeps, rotationDeps } from './rotation-runtime.js';
-
-/** Who may call: token mode (`identities` + `tokens`) or the development certificate allow-list. */
-export interface AccessRuntime {
-  readonly mode: 'tokens' | 'allowlist';
-  readonly authenticator: Authenticator;
-  readonly policy: AccessPolicy;
-  /** Token mode only: `/identity/token` and the JWKS. */
-  readonly tokens?: TokenService | undefined;
-  /** Token mode with identities in PostgreSQL: run-time identity management (admin API). */
-  readonly identityAdmin?: IdentityAdmin | undefined;
-  /** Stops following identity changes. */
-  close(): void;
-  /** Identities from the database: not ready until loaded (every token is refused before). */
-  identitiesStatus?(): { readonly ready: boolean; readonly reasons: readonly string[] };
-}
-
-/**
- * Builds the authenticator and policy from the config (reads the token signing keys). Token mode
- * takes its identities from the config's `identities:`, or, when that is absent and the store is
- * PostgreSQL, from the database (managed at run time; docs/identity.md "PostgreSQL").
- */
-export async function buildAccess(
-  config: GatewayConfig,
-  clock: Clock = systemClock,
-  database?: PgDatabase,
-  logger?: Logger,
-): Promise<AccessRuntime> {
-  if (config.tokens === undefined || (config.identities === undefined && database === undefined)) {
-    return {
-      mode: 'allowlist',
-      authenticator: new CertAllowlistAuthenticator(config.access.clients),
-      policy: new AllowlistPolicy(),
-      close: () => undefined,
-    };
-  }
-  const t = config.tokens;
-  const leewaySeconds = Math.round(t.leeway / 1000);
-  const signingKeys = await readSigningKeyFiles(t.signingKeyFiles);
-  const jwt = new JwtTokens({
-    keys: signingKeys,
-    issuer: t.issuer,
-    audience: t.audience,
-    clock,
-    leewaySeconds,
-  });
-  let identities: IdentitySource;
-  let pg: PgIdentities | undefined;
-  if (config.identities !== undefined) {
-    identities = new IdentityDirectory(config.identities);
-  } else {
-    pg = new PgIdentities(database as PgDatabase, {
-      logger: (logger ?? createLogger({ level: 'silent', name: 'keygate-gateway' })).child({
-        component: 'identities',
-      }),
-      signingKids: signingKeys.map((k) => k.kid),
-    });
-    identities = pg;
-    // Loads once the database is open (and again on every change any replica announces).
-    void pg.start();
-  }
-  const issuer = new TokenIssuer({
-    identities,
-    signer: jwt,
-    clock,
-    lifetimeSeconds: Math.round(t.lifetime / 1000),
-  });
-  const authenticator = new TokenAuthenticator({ verifier: jwt, clock, leewaySeconds, identities });
-  return {
-    mode: 'tokens',
-    authenticator,
-    policy: new RolePolicy(),
-    tokens: { issue: (req) => issuer.issue(req), jwks: () => jwt.jwks() },
-    identityAdmin: pg,
-    ...(pg === undefined
-      ? {}
-      : {
-          identitiesStatus: () =>
-            pg?.loaded === true
-              ? { ready: true, reasons: [] }
-              : {
-                  ready: false,
-                  reasons: [
-                    'identities not loaded from the database yet (tokens are refused until they are)',
-                  ],
-                },
-        }),
-    close() {
-      authenticator.close();
-      pg?.close();
-    },
-  };
-}
 
 /** What startGateway takes besides the config; each part given replaces the one it would build. */
 export interface GatewayDeps extends RotationGatewayDeps {
@@ -149,6 +49,8 @@ const UNNAMED_CONFIG = '(config passed to startGateway)';
 export interface RunningGateway {
   readonly url: string;
   readonly port: number;
+  /** The web console's URL when `console.listen` is set (docs/console.md). */
+  readonly consoleUrl?: string | undefined;
   readonly runtime: KeyRuntime;
   readonly logger: Logger;
   /** Stops accepting, drains requests in flight, closes the audit sink and the HSM. */
@@ -255,6 +157,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     true,
     () => runtime.usage.samples(),
   );
+  const rotation = rotationDeps(config, runtime, clock, fleetStore, fleet.staleAfterMs, logger);
   const app = createApp({
     keys: runtime.keys,
     authenticator: access.authenticator,
@@ -271,7 +174,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     readiness,
     bodyLimitBytes: config.server.bodyLimitBytes,
     logRequests: config.log.requests,
-    ...rotationDeps(config, runtime, clock, fleetStore, fleet.staleAfterMs, logger),
+    ...rotation,
   });
   let server: RunningServer;
   try {
@@ -295,10 +198,48 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     await runtime.close();
     throw err;
   }
+  let consoleServer: RunningConsole | undefined;
+  try {
+    consoleServer = await startConsole(config, {
+      runtime,
+      tls,
+      identities: access.identities,
+      identityAdmin: access.identityAdmin,
+      audit,
+      readiness,
+      clock,
+      logger,
+      fleet: fleetStore,
+      staleAfterMs: fleet.staleAfterMs,
+      rotation: rotation.rotations,
+      versions: {
+        disableVersion: async (i, id, v, o) =>
+          (
+            await disableVersionGuarded(
+              { keys: runtime.keys, rotations: rotation.rotations },
+              i,
+              id,
+              v,
+              o.force,
+            )
+          ).key,
+        enableVersion: (i, id, v) => runtime.keys.enableVersion(i, id, v),
+      },
+    });
+  } catch (err) {
+    await server.close();
+    clearInterval(summaryTimer);
+    access.close();
+    await fleet.close();
+    await audit.close().catch(() => undefined);
+    await runtime.close();
+    throw err;
+  }
   const ready = readiness();
   logger.info(
     {
       url: server.url,
+      ...(consoleServer === undefined ? {} : { console: consoleServer.url }),
       hsm: ready.hsm,
       store: describeStore(config),
       access: access.mode,
@@ -309,10 +250,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
   return {
     url: server.url,
     port: server.port,
+    consoleUrl: consoleServer?.url,
     runtime,
     logger,
     async close() {
       try {
+        await consoleServer?.close();
         await server.close();
         clearInterval(summaryTimer);
         await refusals.flushAll();

@@ -19,16 +19,27 @@ describe('npm start', { skip: findSoftHsmModule() ? false : 'SoftHSM2 not instal
 
   it('labels each line by its program, lists the operator identity, stops on SIGINT', async () => {
     const start = startService('npm-start', process.execPath, [join(REPO_ROOT, 'scripts/start.mjs')], {
-      env: { KEYGATE_HOME: home, KEYGATE_GATEWAY_PORT: '0', KEYGATE_HEALTHZ_PORT: '0' },
+      env: {
+        KEYGATE_HOME: home,
+        KEYGATE_GATEWAY_PORT: '0',
+        KEYGATE_HEALTHZ_PORT: '0',
+        KEYGATE_CONSOLE_PORT: '0',
+      },
     });
     let info: StackInfo;
     try {
-      await start.waitFor(/^keygate ready: /, 90_000);
+      const ready = await start.waitFor(/^keygate ready: /, 90_000);
       info = JSON.parse(readFileSync(join(home, 'stack.json'), 'utf8')) as StackInfo;
       for (const f of [info.adminApiKeyFile, info.adminCertFile, info.adminKeyFile])
         assert.ok(existsSync(f), `${f} exists`);
       assert.match(readFileSync(info.gatewayConfig, 'utf8'), /- name: ops-admin[\s\S]*keys:admin/);
       await start.waitFor(/operator ops-admin \(keys:admin\)/, 5_000);
+      // The console's URL and the admin's API key file are on the ready line (docs/console.md).
+      assert.ok(info.consoleUrl?.startsWith('https://127.0.0.1:'), ready);
+      assert.ok(
+        ready.includes(`console ${info.consoleUrl} (log in with the API key in ${info.adminApiKeyFile})`),
+        ready,
+      );
       // Ctrl-C.
       start.child.kill('SIGINT');
       assert.equal(await start.exited, 0);

@@ -79,6 +79,9 @@ const KINDS: Record<ErrorKind, readonly string[]> = {
     'AUTH_TOKEN_REVOKED',
     'FORBIDDEN_ERR',
     'GATEWAY_REFUSED',
+    'CONSOLE_SESSION_EXPIRED',
+    'CONSOLE_CSRF_REFUSED',
+    'CONSOLE_LOGIN_LOCKED',
   ],
   'key-state': [
     'KEY_NOT_FOUND_ERR',

@@ -230,6 +230,27 @@ export const ERROR_CATALOGUE = {
     message: 'The API key or identity the access token was issued to has been revoked or changed.',
   },
 
+  // The web console (docs/console.md)
+  CONSOLE_SESSION_EXPIRED: {
+    kind: 'auth',
+    http: 401,
+    grpc: 'UNAUTHENTICATED',
+    message: 'The console session has ended or was never started; log in again.',
+  },
+  CONSOLE_CSRF_REFUSED: {
+    kind: 'auth',
+    http: 403,
+    grpc: 'PERMISSION_DENIED',
+    message:
+      'The form was not sent from this console session (missing or wrong CSRF token, or a foreign origin).',
+  },
+  CONSOLE_LOGIN_LOCKED: {
+    kind: 'auth',
+    http: 429,
+    grpc: 'RESOURCE_EXHAUSTED',
+    message: 'Too many failed console logins from this address; wait and try again.',
+  },
+
   // Identity management (identities in PostgreSQL)
   IDENTITIES_READ_ONLY: {
     kind: 'input',

@@ -19,7 +19,9 @@ export interface StackInfo {
   readonly clientCertFile: string;
   readonly clientKeyFile: string;
   readonly apiKeyFile: string;
-  /** The operator identity `ops-admin` (keys:admin and keys:read on the dev instance). */
+  /** The web console (docs/console.md), when the stack was started with a console port. */
+  readonly consoleUrl?: string | undefined;
+  /** The operator identity `ops-admin` (keys:admin and keys:read on the dev instance, fleet:read: the console). */
   readonly adminApiKeyFile: string;
   readonly adminCertFile: string;
   readonly adminKeyFile: string;
@@ -77,6 +79,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     writeFileSync(encryptionConfigV1Path, encryptionConfigV1({ socket }));
     const info: StackInfo = {
       gatewayUrl: gw.url,
+      consoleUrl: gw.consoleUrl,
       socket,
       healthzUrl: `http://127.0.0.1:${shim.healthPort}/healthz`,
       caFile: p.pki.caFile,

@@ -28,14 +28,18 @@ async function startCli(
 export async function startGatewayProcess(
   p: PreparedStack,
   opts: { echo?: (l: string) => void; name?: string; config?: string } = {},
-): Promise<{ service: Service; url: string }> {
+): Promise<{ service: Service; url: string; consoleUrl?: string | undefined }> {
   const { service, start } = await startCli(
     opts.name ?? 'gateway',
     [GATEWAY_CLI, 'serve', '--config', opts.config ?? p.gatewayConfig],
     /"msg":"gateway listening"/,
     { env: p.env, ...(opts.echo ? { echo: opts.echo } : {}) },
   );
-  return { service, url: start.url as string };
+  return {
+    service,
+    url: start.url as string,
+    consoleUrl: typeof start.console === 'string' ? start.console : undefined,
+  };
 }
 
 /** Starts the shim CLI with `configFile`; resolves once it has printed its start line. */

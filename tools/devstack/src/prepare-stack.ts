@@ -29,6 +29,10 @@ export interface DevStackOptions {
   readonly logLevel?: 'info' | 'debug' | 'trace';
   /** The gateway's `log.requests`: one info line per answered request (the e2e suite counts them). */
   readonly logRequests?: boolean;
+  /** The web console's port (docs/console.md); 0 = any free port; absent = no console. */
+  readonly consolePort?: number;
+  /** The console's `idleTimeout` (default 15m); the browser suite makes it short. */
+  readonly consoleIdleTimeout?: string;
   /** Called with every output line of the two programs, and which program printed it. */
   readonly echo?: (line: string, program: 'gateway' | 'shim') => void;
 }
@@ -157,6 +161,7 @@ identities:
     certIdentities: ['${pki.adminIdentity}']
     roles:
       ${instanceId}: [keys:read, keys:admin]
+      # The web console's login, and the fleet view (docs/console.md).
       '*': [fleet:read]
 tokens:
   issuer: keygate-dev
@@ -169,7 +174,14 @@ audit:
 log:
   level: ${opts.logLevel ?? 'info'}
   requests: ${opts.logRequests ?? false}
-`,
+${
+  opts.consolePort === undefined
+    ? ''
+    : `console:
+  listen: 127.0.0.1:${opts.consolePort}
+  idleTimeout: ${opts.consoleIdleTimeout ?? '15m'}
+`
+}`,
   );
 
   let crkId = previous?.crkId;

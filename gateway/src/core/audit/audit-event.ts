@@ -28,7 +28,10 @@ export type AuditOperation =
   | 'identity.delete'
   | 'apikey.create'
   | 'apikey.revoke'
-  | 'fleet.read';
+  | 'fleet.read'
+  /** The web console: a login (refused ones too) and a logout; its key actions use the key operations. */
+  | 'console.login'
+  | 'console.logout';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 

@@ -2,8 +2,8 @@ import { KeygateError } from '@keygate/shared/errors';
 import type { AuditOperation } from '../audit/audit-event.js';
 import type { AccessPolicy, Principal, Role } from './principal.js';
 
-/** Operations that need a role (everything audited except issuing tokens). */
-export type GuardedOperation = Exclude<AuditOperation, 'token.issue'>;
+/** Operations that need a role (everything audited except issuing tokens and console logins). */
+export type GuardedOperation = Exclude<AuditOperation, 'token.issue' | 'console.login' | 'console.logout'>;
 
 /** The role each operation needs: key lifecycle needs keys:admin, get, metadata, versions and list need keys:read. */
 export const OPERATION_ROLES: Readonly<Record<GuardedOperation, Role>> = Object.freeze({

@@ -1,0 +1,50 @@
+import { parseDuration } from '@keygate/shared/config';
+import { z } from 'zod';
+
+/** A duration ("15m", "8h" or milliseconds) between `min` and `max` ms, as milliseconds. */
+const duration = (min: number, max: number) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      const ms = parseDuration(v);
+      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
+      return ms;
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `a duration like 15m or 8h (${(err as Error).message})` });
+      return z.NEVER;
+    }
+  });
+
+/** `host:port`, `[v6]:port`; port 0 = any free port (tests). */
+const LISTEN = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/;
+
+/** Host and port of `console.listen`. */
+export function parseListen(listen: string): { host: string; port: number } | undefined {
+  const m = LISTEN.exec(listen);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+/**
+ * `console:` (docs/console.md): the web console on its own HTTPS listener. Absent or without
+ * `listen`: off (the default).
+ */
+export const consoleSchema = z
+  .strictObject({
+    /** `host:port` of the console's listener (server TLS with `server.tls`'s certificate). */
+    listen: z
+      .string()
+      .refine((v) => parseListen(v) !== undefined, { message: 'host:port, e.g. 127.0.0.1:9443' })
+      .optional(),
+    /** A session unused this long is ended. */
+    idleTimeout: duration(1000, 86_400_000).default(15 * 60_000),
+    /** A session ends this long after its login, used or not. */
+    sessionTtl: duration(1000, 7 * 86_400_000).default(8 * 3_600_000),
+    /** Failed logins per source address before it is refused for `loginLockout`. */
+    maxFailedLogins: z.number().int().min(1).max(1000).default(5),
+    loginLockout: duration(1000, 86_400_000).default(5 * 60_000),
+  })
+  .optional();
+
+export type ConsoleSettings = NonNullable<z.output<typeof consoleSchema>>;
