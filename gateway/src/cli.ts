@@ -7,6 +7,7 @@ import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { AUDIT_USAGE, describeAuditRefusal, runAuditCommand } from './audit-command.js';
+import { CLUSTERS_USAGE, runClustersCommand } from './clusters-command.js';
 import { fileStore, loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
 import { runHsmCheck } from './hsm-check-command.js';
@@ -27,7 +28,8 @@ const USAGE = `usage:
   keygate-gateway tokens keygen FILE
 ${STORE_USAGE}
 ${IDENTITY_USAGE}
-${AUDIT_USAGE}`;
+${AUDIT_USAGE}
+${CLUSTERS_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   // pki has its own options; parseArgs below would reject them.
@@ -44,6 +46,12 @@ async function main(argv: string[]): Promise<number> {
       (l) => console.error(l),
     );
   }
+  if (argv[0] === 'clusters')
+    return runClustersCommand(
+      argv,
+      (l) => console.log(l),
+      (l) => console.error(l),
+    );
   if (argv[0] === 'audit') {
     return runAuditCommand(
       argv.slice(1),

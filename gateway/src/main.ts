@@ -4,12 +4,14 @@ import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
 import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlist/cert-allowlist.js';
+import type { FileClusterIdentities } from './adapters/clusters/file-cluster-identities.js';
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import { PgIdentities } from './adapters/postgres/pg-identities.js';
 import { buildAuditSink } from './audit-runtime.js';
-import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
+import { auditClusterChanges, startClusterIdentities } from './clusters/cluster-identities-runtime.js';
+import { describeStore, fileStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
 import { IdentityDirectory } from './core/auth/identity-directory.js';
@@ -39,6 +41,8 @@ export interface AccessRuntime {
   readonly identityAdmin?: IdentityAdmin | undefined;
   /** Stops following identity changes. */
   close(): void;
+  /** Onboarded clusters (file mode): their additions and removals are audited in `sink`. */
+  auditTo?(sink: AuditSink): void;
   /** Identities from the database: not ready until loaded (every token is refused before). */
   identitiesStatus?(): { readonly ready: boolean; readonly reasons: readonly string[] };
 }
@@ -74,7 +78,13 @@ export async function buildAccess(
   });
   let identities: IdentitySource;
   let pg: PgIdentities | undefined;
-  if (config.identities !== undefined) {
+  let clusters: FileClusterIdentities | undefined;
+  const storeFile = fileStore(config)?.file;
+  if (config.identities !== undefined && storeFile !== undefined) {
+    // Plus the clusters `keygate-gateway clusters add` onboards, followed at run time (docs/clusters.md).
+    clusters = startClusterIdentities(config.identities, storeFile, logger);
+    identities = clusters;
+  } else if (config.identities !== undefined) {
     identities = new IdentityDirectory(config.identities);
   } else {
     pg = new PgIdentities(database as PgDatabase, {
@@ -113,9 +123,13 @@ export async function buildAccess(
                   ],
                 },
         }),
+    ...(clusters === undefined
+      ? {}
+      : { auditTo: (sink: AuditSink) => auditClusterChanges(clusters, sink, logger) }),
     close() {
       authenticator.close();
       pg?.close();
+      clusters?.close();
     },
   };
 }
@@ -214,6 +228,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     );
   }
   runtime.auditUsage(audit);
+  access.auditTo?.(audit);
   await runtime.store.open();
   const readiness = (): Readiness => {
     const store = runtime.store.status();

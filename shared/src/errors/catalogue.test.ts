@@ -149,7 +149,7 @@ describe('error catalogue', () => {
   });
 
   it('pins the number of codes so that an added code is a deliberate change', () => {
-    assert.equal(ERROR_CODES.length, 53);
+    assert.equal(ERROR_CODES.length, 56);
   });
 
   it('recognises codes', () => {

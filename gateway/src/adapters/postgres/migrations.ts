@@ -138,4 +138,24 @@ export const MIGRATIONS: readonly Migration[] = [
         ADD COLUMN encryptions_reserved bigint NOT NULL DEFAULT 0 CHECK (encryptions_reserved >= 0);
     `,
   },
+  {
+    version: 8,
+    name: 'onboarded clusters',
+    // `keygate-gateway clusters add` (docs/clusters.md): what was issued for a cluster whose
+    // identity (same name) and API key are in keygate_identities / keygate_api_keys. Deleting the
+    // identity deletes the row.
+    sql: `
+      CREATE TABLE keygate_clusters (
+        name text PRIMARY KEY REFERENCES keygate_identities (name) ON DELETE CASCADE,
+        instance text NOT NULL,
+        crk text NOT NULL,
+        roles jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        gateway_urls jsonb NOT NULL,
+        cert_serial text NOT NULL,
+        cert_fingerprint text NOT NULL,
+        cert_not_after timestamptz NOT NULL
+      );
+    `,
+  },
 ];

@@ -24,7 +24,9 @@ export type AuditOperation =
   | 'identity.update'
   | 'identity.delete'
   | 'apikey.create'
-  | 'apikey.revoke';
+  | 'apikey.revoke'
+  | 'cluster.add'
+  | 'cluster.remove';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 

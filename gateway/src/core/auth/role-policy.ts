@@ -26,6 +26,8 @@ export const OPERATION_ROLES: Readonly<Record<GuardedOperation, Role>> = Object.
   'identity.delete': 'identities:admin',
   'apikey.create': 'identities:admin',
   'apikey.revoke': 'identities:admin',
+  'cluster.add': 'identities:admin',
+  'cluster.remove': 'identities:admin',
 });
 
 /** The role `operation` needs. */
