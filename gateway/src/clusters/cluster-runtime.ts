@@ -88,7 +88,7 @@ export async function openClusterRuntime(
     const audit =
       a?.target === 'postgres'
         ? await buildPostgresAuditSink(
-            { ...a, replica: a.replica ?? 'cli' },
+            { ...a, replica: 'cli' },
             configFile,
             logger,
             systemClock,
