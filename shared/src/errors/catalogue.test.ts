@@ -63,6 +63,9 @@ const KINDS: Record<ErrorKind, readonly string[]> = {
     'IDENTITIES_READ_ONLY',
     'IDENTITY_NOT_FOUND',
     'IDENTITY_EXISTS',
+    'CLUSTER_EXISTS',
+    'CLUSTER_NOT_FOUND',
+    'CLUSTERS_NEED_TOKENS',
     'APIKEY_NOT_FOUND',
   ],
   auth: [
