@@ -4,17 +4,15 @@ import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
 import { AllowlistPolicy, CertAllowlistAuthenticator } from './adapters/allowlist/cert-allowlist.js';
-import type { FileClusterIdentities } from './adapters/clusters/file-cluster-identities.js';
 import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import { PgIdentities } from './adapters/postgres/pg-identities.js';
 import { buildAuditSink } from './audit-runtime.js';
-import { auditClusterChanges, startClusterIdentities } from './clusters/cluster-identities-runtime.js';
-import { describeStore, fileStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
+import { configIdentities } from './clusters/cluster-identities-runtime.js';
+import { describeStore, type GatewayConfig, readTlsFiles, threadPoolSize } from './config.js';
 import type { AuditSink } from './core/audit/audit-event.js';
 import { RefusalSummary } from './core/audit/refusal-summary.js';
-import { IdentityDirectory } from './core/auth/identity-directory.js';
 import type { IdentityAdmin, IdentitySource } from './core/auth/identity-source.js';
 import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
 import { RolePolicy } from './core/auth/role-policy.js';
@@ -41,8 +39,7 @@ export interface AccessRuntime {
   readonly identityAdmin?: IdentityAdmin | undefined;
   /** Stops following identity changes. */
   close(): void;
-  /** Onboarded clusters (file mode): their additions and removals are audited in `sink`. */
-  auditTo?(sink: AuditSink): void;
+  auditTo?(sink: AuditSink): void; // file-store clusters audit their changes (docs/clusters.md)
   /** Identities from the database: not ready until loaded (every token is refused before). */
   identitiesStatus?(): { readonly ready: boolean; readonly reasons: readonly string[] };
 }
@@ -76,17 +73,10 @@ export async function buildAccess(
     clock,
     leewaySeconds,
   });
-  let identities: IdentitySource;
+  const fromConfig = configIdentities(config, logger); // plus onboarded clusters on the file store
+  let identities: IdentitySource | undefined = fromConfig?.source;
   let pg: PgIdentities | undefined;
-  let clusters: FileClusterIdentities | undefined;
-  const storeFile = fileStore(config)?.file;
-  if (config.identities !== undefined && storeFile !== undefined) {
-    // Plus the clusters `keygate-gateway clusters add` onboards, followed at run time (docs/clusters.md).
-    clusters = startClusterIdentities(config.identities, storeFile, logger);
-    identities = clusters;
-  } else if (config.identities !== undefined) {
-    identities = new IdentityDirectory(config.identities);
-  } else {
+  if (identities === undefined) {
     pg = new PgIdentities(database as PgDatabase, {
       logger: (logger ?? createLogger({ level: 'silent', name: 'keygate-gateway' })).child({
         component: 'identities',
@@ -123,13 +113,11 @@ export async function buildAccess(
                   ],
                 },
         }),
-    ...(clusters === undefined
-      ? {}
-      : { auditTo: (sink: AuditSink) => auditClusterChanges(clusters, sink, logger) }),
+    ...(fromConfig?.auditTo === undefined ? {} : { auditTo: fromConfig.auditTo }),
     close() {
       authenticator.close();
       pg?.close();
-      clusters?.close();
+      fromConfig?.close();
     },
   };
 }

@@ -3,13 +3,46 @@ import { asKeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import { clustersFilePath } from '../adapters/clusters/clusters-file.js';
 import { FileClusterIdentities } from '../adapters/clusters/file-cluster-identities.js';
+import { fileStore, type GatewayConfig } from '../config.js';
 import type { AuditOperation, AuditSink } from '../core/audit/audit-event.js';
-import type { IdentityInput } from '../core/auth/identity-directory.js';
+import { IdentityDirectory, type IdentityInput } from '../core/auth/identity-directory.js';
+import type { IdentitySource } from '../core/auth/identity-source.js';
+
+/** The identities of the config file, as the gateway's token mode uses them. */
+export interface ConfigIdentities {
+  readonly source: IdentitySource;
+  /** File store: audits each change of clusters.json in `sink`. */
+  readonly auditTo?: ((sink: AuditSink) => void) | undefined;
+  close(): void;
+}
 
 /**
- * Token mode on the file store: the config's identities plus clusters.json beside the key store
- * file, followed while the gateway runs (docs/clusters.md).
+ * The config's `identities:` (undefined without them). On the file store, plus the clusters of
+ * clusters.json beside the key store file, followed while the gateway runs (docs/clusters.md).
  */
+export function configIdentities(
+  config: GatewayConfig,
+  logger: Logger | undefined,
+): ConfigIdentities | undefined {
+  if (config.identities === undefined) return undefined;
+  const storeFile = fileStore(config)?.file;
+  if (storeFile === undefined)
+    return { source: new IdentityDirectory(config.identities), close: () => undefined };
+  const clusters = startClusterIdentities(config.identities, storeFile, logger);
+  let stopAudit: (() => void) | undefined;
+  return {
+    source: clusters,
+    auditTo: (sink) => {
+      stopAudit = auditClusterChanges(clusters, sink, logger);
+    },
+    close: () => {
+      stopAudit?.();
+      clusters.close();
+    },
+  };
+}
+
+/** Token mode on the file store: the config's identities plus clusters.json, followed. */
 export function startClusterIdentities(
   configured: readonly IdentityInput[],
   storeFile: string,

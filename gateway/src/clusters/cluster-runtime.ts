@@ -87,13 +87,7 @@ export async function openClusterRuntime(
     const a = config.audit;
     const audit =
       a?.target === 'postgres'
-        ? await buildPostgresAuditSink(
-            { ...a, replica: 'cli' },
-            configFile,
-            logger,
-            systemClock,
-            db,
-          )
+        ? await buildPostgresAuditSink({ ...a, replica: 'cli' }, configFile, logger, systemClock, db)
         : undefined;
     return {
       mode: 'postgres',
