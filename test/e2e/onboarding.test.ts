@@ -8,7 +8,7 @@ import { KmsClient, loadShimSettings } from '@keygate/shim';
 import { parse } from 'yaml';
 import { type DevStack, startDevStack } from '#devstack/devstack.js';
 import { startShimProcess, waitHealthy } from '#devstack/launch.js';
-import { GATEWAY_CLI } from '#devstack/paths.js';
+import { GATEWAY_CLI, REPO_ROOT } from '#devstack/paths.js';
 import { type Service, startService } from '#devstack/processes.js';
 import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { readAuditRecords } from '../support/e2e-helpers.js';
@@ -109,6 +109,27 @@ describe('e2e: cluster onboarding in one command (clusters add, bundle, remove)'
     assert.ok(
       pod.spec.volumes.some((v: { hostPath?: { path: string } }) => v.hostPath?.path === '/var/run/keygate'),
     );
+    // The same pod settings as the reference manifest infra/shim/static-pod.yaml (which mounts the
+    // same host folder and keeps the TLS files in tls/); only the config layout differs.
+    const infra = parse(readFileSync(join(REPO_ROOT, 'infra/shim/static-pod.yaml'), 'utf8'));
+    const ref = infra.spec.containers[0];
+    const got = pod.spec.containers[0];
+    for (const k of [
+      'image',
+      'args',
+      'env',
+      'securityContext',
+      'resources',
+      'startupProbe',
+      'livenessProbe',
+      'readinessProbe',
+      'volumeMounts',
+    ])
+      assert.deepEqual(got[k], ref[k], k);
+    const { containers: _a, ...podRest } = pod.spec;
+    const { containers: _b, ...infraRest } = infra.spec;
+    assert.deepEqual(podRest, infraRest);
+    assert.deepEqual(pod.metadata, infra.metadata);
 
     // The shim's own loader reads the file with only the paths moved.
     const s = loadShimSettings(localShimConfig(join(home, 'second.sock')), {});
