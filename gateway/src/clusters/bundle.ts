@@ -205,6 +205,14 @@ On EVERY control-plane node of the cluster (docs/clusters.md):
          kube-apiserver --encryption-provider-config=${ENCRYPTION_CONFIG_DIR}/encryption-config.yaml
          (mount ${ENCRYPTION_CONFIG_DIR} and /var/run/keygate into kube-apiserver: infra/kubernetes/)
 
+For example, in this folder on the node:
+
+  install -d -m 0750 -o 10001 -g 10001 ${SHIM_DIR} ${ENCRYPTION_CONFIG_DIR}
+  install -m 0600 -o 10001 ${F.shimConfig} ${F.clientKey} ${F.apiKey} ${SHIM_DIR}/
+  install -m 0644 ${F.ca} ${F.clientCert} ${SHIM_DIR}/
+  install -m 0644 ${F.encryptionConfig} ${ENCRYPTION_CONFIG_DIR}/encryption-config.yaml
+  install -m 0644 ${F.manifest} /etc/kubernetes/manifests/keygate-shim.yaml
+
 Create /var/run/keygate (uid 10001, mode 0750) before the shim starts. Start the shim first, check
 http://127.0.0.1:${HEALTHZ_PORT}/healthz, then change kube-apiserver.
 

@@ -79,7 +79,7 @@ export function auditClusterChanges(
         .append({
           time: new Date().toISOString(),
           requestId: randomUUID(),
-          subject: change.changedBy ?? 'cli',
+          subject: c?.addedBy ?? change.changedBy ?? 'cli',
           operation,
           outcome: 'success',
           target,

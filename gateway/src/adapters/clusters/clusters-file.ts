@@ -30,12 +30,14 @@ const clusterEntry = z.strictObject({
   gatewayUrls: z.array(z.string()),
   cert: z.strictObject({ serial: z.string(), fingerprint256: z.string(), notAfter: z.string() }),
   apiKeyHashes: z.array(z.string().regex(API_KEY_HASH_PATTERN)).min(1),
+  /** Who ran `clusters add` (`cli:<os user>`), for the gateway's audit record. */
+  addedBy: z.string().optional(),
 });
 export type ClusterEntry = z.infer<typeof clusterEntry>;
 
 const fileSchema = z.strictObject({
   version: z.literal(1),
-  /** Who made the last change (OS user of the CLI), for the gateway's audit record of it. */
+  /** Who made the last change (`cli:<os user>`), for the gateway's audit record of a removal. */
   changedBy: z.string().optional(),
   clusters: z.array(clusterEntry),
 });
@@ -137,6 +139,6 @@ export function clusterIdentity(c: ClusterEntry): IdentityInput {
 
 /** The record without the hashes (what list/show print). */
 export function toClusterRecord(c: ClusterEntry): ClusterRecord {
-  const { apiKeyHashes: _hashes, ...record } = c;
+  const { apiKeyHashes: _hashes, addedBy: _by, ...record } = c;
   return record;
 }

@@ -58,7 +58,13 @@ export class FileClusterRegistry implements ClusterRegistry {
         changedBy: changedBy(),
         clusters: [
           ...current.clusters,
-          { ...record, roles: [...record.roles], gatewayUrls: [...record.gatewayUrls], apiKeyHashes: [hash] },
+          {
+            ...record,
+            roles: [...record.roles],
+            gatewayUrls: [...record.gatewayUrls],
+            apiKeyHashes: [hash],
+            addedBy: changedBy(),
+          },
         ],
       };
     });
