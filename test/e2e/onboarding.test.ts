@@ -235,14 +235,26 @@ describe('e2e: cluster onboarding in one command (clusters add, bundle, remove)'
     const records = readAuditRecords(stack.prepared.auditDir) as {
       operation?: string;
       target?: string;
+      subject?: string;
       outcome?: string;
       errorCode?: string;
     }[];
-    for (const op of ['cluster.add', 'cluster.remove'])
-      assert.ok(
-        records.some((r) => r.operation === op && r.target === 'second'),
-        op,
-      );
+    for (const op of ['cluster.add', 'cluster.remove']) {
+      const r = records.find((x) => x.operation === op && x.target === 'second');
+      assert.match(String(r?.subject), /^cli/, `${op}: who ran the command`);
+    }
+    // The refusal is audited as denied: the token revoked (AUTH_TOKEN_REVOKED) or the key unknown.
+    const cut = records.findIndex((r) => r.operation === 'cluster.remove');
+    assert.ok(
+      records
+        .slice(cut)
+        .some(
+          (r) =>
+            r.outcome === 'denied' &&
+            (r.errorCode === 'AUTH_TOKEN_REVOKED' || r.errorCode === 'AUTH_APIKEY_INVALID'),
+        ),
+      'a denied record for the removed cluster',
+    );
     const gone = await cli('clusters', 'show', 'second', ...config());
     assert.equal(gone.code, 1);
     assert.match(gone.out, /CLUSTER_NOT_FOUND/);
