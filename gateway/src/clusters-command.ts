@@ -2,8 +2,9 @@ import { randomUUID, X509Certificate } from 'node:crypto';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { INSTANCE_ID_RULE, isInstanceId, isKeyId, KEY_ID_RULE, KeyState } from '@keygate/shared/api';
-import { KeygateError } from '@keygate/shared/errors';
+import { asKeygateError, KeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
+import { changedBy } from './adapters/clusters/file-cluster-registry.js';
 import { type BundleOptions, writeClusterBundle } from './clusters/bundle-writer.js';
 import { openClusterRuntime } from './clusters/cluster-runtime.js';
 import { loadGatewayConfig } from './config.js';
@@ -102,12 +103,11 @@ export async function runClustersCommand(
       return 0;
     }
     await rt.registry.remove(record.name);
-    await audit(rt.audit, 'cluster.remove', record.name);
     await deps.fleet?.forgetCluster(record.name);
     err(
       `cluster ${record.name} removed: its identity and API key are deleted, its shims' tokens are refused from now on (${rt.auditNote}).`,
     );
-    return 0;
+    return audit(rt.audit, 'cluster.remove', record.name, err);
   } finally {
     await rt.close();
   }
@@ -255,27 +255,40 @@ async function runAdd(
     async () => (await rt.registry.add(record)).apiKey,
     () => rt.registry.remove(record.name),
   );
-  await audit(rt.audit, 'cluster.add', a.name);
   err(`cluster ${a.name} onboarded (${rt.auditNote}):`);
   out(`  identity:    ${a.name} (certificate ${certIdentity}), roles ${a.instance}: ${a.roles.join(', ')}`);
   out(`  root key:    ${a.crk} on instance ${a.instance}`);
   out(`  certificate: serial ${record.cert.serial}, expires ${record.cert.notAfter}`);
   out(`  gateway:     ${a.gatewayUrls.join(', ')}`);
   out(`  bundle:      ${bundle.dir} (API key in ${bundle.apiKeyFile}; read ${bundle.readme})`);
-  return 0;
+  return audit(rt.audit, 'cluster.add', a.name, err);
 }
 
-async function audit(sink: AuditSink | undefined, operation: AuditOperation, target: string): Promise<void> {
-  if (sink === undefined) return;
-  await sink.append({
-    time: new Date().toISOString(),
-    requestId: randomUUID(),
-    subject: 'cli',
-    operation,
-    outcome: 'success',
-    target,
-    latencyMs: 0,
-  });
+/** Appends the change's record (PostgreSQL audit chain); 1 when that fails (the change stands). */
+async function audit(
+  sink: AuditSink | undefined,
+  operation: AuditOperation,
+  target: string,
+  err: Print,
+): Promise<number> {
+  if (sink === undefined) return 0;
+  try {
+    await sink.append({
+      time: new Date().toISOString(),
+      requestId: randomUUID(),
+      subject: changedBy(),
+      operation,
+      outcome: 'success',
+      target,
+      latencyMs: 0,
+    });
+    return 0;
+  } catch (e) {
+    err(
+      `clusters: ${operation} ${target} is done, but its audit record could not be written (${asKeygateError(e).code})`,
+    );
+    return 1;
+  }
 }
 
 function split(values: readonly string[]): string[] {

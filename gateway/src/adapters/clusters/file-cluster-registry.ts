@@ -87,7 +87,7 @@ export class FileClusterRegistry implements ClusterRegistry {
 }
 
 /** `cli:<os user>`: who ran the command, for the gateway's audit record. */
-function changedBy(): string {
+export function changedBy(): string {
   try {
     return `cli:${userInfo().username}`;
   } catch {
