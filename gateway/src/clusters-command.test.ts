@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { MemoryFleetStore } from './adapters/fleet/memory-fleet-store.js';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { runClustersCommand } from './clusters-command.js';
 import { createGatewayFixture, type GatewayFixture, INSTANCE } from './testing/gateway-fixture.js';
@@ -120,20 +121,43 @@ tokens:
     assert.equal(await cmd('list', '--config', tokenConfig), 0);
     assert.match(lines[1] ?? '', new RegExp(`^c1\\s+${INSTANCE}\\s+${keyId}\\s`));
     lines.length = 0;
-    const forgotten: string[] = [];
-    const fleet = {
-      forgetCluster: async (n: string) => {
-        forgotten.push(n);
+    // The fleet view, when the program has one: show lists the cluster's nodes, remove forgets them.
+    const store = new MemoryFleetStore();
+    store.noteNode({
+      cluster: 'c1',
+      node: 'master-1',
+      instance: INSTANCE,
+      crk: keyId,
+      shimVersion: '0.1.0',
+      apis: ['v2'],
+      cacheSize: 0,
+      health: 'ok',
+      lastSeen: new Date().toISOString(),
+      replica: 'r1',
+    });
+    let closed = 0;
+    const openFleet = async () => ({
+      forgetCluster: (c: string) => store.forgetCluster(c),
+      nodes: () => store.nodes(),
+      close: async () => {
+        closed++;
       },
-    };
+    });
+    assert.equal(
+      await runClustersCommand(['clusters', 'show', 'c1', '--config', tokenConfig], out, out, { openFleet }),
+      0,
+    );
+    const shown = JSON.parse(lines.join('\n')) as { name: string; nodes: { node: string }[] };
+    assert.deepEqual([shown.name, shown.nodes.map((n) => n.node)], ['c1', ['master-1']]);
     assert.equal(
       await runClustersCommand(['clusters', 'remove', 'c1', '--config', tokenConfig], out, out, {
-        fleet,
+        openFleet,
         confirm: async () => true,
       }),
       0,
     );
-    assert.deepEqual(forgotten, ['c1']);
+    assert.deepEqual(await store.nodes(), []);
+    assert.equal(closed, 2);
     await assert.rejects(cmd('remove', 'c1', '--config', tokenConfig, '--yes'), {
       code: 'CLUSTER_NOT_FOUND',
     });

@@ -7,7 +7,7 @@ import { createLogger, type Logger } from '@keygate/shared/log';
 import { changedBy } from './adapters/clusters/file-cluster-registry.js';
 import { type BundleOptions, writeClusterBundle } from './clusters/bundle-writer.js';
 import { openClusterRuntime } from './clusters/cluster-runtime.js';
-import { loadGatewayConfig } from './config.js';
+import { type GatewayConfig, loadGatewayConfig } from './config.js';
 import type { AuditOperation, AuditSink } from './core/audit/audit-event.js';
 import { GLOBAL_ROLES, ROLES, type Role } from './core/auth/principal.js';
 import {
@@ -34,6 +34,16 @@ class UsageError extends Error {}
 /** Optional parts the gateway wires in once they exist (issue 18's fleet store). */
 export interface ClustersCommandDeps {
   readonly fleet?: ClusterFleetHook | undefined;
+  /**
+   * Opens the config's fleet store for `show` and `remove` (closed after the command), e.g.
+   * `(config) => buildFleetStore(config)`; `fleet` wins when both are given.
+   */
+  readonly openFleet?:
+    | ((
+        config: GatewayConfig,
+        configFile: string,
+      ) => Promise<(ClusterFleetHook & { close(): Promise<void> }) | undefined>)
+    | undefined;
   readonly logger?: Logger | undefined;
   /** Asked before `remove` without --yes; default: refuse (no terminal prompt here). */
   readonly confirm?: ((question: string) => Promise<boolean>) | undefined;
@@ -87,6 +97,11 @@ export async function runClustersCommand(
     if (!ok) return usage('remove revokes the cluster at once: pass --yes to confirm');
   }
   const rt = await openClusterRuntime(config, configFile, logger);
+  const opened =
+    deps.fleet === undefined && sub !== 'add' && sub !== 'list'
+      ? await deps.openFleet?.(config, configFile)
+      : undefined;
+  const fleet = deps.fleet ?? opened;
   try {
     if (add !== undefined) return await runAdd(add, rt, out, err);
     if (sub === 'list') {
@@ -98,17 +113,18 @@ export async function runClustersCommand(
     const record = await rt.registry.get(name as string);
     if (record === undefined) throw new KeygateError('CLUSTER_NOT_FOUND', { detail: { name } });
     if (sub === 'show') {
-      const nodes = (await deps.fleet?.nodes?.())?.filter((n) => n.cluster === record.name);
+      const nodes = (await fleet?.nodes?.())?.filter((n) => n.cluster === record.name);
       out(JSON.stringify({ ...record, ...(nodes === undefined ? {} : { nodes }) }, null, 2));
       return 0;
     }
     await rt.registry.remove(record.name);
-    await deps.fleet?.forgetCluster(record.name);
+    await fleet?.forgetCluster(record.name);
     err(
       `cluster ${record.name} removed: its identity and API key are deleted, its shims' tokens are refused from now on (${rt.auditNote}).`,
     );
     return audit(rt.audit, 'cluster.remove', record.name, err);
   } finally {
+    await opened?.close().catch(() => undefined);
     await rt.close();
   }
 }
