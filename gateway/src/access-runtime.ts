@@ -6,8 +6,9 @@ import { JwtTokens } from './adapters/jwt/jwt-tokens.js';
 import { readSigningKeyFiles } from './adapters/jwt/signing-keys.js';
 import type { PgDatabase } from './adapters/postgres/pg-database.js';
 import { PgIdentities } from './adapters/postgres/pg-identities.js';
+import { configIdentities } from './clusters/cluster-identities-runtime.js';
 import type { GatewayConfig } from './config.js';
-import { IdentityDirectory } from './core/auth/identity-directory.js';
+import type { AuditSink } from './core/audit/audit-event.js';
 import type { IdentityAdmin, IdentitySource } from './core/auth/identity-source.js';
 import type { AccessPolicy, Authenticator } from './core/auth/principal.js';
 import { RolePolicy } from './core/auth/role-policy.js';
@@ -28,6 +29,10 @@ export interface AccessRuntime {
   readonly identities?: IdentitySource | undefined;
   /** Stops following identity changes. */
   close(): void;
+  /** File store: onboarded clusters' changes are audited here (docs/clusters.md). */
+  auditTo?(sink: AuditSink): void;
+  /** File store: calls `fn` with each onboarded cluster removed from clusters.json. */
+  onClusterRemoved?(fn: (name: string) => void): void;
   /** Identities from the database: not ready until loaded (every token is refused before). */
   identitiesStatus?(): { readonly ready: boolean; readonly reasons: readonly string[] };
 }
@@ -61,11 +66,10 @@ export async function buildAccess(
     clock,
     leewaySeconds,
   });
-  let identities: IdentitySource;
+  const fromConfig = configIdentities(config, logger); // plus onboarded clusters on the file store
+  let identities: IdentitySource | undefined = fromConfig?.source;
   let pg: PgIdentities | undefined;
-  if (config.identities !== undefined) {
-    identities = new IdentityDirectory(config.identities);
-  } else {
+  if (identities === undefined) {
     pg = new PgIdentities(database as PgDatabase, {
       logger: (logger ?? createLogger({ level: 'silent', name: 'keygate-gateway' })).child({
         component: 'identities',
@@ -103,9 +107,12 @@ export async function buildAccess(
                   ],
                 },
         }),
+    ...(fromConfig?.auditTo === undefined ? {} : { auditTo: fromConfig.auditTo }),
+    ...(fromConfig?.onRemoved === undefined ? {} : { onClusterRemoved: fromConfig.onRemoved }),
     close() {
       authenticator.close();
       pg?.close();
+      fromConfig?.close();
     },
   };
 }

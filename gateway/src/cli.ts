@@ -7,9 +7,10 @@ import { isKeygateError } from '@keygate/shared/errors';
 import { createLogger } from '@keygate/shared/log';
 import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import { AUDIT_USAGE, describeAuditRefusal, runAuditCommand } from './audit-command.js';
+import { CLUSTERS_USAGE, runClustersCommand } from './clusters-command.js';
 import { fileStore, loadGatewayConfig } from './config.js';
 import { generateApiKey } from './core/auth/api-key.js';
-import { FLEET_USAGE, runFleetCommand } from './fleet-command.js';
+import { FLEET_USAGE, openCliFleet, runFleetCommand } from './fleet-command.js';
 import { runHsmCheck } from './hsm-check-command.js';
 import { toKeyResource } from './http/key-json.js';
 import { IDENTITY_USAGE, isIdentityCommand, runIdentityCommand } from './identity-command.js';
@@ -31,7 +32,8 @@ ${ROTATION_USAGE}
 ${STORE_USAGE}
 ${IDENTITY_USAGE}
 ${AUDIT_USAGE}
-${FLEET_USAGE}`;
+${FLEET_USAGE}
+${CLUSTERS_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   // pki has its own options; parseArgs below would reject them.
@@ -49,6 +51,24 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   if (argv[0] === 'fleet') return runFleetCommand(argv.slice(1), console.log, console.error);
+  if (argv[0] === 'clusters')
+    return runClustersCommand(
+      argv,
+      (l) => console.log(l),
+      (l) => console.error(l),
+      {
+        // remove forgets the cluster's nodes (a running file-store gateway also does on the change)
+        openFleet: async (config, file) => {
+          const log = createLogger({ level: 'warn', name: 'keygate-gateway', destination: process.stderr });
+          const f = await openCliFleet(config, file, log, false);
+          return {
+            forgetCluster: (n) => f.store.forgetCluster(n),
+            nodes: () => f.store.nodes(),
+            close: () => f.close(),
+          };
+        },
+      },
+    );
   if (argv[0] === 'audit') {
     return runAuditCommand(
       argv.slice(1),

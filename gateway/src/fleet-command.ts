@@ -4,9 +4,9 @@ import { KeygateError } from '@keygate/shared/errors';
 import { createLogger, type Logger } from '@keygate/shared/log';
 import { PgDatabase } from './adapters/postgres/pg-database.js';
 import { describeDatabase, poolConfig } from './adapters/postgres/pg-settings.js';
-import { loadGatewayConfig, postgresStore } from './config.js';
+import { type GatewayConfig, loadGatewayConfig, postgresStore } from './config.js';
 import { FLEET_USAGE_WINDOW_MS, type FleetView, fleetView } from './core/fleet/fleet-view.js';
-import { buildFleetStore } from './fleet-runtime.js';
+import { buildFleetStore, type FleetRuntime } from './fleet-runtime.js';
 
 export const FLEET_USAGE = `  keygate-gateway fleet --config FILE [--json] [--stale-after 3m]`;
 
@@ -50,36 +50,17 @@ export async function runFleetCommand(
   }
   const config = loadGatewayConfig(values.config);
   const log = logger ?? createLogger({ level: 'warn', name: 'keygate-gateway', destination: process.stderr });
-  const settings = postgresStore(config);
-  const db =
-    settings === undefined
-      ? undefined
-      : new PgDatabase({
-          pool: poolConfig(settings, values.config),
-          describe: describeDatabase(settings),
-          logger: log.child({ component: 'postgres' }),
-        });
+  const fleet = await openCliFleet(config, values.config, log, true);
   try {
-    if (db !== undefined) {
-      await db.open();
-      const status = db.status();
-      if (!status.ready)
-        throw new KeygateError('STORE_UNAVAILABLE', { detail: { reason: status.reasons.join('; ') } });
-    }
-    const fleet = await buildFleetStore(config, { database: db, logger: log, readOnly: true });
-    try {
-      const at = now();
-      const since = new Date(at.getTime() - FLEET_USAGE_WINDOW_MS);
-      const [nodes, usage] = await Promise.all([fleet.store.nodes(), fleet.store.usage({ since })]);
-      const view = fleetView(nodes, usage, at, staleAfterMs ?? fleet.staleAfterMs, since);
-      if (values.json) out(JSON.stringify(view, null, 2));
-      else for (const line of formatFleet(view)) out(line);
-      return 0;
-    } finally {
-      await fleet.close();
-    }
+    const at = now();
+    const since = new Date(at.getTime() - FLEET_USAGE_WINDOW_MS);
+    const [nodes, usage] = await Promise.all([fleet.store.nodes(), fleet.store.usage({ since })]);
+    const view = fleetView(nodes, usage, at, staleAfterMs ?? fleet.staleAfterMs, since);
+    if (values.json) out(JSON.stringify(view, null, 2));
+    else for (const line of formatFleet(view)) out(line);
+    return 0;
   } finally {
-    await db?.close();
+    await fleet.close();
   }
 }
 
@@ -142,4 +123,48 @@ function table(rows: readonly string[][]): string[] {
       .join('  ')
       .trimEnd(),
   );
+}
+
+/**
+ * The fleet store for a CLI command: `fleet.json` beside the key store, or the PostgreSQL fleet
+ * (own connection, checked ready). Read only unless the command records something (a rotation,
+ * a removed cluster). Closing it closes the connection too.
+ */
+export async function openCliFleet(
+  config: GatewayConfig,
+  configFile: string,
+  log: Logger,
+  readOnly: boolean,
+): Promise<FleetRuntime> {
+  const settings = postgresStore(config);
+  const db =
+    settings === undefined
+      ? undefined
+      : new PgDatabase({
+          pool: poolConfig(settings, configFile),
+          describe: describeDatabase(settings),
+          logger: log.child({ component: 'postgres' }),
+        });
+  try {
+    if (db !== undefined) {
+      await db.open();
+      const status = db.status();
+      if (!status.ready)
+        throw new KeygateError('STORE_UNAVAILABLE', { detail: { reason: status.reasons.join('; ') } });
+    }
+    const fleet = await buildFleetStore(config, { database: db, logger: log, readOnly });
+    return {
+      ...fleet,
+      close: async () => {
+        try {
+          await fleet.close();
+        } finally {
+          await db?.close();
+        }
+      },
+    };
+  } catch (err) {
+    await db?.close();
+    throw err;
+  }
 }

@@ -118,9 +118,12 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
     );
   }
   runtime.auditUsage(audit);
+  access.auditTo?.(audit);
   await runtime.store.open();
   const fleet = await buildFleetStore(config, { database: runtime.database, logger, clock });
   const fleetStore = deps.fleet ?? fleet.store; // tests may bring their own
+  // `clusters remove` on the file store: this gateway owns fleet.json, so it forgets the nodes.
+  access.onClusterRemoved?.((name) => void fleetStore.forgetCluster(name).catch(() => undefined));
   const readiness = (): Readiness => {
     const store = runtime.store.status();
     const identities = access.identitiesStatus?.();

@@ -191,7 +191,8 @@ function parseNow(value: string): Date {
   return d;
 }
 
-async function readCa(dir: string): Promise<IssuedCert> {
+/** The CA in `dir` (ca.pem + ca-key.pem, as `pki ca --out DIR` wrote them); `clusters add` issues from it too. */
+export async function readCa(dir: string): Promise<IssuedCert> {
   const certPem = await readFile(join(dir, PKI_FILES.caCert), 'utf8');
   const keyPem = await readFile(join(dir, PKI_FILES.caKey), 'utf8');
   const first = splitPem(certPem)[0];

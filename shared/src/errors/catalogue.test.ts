@@ -66,6 +66,9 @@ const KINDS: Record<ErrorKind, readonly string[]> = {
     'IDENTITIES_READ_ONLY',
     'IDENTITY_NOT_FOUND',
     'IDENTITY_EXISTS',
+    'CLUSTER_EXISTS',
+    'CLUSTER_NOT_FOUND',
+    'CLUSTERS_NEED_TOKENS',
     'APIKEY_NOT_FOUND',
   ],
   auth: [
@@ -155,7 +158,7 @@ describe('error catalogue', () => {
   });
 
   it('pins the number of codes so that an added code is a deliberate change', () => {
-    assert.equal(ERROR_CODES.length, 56);
+    assert.equal(ERROR_CODES.length, 62);
   });
 
   it('recognises codes', () => {

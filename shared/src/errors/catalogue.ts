@@ -270,6 +270,25 @@ export const ERROR_CATALOGUE = {
     grpc: 'ALREADY_EXISTS',
     message: 'An identity with this name already exists.',
   },
+  // Cluster onboarding (`keygate-gateway clusters`, docs/clusters.md)
+  CLUSTER_EXISTS: {
+    kind: 'input',
+    http: 409,
+    grpc: 'ALREADY_EXISTS',
+    message: 'A cluster or identity with this name already exists.',
+  },
+  CLUSTER_NOT_FOUND: {
+    kind: 'input',
+    http: 404,
+    grpc: 'NOT_FOUND',
+    message: 'The cluster does not exist.',
+  },
+  CLUSTERS_NEED_TOKENS: {
+    kind: 'input',
+    http: 409,
+    grpc: 'FAILED_PRECONDITION',
+    message: 'Clusters can be onboarded only in token mode (a tokens section in the gateway config).',
+  },
   APIKEY_NOT_FOUND: {
     kind: 'input',
     http: 404,

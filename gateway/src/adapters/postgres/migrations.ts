@@ -191,4 +191,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE keygate_key_versions ADD COLUMN disabled_at timestamptz;
     `,
   },
+  {
+    version: 8,
+    name: 'onboarded clusters',
+    // `keygate-gateway clusters add` (docs/clusters.md): what was issued for a cluster whose
+    // identity (same name) and API key are in keygate_identities / keygate_api_keys. Deleting the
+    // identity deletes the row.
+    sql: `
+      CREATE TABLE keygate_clusters (
+        name text PRIMARY KEY REFERENCES keygate_identities (name) ON DELETE CASCADE,
+        instance text NOT NULL,
+        crk text NOT NULL,
+        roles jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        gateway_urls jsonb NOT NULL,
+        cert_serial text NOT NULL,
+        cert_fingerprint text NOT NULL,
+        cert_not_after timestamptz NOT NULL
+      );
+    `,
+  },
 ];

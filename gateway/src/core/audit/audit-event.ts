@@ -31,7 +31,9 @@ export type AuditOperation =
   | 'fleet.read'
   /** The web console: a login (refused ones too) and a logout; its key actions use the key operations. */
   | 'console.login'
-  | 'console.logout';
+  | 'console.logout'
+  | 'cluster.add'
+  | 'cluster.remove';
 
 export type AuditOutcome = 'success' | 'failure' | 'denied';
 

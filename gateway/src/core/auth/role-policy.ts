@@ -30,6 +30,8 @@ export const OPERATION_ROLES: Readonly<Record<GuardedOperation, Role>> = Object.
   'apikey.create': 'identities:admin',
   'apikey.revoke': 'identities:admin',
   'fleet.read': 'fleet:read',
+  'cluster.add': 'identities:admin',
+  'cluster.remove': 'identities:admin',
 });
 
 /** The role `operation` needs. */
