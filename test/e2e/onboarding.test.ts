@@ -276,6 +276,28 @@ describe('e2e: cluster onboarding in one command (clusters add, bundle, remove)'
       'the removed cluster gone from the fleet',
       async () => (await secondNodes()).length === 0,
     );
+    // The gateway forgot the nodes itself (not only the CLI in fleet.json): its own view, which
+    // its next flush writes, has no node of the removed cluster.
+    const i = stack.info;
+    const admin = await kpSession({
+      url: i.gatewayUrl,
+      caFile: i.caFile,
+      certFile: i.adminCertFile,
+      keyFile: i.adminKeyFile,
+      apiKeyFile: i.adminApiKeyFile,
+      instance: i.instanceId,
+    });
+    try {
+      const r = await admin.call('GET', '/api/v2/keygate/fleet');
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const nodes = (r.body as { nodes: { cluster: string }[] }).nodes;
+      assert.deepEqual(
+        nodes.filter((n) => n.cluster === 'second'),
+        [],
+      );
+    } finally {
+      admin.close();
+    }
     const gone = await cli('clusters', 'show', 'second', ...config());
     assert.equal(gone.code, 1);
     assert.match(gone.out, /CLUSTER_NOT_FOUND/);
