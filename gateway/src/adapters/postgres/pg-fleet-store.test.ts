@@ -144,8 +144,10 @@ describe('PostgreSQL fleet store (real server)', () => {
     assert.equal(pg.psql("SELECT count(*) FROM keygate_fleet_nodes WHERE cluster = 'ro'").trim(), '0');
     const small = new PgFleetStore(db, { usageRetentionMs: 3_600_000, maxBuffered: 2 });
     const use = { cluster: 'full', instance: 'i', crk: 'k', version: 'v1', op: 'wrap' as const };
-    for (const m of [0, 1, 2, 3]) small.noteUse({ ...use, at: new Date(Date.UTC(2026, 11, 6, 0, m)) });
-    small.noteUse({ ...use, at: new Date(Date.UTC(2026, 11, 6, 0, 1)) }); // a held minute still counts
+    // Minutes inside the 1 h retention whenever the test runs (fixed dates would be pruned later).
+    const minute = (m: number) => new Date(Math.floor(Date.now() / 60_000 - 10 + m) * 60_000);
+    for (const m of [0, 1, 2, 3]) small.noteUse({ ...use, at: minute(m) });
+    small.noteUse({ ...use, at: minute(1) }); // a held minute still counts
     assert.equal(small.dropped, 2);
     await small.flush();
     const counts = await small.usage({ since: new Date(0), cluster: 'full' });
