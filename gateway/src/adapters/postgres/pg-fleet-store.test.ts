@@ -31,7 +31,12 @@ async function replica(): Promise<{ db: PgDatabase; store: PgFleetStore }> {
   const db = new PgDatabase({ pool: poolConfig(settings, 'test.yaml'), describe: 'test', logger });
   dbs.push(db);
   await db.open();
-  return { db, store: new PgFleetStore(db, { usageRetentionMs: 30 * 86_400_000 }) };
+  return {
+    db,
+    store: new PgFleetStore(db, {
+      usageRetentionMs: 100 * 365 * 86_400_000 /* fixed dates below never age out */,
+    }),
+  };
 }
 
 const node = (over: Partial<NodeRecord>): NodeRecord => ({
