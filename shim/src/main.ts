@@ -13,7 +13,7 @@ import { KmsCore } from './core/kms-core.js';
 import type { GatewayClient } from './core/ports.js';
 import { UndiciGatewayClient, type UndiciGatewayOptions } from './gateway-client/undici-gateway.js';
 import { type KmsServer, startKmsServer } from './grpc/kms-server.js';
-import { normaliseSocketPath } from './grpc/socket-file.js';
+import { normaliseSocketPath, prepareSocketPath } from './grpc/socket-file.js';
 import { type HealthServer, startHealthServer } from './http/health-server.js';
 import { ShimMetrics } from './metrics.js';
 import { shimReportHeader } from './report.js';
@@ -167,6 +167,20 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     scheduleRefresh();
     sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
     sweepTimer.unref();
+    // The socket is served last, once everything that can fail has started: a shim that cannot
+    // start (a taken health port, say) never shows kube-apiserver a socket that then disappears.
+    // A live shim on the socket is still found first (SOCKET_IN_USE is final, not retried).
+    await prepareSocketPath(socketPath);
+    if (!deps.noHealthServer) {
+      health = await startHealthServer({
+        host: deps.healthHost ?? '127.0.0.1',
+        port: settings.healthzPort,
+        healthzPath: settings.healthzPath,
+        deepCheck: () => kmsCore.roundTrip(),
+        live: () => !stopped,
+        registry: metrics.registry,
+      });
+    }
     grpc = await startKmsServer({
       core: kmsCore,
       socketPath,
@@ -178,16 +192,6 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     });
     // The line ICP operators look for: the gRPC server listens (kube-apiserver can connect).
     logger.info({ socket: socketPath, services: ['v2', 'v1beta1'] }, 'KMS provider server started');
-    if (!deps.noHealthServer) {
-      health = await startHealthServer({
-        host: deps.healthHost ?? '127.0.0.1',
-        port: settings.healthzPort,
-        healthzPath: settings.healthzPath,
-        deepCheck: () => kmsCore.roundTrip(),
-        live: () => !stopped,
-        registry: metrics.registry,
-      });
-    }
   } catch (err) {
     await stop(0);
     throw err;
