@@ -2,9 +2,9 @@
 // Runs every compiled test file (dist/**/*.test.js of shared, gateway, shim and test/) with
 // Node's test runner, streams its report, and closes with one plain summary line that CI reads.
 // Usage: node scripts/run-tests.mjs [substring ...]   (only files whose path contains one of them)
-import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { runNodeTest } from './node-test-run.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const roots = ['shared/dist', 'gateway/dist', 'shim/dist', 'test/dist'];
@@ -36,33 +36,14 @@ if (files.length === 0) {
 }
 
 const concurrency = process.env.KEYGATE_TEST_CONCURRENCY ?? '2';
-const child = spawn(
-  process.execPath,
-  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=600000', '--test-reporter=spec', ...files],
-  { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FORCE_COLOR: '0' } },
+const { code, signal, counts } = await runNodeTest(
+  [`--test-concurrency=${concurrency}`, '--test-timeout=600000', '--test-reporter=spec', ...files],
+  { cwd: root },
 );
-
-const counts = { tests: 0, pass: 0, fail: 0, skipped: 0, todo: 0, cancelled: 0 };
-let buffered = '';
-child.stdout.setEncoding('utf8');
-child.stdout.on('data', (chunk) => {
-  process.stdout.write(chunk);
-  buffered += chunk;
-  let nl = buffered.indexOf('\n');
-  while (nl >= 0) {
-    const line = buffered.slice(0, nl);
-    buffered = buffered.slice(nl + 1);
-    const m = /^ℹ (tests|pass|fail|skipped|todo|cancelled) (\d+)$/.exec(line.trim());
-    if (m) counts[m[1]] = Number(m[2]);
-    nl = buffered.indexOf('\n');
-  }
-});
-child.on('close', (code, signal) => {
-  const failed = counts.fail + counts.cancelled;
-  const ok = code === 0 && failed === 0 && counts.pass > 0;
-  console.log(`\nkeygate: ${files.length} test files, ${counts.tests} tests`);
-  console.log(`${counts.pass} passed, ${failed} failed, ${counts.skipped + counts.todo} skipped`);
-  if (!ok && code === 0)
-    console.error(`run-tests: runner exited ${code} (${signal ?? 'no signal'}) with no passing test`);
-  process.exit(ok ? 0 : code || 1);
-});
+const failed = counts.fail + counts.cancelled;
+const ok = code === 0 && failed === 0 && counts.pass > 0;
+console.log(`\nkeygate: ${files.length} test files, ${counts.tests} tests`);
+console.log(`${counts.pass} passed, ${failed} failed, ${counts.skipped + counts.todo} skipped`);
+if (!ok && code === 0)
+  console.error(`run-tests: runner exited ${code} (${signal ?? 'no signal'}) with no passing test`);
+process.exit(ok ? 0 : code || 1);

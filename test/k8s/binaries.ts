@@ -14,17 +14,25 @@ export interface Versions {
   readonly etcd: string;
 }
 
-/** The versions build.sh builds (test/k8s/tools/versions.env, overridable like build.sh). */
+/** The kube-apiserver releases of the matrix (versions.env K8S_VERSIONS), oldest first. */
+export function k8sVersions(): string[] {
+  const text = readFileSync(join(TOOLS, 'versions.env'), 'utf8');
+  const list = /^K8S_VERSIONS="([^"]+)"$/m.exec(text)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+  if (list.length === 0) throw new Error('versions.env has no K8S_VERSIONS');
+  return list;
+}
+
+/**
+ * The versions one suite run uses: KEYGATE_K8S_VERSION (scripts/test-k8s.mjs sets it for each release of
+ * the matrix), else the first of K8S_VERSIONS; etcd from ETCD_VERSION or KEYGATE_ETCD_VERSION.
+ */
 export function versions(): Versions {
   const text = readFileSync(join(TOOLS, 'versions.env'), 'utf8');
-  const pick = (key: string): string => {
-    const m = new RegExp(`^${key}=(\\S+)$`, 'm').exec(text);
-    if (!m?.[1]) throw new Error(`versions.env has no ${key}`);
-    return m[1];
-  };
+  const etcd = /^ETCD_VERSION=(\S+)$/m.exec(text)?.[1];
+  if (!etcd) throw new Error('versions.env has no ETCD_VERSION');
   return {
-    k8s: process.env.KEYGATE_K8S_VERSION ?? pick('K8S_VERSION'),
-    etcd: process.env.KEYGATE_ETCD_VERSION ?? pick('ETCD_VERSION'),
+    k8s: process.env.KEYGATE_K8S_VERSION || (k8sVersions()[0] as string),
+    etcd: process.env.KEYGATE_ETCD_VERSION || etcd,
   };
 }
 

@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver (k8s.io/kubernetes) and etcd + etcdctl (go.etcd.io/etcd) from Go modules into a cache
 # folder outside the repository, keyed by version:
-#   ${KEYGATE_K8S_CACHE:-$HOME/.cache/keygate-k8s}/kube-apiserver-<K8S_VERSION>/bin/kube-apiserver
+#   ${KEYGATE_K8S_CACHE:-$HOME/.cache/keygate-k8s}/kube-apiserver-<version>/bin/kube-apiserver
 #   ${KEYGATE_K8S_CACHE:-$HOME/.cache/keygate-k8s}/etcd-<ETCD_VERSION>/bin/{etcd,etcdctl}
-# Skips a build whose binaries are already there. Versions come from versions.env (env vars override).
-# The tool modules (kube/, etcd/) keep their go.mod and go.sum in git; when the version in versions.env differs
-# from the one in go.mod, the go.mod is regenerated from the upstream go.mod (staging modules pinned by replace).
+# Skips a build whose binaries are already there. Versions come from versions.env: every kube-apiserver of
+# K8S_VERSIONS, or only KEYGATE_K8S_VERSION when it is set (KEYGATE_ETCD_VERSION overrides etcd's).
+# The tool modules (kube-1.<minor>/, etcd/) keep their go.mod and go.sum in git; when the version differs from the
+# one in go.mod, the go.mod is regenerated from the upstream go.mod (staging modules pinned by replace).
 # Usage: bash test/k8s/tools/build.sh [--print-paths]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=/dev/null
 . "$here/versions.env"
-K8S_VERSION="${KEYGATE_K8S_VERSION:-$K8S_VERSION}"
+K8S_VERSIONS="${KEYGATE_K8S_VERSION:-$K8S_VERSIONS}"
 ETCD_VERSION="${KEYGATE_ETCD_VERSION:-$ETCD_VERSION}"
 cache="${KEYGATE_K8S_CACHE:-$HOME/.cache/keygate-k8s}"
-kube_bin="$cache/kube-apiserver-$K8S_VERSION/bin"
 etcd_bin="$cache/etcd-$ETCD_VERSION/bin"
 
 if [ "${1:-}" = "--print-paths" ]; then
-  echo "KUBE_APISERVER=$kube_bin/kube-apiserver"
+  for v in $K8S_VERSIONS; do echo "KUBE_APISERVER_$v=$cache/kube-apiserver-$v/bin/kube-apiserver"; done
   echo "ETCD=$etcd_bin/etcd"
   echo "ETCDCTL=$etcd_bin/etcdctl"
   exit 0
@@ -38,7 +38,10 @@ flock 9
 # Reads a field of `go mod download -json` output without extra tools.
 json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\\(.*\\)\",\\{0,1\\}$/\\1/p" | head -n1; }
 
+# build_kube VERSION: kube-apiserver VERSION from the tool module of its minor release.
 build_kube() {
+  local K8S_VERSION="$1"
+  local kube_bin="$cache/kube-apiserver-$K8S_VERSION/bin"
   if [ -x "$kube_bin/kube-apiserver" ]; then
     log "kube-apiserver $K8S_VERSION cached at $kube_bin"
     return
@@ -47,15 +50,16 @@ build_kube() {
   t0=$(now)
   minor="${K8S_VERSION#v1.}"   # 34.4
   staging="v0.$minor"          # v0.34.4
-  cd "$here/kube"
+  mkdir -p "$here/kube-1.${minor%%.*}"
+  cd "$here/kube-1.${minor%%.*}"
   log "downloading k8s.io/kubernetes@$K8S_VERSION"
   dl=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
   upstream_mod=$(printf '%s\n' "$dl" | json_field GoMod)
   commit=$(printf '%s\n' "$dl" | json_field Hash)
   if ! grep -Eq "^require k8s\.io/kubernetes $K8S_VERSION( |\$)" go.mod 2>/dev/null; then
-    log "generating kube/go.mod for $K8S_VERSION (staging modules at $staging)"
+    log "generating kube-1.${minor%%.*}/go.mod for $K8S_VERSION (staging modules at $staging)"
     rm -f go.mod go.sum
-    go mod init keygate.local/test/k8s/tools/kube >/dev/null 2>&1
+    go mod init "keygate.local/test/k8s/tools/kube-1.${minor%%.*}" >/dev/null 2>&1
     go mod edit -go="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$upstream_mod")"
     # Every staging module upstream maps to ./staging/src/k8s.io/<name> must point at its published v0.<minor> tag,
     # and the replaces must be in place before k8s.io/kubernetes is required (else MVS asks for v0.0.0).
@@ -115,5 +119,5 @@ build_etcd() {
 
 start=$(now)
 build_etcd
-build_kube
-log "done in $(($(now) - start)) s: $kube_bin/kube-apiserver $etcd_bin/etcd"
+for v in $K8S_VERSIONS; do build_kube "$v"; done
+log "done in $(($(now) - start)) s: kube-apiserver $K8S_VERSIONS, etcd $ETCD_VERSION in $cache"

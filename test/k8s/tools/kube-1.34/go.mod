@@ -1,4 +1,4 @@
-module keygate.local/test/k8s/tools/kube
+module keygate.local/test/k8s/tools/kube-1.34
 
 go 1.24.0
 
