@@ -7,9 +7,7 @@
  * gateway outage, then a second control plane with KMS v1. Counts and the outage timeline are printed.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -31,70 +29,30 @@ import {
   startApiserver,
 } from './apiserver.js';
 import { binaries, missingBinaries, versions } from './binaries.js';
-import { type Etcd, etcdGet, startEtcd } from './etcd.js';
-import { decodeEncryptedObject } from './etcd-value.js';
+import { dumpEtcd, type Etcd, etcdGet, startEtcd } from './etcd.js';
 import { KubeError } from './kube-client.js';
+import {
+  etcdKey,
+  log,
+  mtlsGet,
+  PROVIDER_V2 as NAME,
+  PREFIX_V2,
+  pool,
+  SecretBook,
+  type SecretObject,
+  SIZES,
+  secretPath,
+  seedOf,
+  since,
+} from './suite.js';
 
 const V = versions();
 const BINS = binaries(V);
-const NAME = 'keygate';
-const PREFIX_V2 = `k8s:enc:kms:v2:${NAME}:`;
 const NAME_V1 = 'keygate-v1';
 const PREFIX_V1 = `k8s:enc:kms:v1:${NAME_V1}:`;
-const NS = 'default';
 const SECRETS = Number(process.env.KEYGATE_K8S_SECRETS ?? 200);
 /** How long the gateway stays down (upstream's write window is 3 min after the last good Status). */
 const OUTAGE_MAX_MS = Number(process.env.KEYGATE_K8S_OUTAGE_SECONDS ?? 225) * 1000;
-const SIZES = [1, 17, 100, 512, 2048, 8192, 32_768, 131_072, 400_000, 3];
-
-interface SecretObject {
-  metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
-  data?: Record<string, string>;
-  [k: string]: unknown;
-}
-interface Made {
-  readonly data: Record<string, string>;
-  /** Byte strings that must never appear in etcd. */
-  readonly needles: readonly Buffer[];
-}
-
-const log = (line: string): void => console.log(`k8s: ${line}`);
-const since = (t0: number): string => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-
-/** Runs `fn` over `items`, `n` at a time. */
-async function pool<T>(
-  items: readonly T[],
-  n: number,
-  fn: (item: T, i: number) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) await fn(items[i] as T, i);
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-}
-
-/** GET over mutual TLS (the gateway's /metrics). */
-function mtlsGet(url: string, tls: { ca: string; cert: string; key: string }): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key), timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode === 200) resolve(text);
-          else reject(new Error(`GET ${url}: HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timeout`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   skip: findSoftHsmModule() ? false : 'SoftHSM2 not installed',
@@ -116,7 +74,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   let apiOptions: ApiserverOptions;
   /** Every service started here besides the devstack's own two; stopped in reverse order. */
   const started: Service[] = [];
-  const made = new Map<string, Made>();
+  const book = new SecretBook();
   const summary: string[] = [];
 
   /** Wraps a test body so that `after` knows whether to keep the work folder. */
@@ -131,51 +89,10 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
       }
     };
 
-  const secretPath = (name = '') => `/api/v1/namespaces/${NS}/secrets${name ? `/${name}` : ''}`;
-  const etcdKey = (name: string) => `/registry/secrets/${NS}/${name}`;
-
-  function newSecret(name: string, size: number): { body: SecretObject; made: Made } {
-    const marker = Buffer.from(`kg-plaintext-${name}-${randomBytes(8).toString('hex')}`);
-    const blob = randomBytes(size);
-    const data = { marker: marker.toString('base64'), blob: blob.toString('base64') };
-    const needles = [marker, Buffer.from(data.marker), ...(size >= 16 ? [blob.subarray(0, 64)] : [])];
-    return {
-      body: { apiVersion: 'v1', kind: 'Secret', metadata: { name }, type: 'Opaque', data },
-      made: { data, needles },
-    };
-  }
-
-  async function create(api: Apiserver, name: string, size: number): Promise<void> {
-    const s = newSecret(name, size);
-    await api.api.json('POST', secretPath(), s.body);
-    made.set(name, s.made);
-  }
-
-  async function readBack(api: Apiserver, name: string): Promise<void> {
-    const want = made.get(name);
-    assert.ok(want, `unknown secret ${name}`);
-    const got = await api.api.json<SecretObject>('GET', secretPath(name));
-    assert.deepEqual(got.data, want.data, `secret ${name} read back differs`);
-  }
-
-  /** Raw etcd value: v2 prefix, decodable EncryptedObject, no plaintext. Returns the object. */
-  async function rawV2(name: string, etcdUrl = etcd.url) {
-    const raw = await etcdGet(etcdUrl, etcdKey(name));
-    assert.ok(raw, `no etcd value for ${name}`);
-    assert.equal(raw.subarray(0, PREFIX_V2.length).toString('latin1'), PREFIX_V2, `${name}: wrong prefix`);
-    const want = made.get(name);
-    for (const needle of want?.needles ?? [])
-      assert.ok(!raw.includes(needle), `${name}: plaintext found in etcd`);
-    const obj = decodeEncryptedObject(raw.subarray(PREFIX_V2.length));
-    assert.ok(obj.keyId.length > 0, `${name}: no keyID in the EncryptedObject`);
-    return obj;
-  }
-
-  /** Identifies the apiserver seed an object was written with (its wrapped DEK source and key_id). */
-  const rawSeed = async (name: string): Promise<string> => {
-    const obj = await rawV2(name);
-    return `${obj.keyId}|${createHash('sha256').update(obj.encryptedDEKSource).digest('hex')}`;
-  };
+  const create = (api: Apiserver, name: string, size: number) => book.create(api, name, size);
+  const readBack = (api: Apiserver, name: string) => book.readBack(api, name);
+  const rawV2 = (name: string) => book.rawV2(etcd.url, name);
+  const rawSeed = async (name: string): Promise<string> => seedOf(await rawV2(name));
 
   async function shimMetrics(): Promise<string> {
     const res = await fetch(shimMetricsUrl);
@@ -252,12 +169,17 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   after(async () => {
     kms?.close();
     apiserver?.api.close();
+    // A failed run keeps what etcd holds, next to the logs.
+    if (failed && etcd && etcd.service.child.exitCode === null)
+      await dumpEtcd(etcd.url, join(work, 'etcd-dump.jsonl')).catch((e: unknown) => log(`etcd dump: ${e}`));
     for (const s of [...started].reverse()) await s.stop(10_000);
     if (gateway !== undefined && gateway !== stack?.gateway) await gateway.stop();
     await stack?.stop();
     for (const line of summary) log(line);
     if (failed || process.env.KEYGATE_K8S_KEEP)
-      log(`kept ${work} (logs: kube-apiserver.log, etcd/etcd.log, stack.log)`);
+      log(
+        `kept ${work} (logs: kube-apiserver.log, etcd/etcd.log, stack.log; etcd-dump.jsonl when a case failed)`,
+      );
     else rmSync(work, { recursive: true, force: true });
   });
 
@@ -293,7 +215,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
     { timeout: 300_000 },
     step(async () => {
       const k1 = (await kms.status()).key_id;
-      const names = [...made.keys()];
+      const names = book.names();
       const t0 = Date.now();
       rotateRootKey(stack.prepared);
       let k2 = k1;
@@ -329,7 +251,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
       await pool(fresh, 4, (name) => create(apiserver, name, 1000));
       for (const name of fresh) assert.equal((await rawV2(name)).keyId, k2);
       // Re-encryption pass: read and PUT back every Secret unchanged (what `kubectl replace` does).
-      const all = [...made.keys()];
+      const all = book.names();
       const before = new Map<string, string>();
       for (const name of all) before.set(name, (await rawV2(name)).keyId);
       const onOldBefore = [...before.values()].filter((k) => k === k1).length;
@@ -362,7 +284,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
     'restart: kube-apiserver restarted; every Secret reads back; Decrypt calls and gateway unwraps counted',
     { timeout: 300_000 },
     step(async () => {
-      const names = [...made.keys()];
+      const names = book.names();
       const seeds = new Set<string>();
       for (const name of names) seeds.add(await rawSeed(name));
       const shim0 = await shimMetrics();
@@ -403,7 +325,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
     /** The shim is what is stopped: do not call its socket. */
     shimDown?: boolean;
   }): Promise<{ timeline: string[]; lastWriteOk: string; firstWriteFailure: string; recovered: string }> {
-    const names = [...made.keys()].filter((k) => !k.startsWith('outage-'));
+    const names = book.names().filter((k) => !k.startsWith('outage-'));
     // A good probe right before the outage: upstream's 3-minute write window starts about here.
     for (
       let i = 0;
@@ -445,7 +367,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
       let read = 'ok';
       try {
         await readBack(apiserver, names[n % names.length] ?? 's-000');
-        const during = [...made.keys()].filter((k) => k.startsWith(`outage-${o.what}-`) && k !== name);
+        const during = book.names().filter((k) => k.startsWith(`outage-${o.what}-`) && k !== name);
         for (const m of during.slice(-3)) await readBack(apiserver, m);
       } catch (err) {
         read = String(err).slice(0, 120);
@@ -494,7 +416,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
       `writes or /healthz/kms-providers did not recover within 180 s of the ${o.what} restart`,
     );
     // Everything, including what was written during the outage, reads back.
-    await pool([...made.keys()], 8, (name) => readBack(apiserver, name));
+    await pool(book.names(), 8, (name) => readBack(apiserver, name));
     assert.equal(readFailures, 0, `a read failed during the ${o.what} outage`);
     summary.push(`${o.what} outage timeline (t from the stop, then from the restart):`);
     for (const line of timeline) summary.push(`  ${line}`);
@@ -599,7 +521,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
             PREFIX_V1,
             `${name}: wrong prefix`,
           );
-          for (const needle of made.get(name)?.needles ?? [])
+          for (const needle of book.needles(name))
             assert.ok(!raw.includes(needle), `${name}: plaintext found in etcd`);
           const dekLen = raw.readUInt16BE(PREFIX_V1.length);
           assert.ok(dekLen > 0 && PREFIX_V1.length + 2 + dekLen < raw.length);
