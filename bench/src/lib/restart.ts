@@ -4,7 +4,7 @@ import { KmsClient } from '@keygate/shim';
 import { SHIM_CLI } from '#devstack/paths.js';
 import { type PeerHsm, startPeerProc } from './peer.js';
 import { spawnProc } from './procs.js';
-import { BENCH_HOME, REPO_ROOT } from './stack.js';
+import { BENCH_HOME, profileArgs, REPO_ROOT } from './stack.js';
 import { type StartStepTime, startProfile } from './start-profile.js';
 
 /** K1: restart → first Decrypt of a ciphertext made before the restart. */
@@ -62,7 +62,8 @@ export async function restartShim(
   const proc = spawnProc(`shim-${name}-restart`, [SHIM_CLI, 'serve', '--config', config], {
     env: { NODE_OPTIONS: nodeOptions },
     logFile,
-    nodeArgs: [`--import=${probe}`],
+    // BENCH_PROFILE=shim: a --cpu-prof of each restart too (where the start time goes).
+    nodeArgs: [`--import=${probe}`, ...profileArgs('shim')],
   });
   try {
     const at = await firstDecrypt(socket, sealed);
