@@ -1,5 +1,5 @@
 /**
- * Runs every benchmark (S1-S4, G1-G3, M1, H1, A1), each against its same-run baseline, and writes
+ * Runs every benchmark (S1-S4, G1-G3, M1, H1, A1, K1), each against its same-run baseline, and writes
  * bench/results/latest.json and bench/results/concurrency.svg. Options:
  *   --repeat N   run the whole suite N times (interleaved suites) and report medians
  *   --only S1,G1 run only these
@@ -16,6 +16,7 @@ import { runG1 } from './g1.bench.js';
 import { runG2 } from './g2.bench.js';
 import { runG3 } from './g3.bench.js';
 import { runH1 } from './h1.bench.js';
+import { runK1 } from './k1.bench.js';
 import { median } from './lib/measure.js';
 import { stopAll } from './lib/procs.js';
 import { replicasMarkdown, replicasPlot } from './lib/replicas-report.js';
@@ -39,6 +40,7 @@ const ALL: Record<string, () => Promise<BenchResult>> = {
   M1: runM1,
   H1: runH1,
   A1: runA1,
+  K1: runK1,
 };
 
 function arg(name: string): string | undefined {

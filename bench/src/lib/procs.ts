@@ -27,11 +27,18 @@ const live = new Set<Proc>();
 export function spawnProc(
   name: string,
   args: readonly string[],
-  opts: { env?: Record<string, string>; logFile: string; nodeArgs?: readonly string[] },
+  opts: {
+    env?: Record<string, string>;
+    logFile: string;
+    nodeArgs?: readonly string[];
+    /** Another program than node (then `args` are its arguments and `nodeArgs` are ignored). */
+    command?: string;
+  },
 ): Proc {
   mkdirSync(dirname(opts.logFile), { recursive: true });
   const fd = openSync(opts.logFile, 'w');
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
+  const argv = opts.command === undefined ? [...(opts.nodeArgs ?? []), ...args] : [...args];
+  const child = spawn(opts.command ?? process.execPath, argv, {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', fd, fd],
   });

@@ -33,7 +33,7 @@ export function timing(): Timing {
 }
 
 /** BENCH_PROFILE=gateway|shim|all: start those with --cpu-prof into bench/.work/prof. */
-function profileArgs(program: 'gateway' | 'shim'): string[] {
+export function profileArgs(program: 'gateway' | 'shim'): string[] {
   const want = process.env.BENCH_PROFILE ?? '';
   if (want !== program && want !== 'all') return [];
   return ['--cpu-prof', `--cpu-prof-dir=${join(BENCH_HOME, 'prof')}`];
