@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every compiled test file (dist/**/*.test.js of shared, gateway, shim and test/) with
+// Runs every compiled test file (dist/**/*.test.js of shared, gateway, shim, test/ and bench/) with
 // Node's test runner, streams its report, and closes with one plain summary line that CI reads.
 // Usage: node scripts/run-tests.mjs [substring ...]   (only files whose path contains one of them)
 import { readdirSync, statSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { join, relative } from 'node:path';
 import { runNodeTest } from './node-test-run.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
-const roots = ['shared/dist', 'gateway/dist', 'shim/dist', 'test/dist'];
+const roots = ['shared/dist', 'gateway/dist', 'shim/dist', 'test/dist', 'bench/dist'];
 const filters = process.argv.slice(2);
 
 function* walk(dir) {
