@@ -21,8 +21,9 @@ import { prepare, shimConfigFor, startGateway, startShim } from './lib/stack.js'
 import { formatProfile, medianProfile, type StartStepTime } from './lib/start-profile.js';
 
 export const K1_CONCURRENCY = [1, 16, 64];
-/** NODE_OPTIONS of the shipped static pod (infra/shim/static-pod.yaml). */
-export const SHIPPED_NODE_OPTIONS = process.env.BENCH_K1_NODE_OPTIONS ?? '--max-old-space-size=96';
+/** NODE_OPTIONS of the shipped static pod (infra/shim/static-pod.yaml; test/infra pins the same value). */
+export const SHIPPED_NODE_OPTIONS =
+  process.env.BENCH_K1_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=16';
 
 function k1Timing(): { pointMs: number; rounds: number; warmMs: number; restarts: number } {
   const quick = process.env.BENCH_QUICK === '1';

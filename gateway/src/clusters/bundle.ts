@@ -156,7 +156,7 @@ function staticPod(image: string): string {
           image,
           imagePullPolicy: 'IfNotPresent',
           args: ['serve', '--config', `${SHIM_DIR}/${BUNDLE_FILES.shimConfig}`],
-          env: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=96' }],
+          env: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=96 --max-semi-space-size=16' }],
           securityContext: {
             ...security,
             allowPrivilegeEscalation: false,
