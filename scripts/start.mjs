@@ -70,8 +70,12 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 const i = stack.info;
+// The gateway and the shim run on this same Node (process.execPath): say which, and when it is 20,
+// that it is past its end of life (docs/development.md, "Runtimes").
+const major = Number(process.versions.node.split('.')[0]);
+const runtime = `Node.js ${process.version}${major < 22 ? ' (past its end of life: use 24 or 22)' : ''}`;
 console.log(
-  `\nkeygate ready: socket ${i.socket} · health ${i.healthzUrl} · gateway ${i.gatewayUrl} · console ${i.consoleUrl} (log in with the API key in ${i.adminApiKeyFile}) · EncryptionConfiguration ${i.encryptionConfig}`,
+  `\nkeygate ready on ${runtime}: socket ${i.socket} · health ${i.healthzUrl} · gateway ${i.gatewayUrl} · console ${i.consoleUrl} (log in with the API key in ${i.adminApiKeyFile}) · EncryptionConfiguration ${i.encryptionConfig}`,
 );
 console.log(
   `  HSM: ${i.hsm === 'softhsm2' ? 'SoftHSM2 (PKCS#11)' : 'software backend (development only: no HSM)'}`,

@@ -5,7 +5,9 @@
 #   docker build -f infra/docker/dev.Dockerfile -t keygate-dev .
 #   docker run --rm -it keygate-dev                      # the stack; then in another shell:
 #   docker exec -it <id> npm run demo
-ARG NODE_MAJOR=20
+# Node.js 24, an LTS line (20 is past its end of life: no security fixes). 22 also builds and
+# runs (--build-arg NODE_MAJOR=22); docs/deploy.md lists the supported runtimes.
+ARG NODE_MAJOR=24
 FROM node:${NODE_MAJOR}-bookworm AS dev
 RUN apt-get update \
  && apt-get install -y --no-install-recommends softhsm2 opensc \

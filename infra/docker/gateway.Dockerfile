@@ -4,7 +4,9 @@
 # The HSM vendor's PKCS#11 library is not in this image: mount it (Helm value hsm.library) or
 # build FROM this image and COPY it in. pkcs11js is compiled in the build stage against the same
 # Node major and Debian release as the runtime (bookworm), so the addon loads there.
-ARG NODE_MAJOR=20
+# Node.js 24, an LTS line (20 is past its end of life: no security fixes). 22 also builds and
+# runs (--build-arg NODE_MAJOR=22); docs/deploy.md lists the supported runtimes.
+ARG NODE_MAJOR=24
 
 # 1. Compile TypeScript (all dependencies, build tools present).
 FROM node:${NODE_MAJOR}-bookworm AS build

@@ -2,7 +2,9 @@
 # keygate shim image (the KMS plugin static pod). Build from the repository root:
 #   docker build -f infra/docker/shim.Dockerfile -t keygate-shim:0.1.0 .
 # The shim never talks to an HSM: pkcs11js (a gateway dependency) is not installed.
-ARG NODE_MAJOR=20
+# Node.js 24, an LTS line (20 is past its end of life: no security fixes). 22 also builds and
+# runs (--build-arg NODE_MAJOR=22); docs/deploy.md lists the supported runtimes.
+ARG NODE_MAJOR=24
 
 # 1. Compile TypeScript. No native addon is needed to compile, so no install scripts run.
 FROM node:${NODE_MAJOR}-bookworm AS build

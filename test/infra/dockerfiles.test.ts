@@ -97,6 +97,17 @@ function prodClosure(workspace: string): Set<string> {
   return names;
 }
 
+/** Whether root package.json `engines.node` admits Node `major` (its ranges are `>=a.b <c` or `>=a`). */
+function enginesAdmit(major: number): boolean {
+  const pkg = obj(JSON.parse(readRepo('package.json')), 'package.json');
+  const range = str(obj(pkg.engines, 'engines').node, 'engines.node');
+  return range.split('||').some((part) => {
+    const lo = /^>=(\d+)/.exec(part.trim());
+    const hi = /<(\d+)\s*$/.exec(part.trim());
+    return lo !== null && major >= Number(lo[1]) && (hi === null || major < Number(hi[1]));
+  });
+}
+
 const MINIMAL_RUNTIME =
   /^(gcr\.io\/distroless\/nodejs\d+-debian\d+(:[\w.-]+)?|node:\d+(\.\d+)*-(bookworm|bullseye)-slim)$/;
 
@@ -126,6 +137,12 @@ for (const [name, workspace] of [
       // The Node major the addon and the code were built with is the one that runs them.
       const majors = new Set(stages.map((s) => /node(?:js)?:?(\d+)/.exec(s.from)?.[1]));
       assert.equal(majors.size, 1, `one Node major: ${[...majors].join(', ')}`);
+    });
+
+    it('defaults to Node 24 (LTS; 20 is past its end of life), on the Debian release it builds on', () => {
+      for (const s of stages)
+        assert.match(s.from, /^(node:24-bookworm|gcr\.io\/distroless\/nodejs24-debian12)\b/);
+      assert.ok(enginesAdmit(24), 'package.json engines admits the image runtime');
     });
 
     it('copies only files that exist, and only from earlier stages', () => {
@@ -231,6 +248,7 @@ describe('infra/docker/dev.Dockerfile', () => {
     const final = stages.at(-1);
     assert.ok(final);
     assert.ok(final.body.some((i) => i.op === 'RUN' && /apt-get install .*softhsm2/.test(i.args)));
+    assert.match(final.from, /^node:24-bookworm$/, 'the runtime the images ship');
     const user = final.body.filter((i) => i.op === 'USER').at(-1);
     assert.ok(user && Number(user.args.split(':')[0]) > 0);
     for (const i of final.body.filter((x) => x.op === 'COPY' && !x.args.includes('--from='))) {
@@ -250,6 +268,20 @@ describe('infra/docker/dev.Dockerfile', () => {
       assert.ok(
         copied.some((c) => path === c || path.startsWith(`${c}/`)),
         `dev.Dockerfile copies ${path} (tsc -b fails on a missing reference)`,
+      );
+    }
+  });
+});
+
+describe('supported runtimes (README, docs/development.md, docs/deploy.md)', () => {
+  it('engines admits 24 and 22 (supported) and 20 (works, past its end of life)', () => {
+    for (const major of [20, 22, 24]) assert.ok(enginesAdmit(major), `engines admits Node ${major}`);
+    assert.ok(!enginesAdmit(18), 'engines refuses Node 18');
+    for (const doc of ['README.md', 'docs/development.md', 'docs/deploy.md']) {
+      assert.match(
+        readRepo(doc),
+        /Node\.js 24\b[\s\S]{0,160}Node\.js 22\b/,
+        `${doc} names Node.js 24 and 22`,
       );
     }
   });

@@ -28,7 +28,10 @@ describe('npm start', { skip: findSoftHsmModule() ? false : 'SoftHSM2 not instal
     });
     let info: StackInfo;
     try {
-      const ready = await start.waitFor(/^keygate ready: /, 90_000);
+      const ready = await start.waitFor(/^keygate ready on /, 90_000);
+      // Which Node runs the stack (the gateway and the shim are started with the same one).
+      assert.ok(ready.startsWith(`keygate ready on Node.js ${process.version}`), ready);
+      assert.equal(ready.includes('past its end of life'), Number(process.versions.node.split('.')[0]) < 22);
       info = JSON.parse(readFileSync(join(home, 'stack.json'), 'utf8')) as StackInfo;
       for (const f of [info.adminApiKeyFile, info.adminCertFile, info.adminKeyFile])
         assert.ok(existsSync(f), `${f} exists`);
