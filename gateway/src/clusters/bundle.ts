@@ -164,7 +164,7 @@ function staticPod(image: string): string {
             readOnlyRootFilesystem: true,
             capabilities: { drop: ['ALL'] },
           },
-          resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { cpu: '1', memory: '192Mi' } },
+          resources: { requests: { cpu: '50m', memory: '128Mi' }, limits: { cpu: '1', memory: '192Mi' } },
           startupProbe: probe('/livez', 2, 2, 30),
           livenessProbe: probe('/livez', 10, 3, 6),
           readinessProbe: probe('/healthz', 10, 5, 3),
