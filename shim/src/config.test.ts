@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { describeConfigError, KeygateError, ShimAlg } from '@keygate/shared';
 import { isKeygateError } from '@keygate/shared/errors';
 import { loadShimSettings, type ShimConfigFile } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kg-cfg-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 
 function write(yaml: string): string {

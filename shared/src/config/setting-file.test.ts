@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { isKeygateError } from '../errors/index.js';
 import { readSettingFile } from './setting-file.js';
 
 describe('readSettingFile', () => {
   const dir = mkdtempSync(join(tmpdir(), 'keygate-setting-file-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
   const where = { configFile: '/etc/keygate/x.yaml', key: 'tls.certFile' };
 
   it('returns the bytes of a readable file', () => {

@@ -55,7 +55,10 @@ if (CHILD_DIR !== undefined && CHILD_KEY !== undefined) {
 } else {
   describe('audit log crash safety (real child process, SIGKILL)', () => {
     it('every append that resolved before SIGKILL is on disk and the chain verifies', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'keygate-crash-'));
+      // The anchor (and a SIGKILLed child's half-written anchor .tmp) sits beside the audit folder:
+      // both inside one temp folder, removed as a whole.
+      const base = await mkdtemp(join(tmpdir(), 'keygate-crash-'));
+      const dir = join(base, 'audit');
       try {
         const keyPem = generateKeyPairSync('ed25519')
           .privateKey.export({ format: 'pem', type: 'pkcs8' })
@@ -115,8 +118,7 @@ if (CHILD_DIR !== undefined && CHILD_KEY !== undefined) {
           /"type":"recovery","time":"[^"]+","reason":"unclean-shutdown"/,
         );
       } finally {
-        await rm(dir, { recursive: true, force: true });
-        await rm(`${dir}.anchor.json`, { force: true });
+        await rm(base, { recursive: true, force: true });
       }
     });
   });
