@@ -59,3 +59,12 @@ export function binaries(v = versions()): Binaries {
 export function missingBinaries(b: Binaries): string[] {
   return [b.kubeApiserver, b.etcd].filter((f) => !existsSync(f));
 }
+
+/** Throws, saying how to build them, when the binaries of `b` are not on disk. */
+export function requireBinaries(b: Binaries): void {
+  const missing = missingBinaries(b);
+  if (missing.length > 0)
+    throw new Error(
+      `missing ${missing.join(', ')}: run \`bash test/k8s/tools/build.sh\` first (npm run test:k8s does)`,
+    );
+}

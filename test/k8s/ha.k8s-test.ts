@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -29,8 +29,8 @@ import { findSoftHsmModule } from '#devstack/softhsm.js';
 import { freePort } from '../support/e2e-helpers.js';
 import { haGatewayConfig } from '../support/ha-stack.js';
 import { type Apiserver, type ApiserverOptions, apiserverFiles, startApiserver } from './apiserver.js';
-import { binaries, missingBinaries, versions } from './binaries.js';
-import { dumpEtcd, type Etcd, startEtcd } from './etcd.js';
+import { binaries, requireBinaries, versions } from './binaries.js';
+import { type Etcd, startEtcd } from './etcd.js';
 import { KubeError } from './kube-client.js';
 import {
   log,
@@ -40,6 +40,7 @@ import {
   SecretBook,
   type SecretObject,
   SIZES,
+  SuiteRun,
   secretPath,
   seedOf,
   shimDekOf,
@@ -92,7 +93,7 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
     (name: string) =>
     (line: string): void =>
       appendFileSync(join(logs, `${name}.log`), `${line}\n`);
-  let failed = false;
+  const run = new SuiteRun(work);
   let prepared: PreparedStack;
   let pg: TestPostgres | undefined;
   let etcd: Etcd;
@@ -101,16 +102,6 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
   const book = new SecretBook();
   const summary: string[] = [];
 
-  const step =
-    (fn: () => Promise<void>): (() => Promise<void>) =>
-    async () => {
-      try {
-        await fn();
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    };
   const rawV2 = (name: string) => book.rawV2(etcd.url, name);
   const other = (m: Master, k = 1): Master => masters[(masters.indexOf(m) + k) % masters.length] as Master;
   const shimMetrics = async (m: Master) => (await fetch(`http://127.0.0.1:${m.healthPort}/metrics`)).text();
@@ -175,11 +166,7 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
   }
 
   before(async () => {
-    const missing = missingBinaries(BINS);
-    if (missing.length > 0)
-      throw new Error(
-        `missing ${missing.join(', ')}: run \`bash test/k8s/tools/build.sh\` first (npm run test:k8s does)`,
-      );
+    requireBinaries(BINS);
     mkdirSync(logs);
     log(`work folder ${work}`);
     log(`kube-apiserver ${BINS.kubeApiserver}`);
@@ -302,25 +289,20 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
       m.kms?.close();
       m.api?.api.close();
     }
-    if (failed && etcd && etcd.service.child.exitCode === null)
-      await dumpEtcd(etcd.url, join(work, 'etcd-dump.jsonl')).catch((e: unknown) => log(`etcd dump: ${e}`));
+    await run.keepEtcdIfFailed(etcd);
     await Promise.all(masters.map((m) => m.api?.service.stop(10_000)));
     await Promise.all(masters.map((m) => m.shim?.stop(10_000)));
     await etcd?.service.stop();
     await Promise.all(gateways.map((g) => g.service?.stop(10_000)));
     pg?.remove();
     for (const line of summary) log(line);
-    if (failed || process.env.KEYGATE_K8S_KEEP)
-      log(
-        `kept ${work} (logs/: every process's log; etcd-dump.jsonl: etcd's keys and raw values when a case failed)`,
-      );
-    else rmSync(work, { recursive: true, force: true });
+    run.finish(`logs/: every process's log; etcd-dump.jsonl: etcd's keys and raw values when a case failed`);
   });
 
   it(
     `${SECRETS} Secrets written through each apiserver are read back equal through every other one`,
     { timeout: 300_000 },
-    step(async () => {
+    run.step(async () => {
       const keyId = (await (masters[0] as Master).kms.status()).key_id;
       const names = Array.from({ length: SECRETS }, (_, i) => `ha-${String(i).padStart(3, '0')}`);
       const writer = (i: number) => masters[i % MASTERS] as Master;
@@ -361,7 +343,7 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
   it(
     'rotation: each master adopts the new key_id in its own time; reads and writes never fail meanwhile; re-encryption leaves 0 on the old',
     { timeout: 360_000 },
-    step(async () => {
+    run.step(async () => {
       const k1 = (await (masters[0] as Master).kms.status()).key_id;
       const old = book.names();
       const t0 = Date.now();
@@ -535,7 +517,7 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
   it(
     "a master's shim is killed and restarted under writes: only that master's kms-providers check fails, and it recovers",
     { timeout: 420_000 },
-    step(async () => {
+    run.step(async () => {
       const victim = masters[1] as Master;
       const load = underLoad();
       await sleep(5000);
@@ -582,7 +564,7 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
   it(
     'the gateway is down for 4 minutes: every master keeps serving reads and writes from its shim; then it comes back',
     { timeout: GATEWAY_OUTAGE_MS + 360_000 },
-    step(async () => {
+    run.step(async () => {
       // A good probe on every master right before the outage.
       for (const m of masters) {
         for (let i = 0; i < 15 && (await kmsProviders(m)) !== 200; i++) await sleep(2000);
@@ -674,7 +656,7 @@ describe(`three control-plane nodes on kube-apiserver ${V.k8s} and etcd ${V.etcd
   it(
     'cold start of the whole control plane (gateway up): at most one unwrap per distinct DEK per shim; time to all ready',
     { timeout: 360_000 },
-    step(async () => {
+    run.step(async () => {
       const names = book.names();
       const seeds = new Set<string>();
       const deks = new Set<string>();

@@ -7,7 +7,7 @@
  * gateway outage, then a second control plane with KMS v1. Counts and the outage timeline are printed.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -28,8 +28,8 @@ import {
   apiserverFiles,
   startApiserver,
 } from './apiserver.js';
-import { binaries, missingBinaries, versions } from './binaries.js';
-import { dumpEtcd, type Etcd, etcdGet, startEtcd } from './etcd.js';
+import { binaries, requireBinaries, versions } from './binaries.js';
+import { type Etcd, etcdGet, startEtcd } from './etcd.js';
 import { KubeError } from './kube-client.js';
 import {
   etcdKey,
@@ -41,6 +41,7 @@ import {
   SecretBook,
   type SecretObject,
   SIZES,
+  SuiteRun,
   secretPath,
   seedOf,
   since,
@@ -59,7 +60,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
 }, () => {
   const work = mkdtempSync(join(tmpdir(), 'kg-k8s-'));
   const stackLog = join(work, 'stack.log');
-  let failed = false;
+  const run = new SuiteRun(work);
   let stack: DevStack;
   let gateway: Service;
   let shim: Service;
@@ -76,18 +77,6 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   const started: Service[] = [];
   const book = new SecretBook();
   const summary: string[] = [];
-
-  /** Wraps a test body so that `after` knows whether to keep the work folder. */
-  const step =
-    (fn: () => Promise<void>): (() => Promise<void>) =>
-    async () => {
-      try {
-        await fn();
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    };
 
   const create = (api: Apiserver, name: string, size: number) => book.create(api, name, size);
   const readBack = (api: Apiserver, name: string) => book.readBack(api, name);
@@ -111,11 +100,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
     metricSum(text, 'keygate_gateway_operations_total', { operation });
 
   before(async () => {
-    const missing = missingBinaries(BINS);
-    if (missing.length > 0)
-      throw new Error(
-        `missing ${missing.join(', ')}: run \`bash test/k8s/tools/build.sh\` first (npm run test:k8s does)`,
-      );
+    requireBinaries(BINS);
     log(`work folder ${work}`);
     log(`kube-apiserver ${BINS.kubeApiserver}`);
     log(`etcd ${BINS.etcd}`);
@@ -170,23 +155,18 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
     kms?.close();
     apiserver?.api.close();
     // A failed run keeps what etcd holds, next to the logs.
-    if (failed && etcd && etcd.service.child.exitCode === null)
-      await dumpEtcd(etcd.url, join(work, 'etcd-dump.jsonl')).catch((e: unknown) => log(`etcd dump: ${e}`));
+    await run.keepEtcdIfFailed(etcd);
     for (const s of [...started].reverse()) await s.stop(10_000);
     if (gateway !== undefined && gateway !== stack?.gateway) await gateway.stop();
     await stack?.stop();
     for (const line of summary) log(line);
-    if (failed || process.env.KEYGATE_K8S_KEEP)
-      log(
-        `kept ${work} (logs: kube-apiserver.log, etcd/etcd.log, stack.log; etcd-dump.jsonl when a case failed)`,
-      );
-    else rmSync(work, { recursive: true, force: true });
+    run.finish(`logs: kube-apiserver.log, etcd/etcd.log, stack.log; etcd-dump.jsonl when a case failed`);
   });
 
   it(
     `KMS v2: ${SECRETS} Secrets of varied sizes round trip; etcd holds ${PREFIX_V2}… with the key_id and no plaintext`,
     { timeout: 300_000 },
-    step(async () => {
+    run.step(async () => {
       const keyId = (await kms.status()).key_id;
       const t0 = Date.now();
       const names = Array.from({ length: SECRETS }, (_, i) => `s-${String(i).padStart(3, '0')}`);
@@ -213,7 +193,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   it(
     'rotation: root key rotated on the gateway; apiserver adopts the new key_id; re-encryption leaves nothing on the old one',
     { timeout: 300_000 },
-    step(async () => {
+    run.step(async () => {
       const k1 = (await kms.status()).key_id;
       const names = book.names();
       const t0 = Date.now();
@@ -283,7 +263,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   it(
     'restart: kube-apiserver restarted; every Secret reads back; Decrypt calls and gateway unwraps counted',
     { timeout: 300_000 },
-    step(async () => {
+    run.step(async () => {
       const names = book.names();
       const seeds = new Set<string>();
       for (const name of names) seeds.add(await rawSeed(name));
@@ -431,7 +411,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   it(
     'outage: gateway stopped; reads go on, and writes (the shim still answers Status); gateway back, recovery without restarts',
     { timeout: OUTAGE_MAX_MS + 360_000 },
-    step(async () => {
+    run.step(async () => {
       const apiPid = apiserver.service.child.pid;
       const shimPid = shim.child.pid;
       await outage({
@@ -461,7 +441,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
       timeout: OUTAGE_MAX_MS + 360_000,
       skip: process.env.KEYGATE_K8S_SHIM_OUTAGE === '1' ? false : 'opt-in: adds about 4 minutes',
     },
-    step(async () => {
+    run.step(async () => {
       const apiPid = apiserver.service.child.pid;
       const { firstWriteFailure } = await outage({
         what: 'shim',
@@ -488,7 +468,7 @@ describe(`keygate with kube-apiserver ${V.k8s} and etcd ${V.etcd}`, {
   it(
     `KMS v1: a second control plane with --feature-gates=KMSv1=true stores ${PREFIX_V1}… and round trips`,
     { timeout: 300_000 },
-    step(async () => {
+    run.step(async () => {
       // Free the two cores: the v2 control plane is done.
       await apiserver.service.stop(30_000);
       await etcd.service.stop();

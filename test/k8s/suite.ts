@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
+import { join } from 'node:path';
 import type { Apiserver } from './apiserver.js';
-import { etcdGet } from './etcd.js';
+import { dumpEtcd, type Etcd, etcdGet } from './etcd.js';
 import { decodeEncryptedObject, type EncryptedObject } from './etcd-value.js';
 
 export const NS = 'default';
@@ -140,4 +141,37 @@ export function shimDekOf(obj: EncryptedObject): string {
   return createHash('sha256')
     .update(c.subarray(7 + k, 7 + k + w))
     .digest('hex');
+}
+
+/**
+ * A suite's work folder and whether a case failed: `step` wraps a case body so that a failure is
+ * noted; `keepEtcdIfFailed` dumps etcd beside the logs then; `finish` keeps the folder (named in the
+ * output) when a case failed or KEYGATE_K8S_KEEP is set, else removes it.
+ */
+export class SuiteRun {
+  failed = false;
+  constructor(readonly work: string) {}
+
+  step(fn: () => Promise<void>): () => Promise<void> {
+    return async () => {
+      try {
+        await fn();
+      } catch (err) {
+        this.failed = true;
+        throw err;
+      }
+    };
+  }
+
+  async keepEtcdIfFailed(etcd: Etcd | undefined): Promise<void> {
+    if (this.failed && etcd && etcd.service.child.exitCode === null)
+      await dumpEtcd(etcd.url, join(this.work, 'etcd-dump.jsonl')).catch((e: unknown) =>
+        log(`etcd dump: ${e}`),
+      );
+  }
+
+  finish(contents: string): void {
+    if (this.failed || process.env.KEYGATE_K8S_KEEP) log(`kept ${this.work} (${contents})`);
+    else rmSync(this.work, { recursive: true, force: true });
+  }
 }
