@@ -1,29 +1,7 @@
-import type { GrpcStatusName } from './grpc-status.js';
+import { ACCESS_ERRORS } from './catalogue-access.js';
+import type { ErrorKind, ErrorSpec } from './error-spec.js';
 
-/**
- * How callers decide on an error, one closed set for both programs:
- * - `input`: the request is wrong; the same request fails the same way, and it says nothing
- *   about the health of the service that refused it;
- * - `auth`: the caller's identity or rights were refused (audited as `denied`);
- * - `key-state`: the root key is not found, not active or destroyed (a shim drops its DEKs);
- * - `transient`: a dependency is down, busy or slow; the same request may succeed later;
- * - `internal`: a fault an operator or a fix must clear (configuration, HSM login, a bug);
- *   retrying does not help.
- */
-export const ERROR_KINDS = ['input', 'auth', 'key-state', 'transient', 'internal'] as const;
-export type ErrorKind = (typeof ERROR_KINDS)[number];
-
-/** One entry of the error catalogue: what a client sees for a code, on every transport. */
-export interface ErrorSpec {
-  /** How callers decide on it (see ERROR_KINDS). */
-  readonly kind: ErrorKind;
-  /** HTTP status on the gateway API (and on the shim's health endpoints). */
-  readonly http: number;
-  /** gRPC status the shim answers kube-apiserver with. */
-  readonly grpc: GrpcStatusName;
-  /** Fixed client-facing text. Never contains request data, key material or internal causes. */
-  readonly message: string;
-}
+export { ERROR_KINDS, type ErrorKind, type ErrorSpec } from './error-spec.js';
 
 /**
  * The closed catalogue of keygate error codes. Every code has exactly one kind, one HTTP status,
@@ -174,127 +152,8 @@ export const ERROR_CATALOGUE = {
     message: 'The requested KMS API version is not supported.',
   },
 
-  // Identity and access
-  AUTH_CERT_REQUIRED: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'A valid client certificate is required.',
-  },
-  AUTH_TOKEN_MISSING: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'A bearer access token is required.',
-  },
-  AUTH_TOKEN_INVALID: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'The access token is invalid.',
-  },
-  AUTH_TOKEN_EXPIRED: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'The access token has expired.',
-  },
-  AUTH_TOKEN_CERT_MISMATCH: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'The access token is bound to another client certificate.',
-  },
-  AUTH_APIKEY_INVALID: {
-    kind: 'auth',
-    http: 400,
-    grpc: 'UNAUTHENTICATED',
-    message: 'The API key is not valid.',
-  },
-  AUTH_GRANT_TYPE_INVALID: {
-    kind: 'auth',
-    http: 400,
-    grpc: 'INVALID_ARGUMENT',
-    message: 'The grant type is missing or not supported.',
-  },
-  FORBIDDEN_ERR: {
-    kind: 'auth',
-    http: 403,
-    grpc: 'PERMISSION_DENIED',
-    message: 'The caller is not allowed to perform this action on this instance or key.',
-  },
-  AUTH_TOKEN_REVOKED: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'The API key or identity the access token was issued to has been revoked or changed.',
-  },
-
-  // The web console (docs/console.md)
-  CONSOLE_SESSION_EXPIRED: {
-    kind: 'auth',
-    http: 401,
-    grpc: 'UNAUTHENTICATED',
-    message: 'The console session has ended or was never started; log in again.',
-  },
-  CONSOLE_CSRF_REFUSED: {
-    kind: 'auth',
-    http: 403,
-    grpc: 'PERMISSION_DENIED',
-    message:
-      'The form was not sent from this console session (missing or wrong CSRF token, or a foreign origin).',
-  },
-  CONSOLE_LOGIN_LOCKED: {
-    kind: 'auth',
-    http: 429,
-    grpc: 'RESOURCE_EXHAUSTED',
-    message: 'Too many failed console logins from this address; wait and try again.',
-  },
-
-  // Identity management (identities in PostgreSQL)
-  IDENTITIES_READ_ONLY: {
-    kind: 'input',
-    http: 409,
-    grpc: 'FAILED_PRECONDITION',
-    message: 'Identities are set in the gateway config file and cannot be changed at run time.',
-  },
-  IDENTITY_NOT_FOUND: {
-    kind: 'input',
-    http: 404,
-    grpc: 'NOT_FOUND',
-    message: 'The identity does not exist.',
-  },
-  IDENTITY_EXISTS: {
-    kind: 'input',
-    http: 409,
-    grpc: 'ALREADY_EXISTS',
-    message: 'An identity with this name already exists.',
-  },
-  // Cluster onboarding (`keygate-gateway clusters`, docs/clusters.md)
-  CLUSTER_EXISTS: {
-    kind: 'input',
-    http: 409,
-    grpc: 'ALREADY_EXISTS',
-    message: 'A cluster or identity with this name already exists.',
-  },
-  CLUSTER_NOT_FOUND: {
-    kind: 'input',
-    http: 404,
-    grpc: 'NOT_FOUND',
-    message: 'The cluster does not exist.',
-  },
-  CLUSTERS_NEED_TOKENS: {
-    kind: 'input',
-    http: 409,
-    grpc: 'FAILED_PRECONDITION',
-    message: 'Clusters can be onboarded only in token mode (a tokens section in the gateway config).',
-  },
-  APIKEY_NOT_FOUND: {
-    kind: 'input',
-    http: 404,
-    grpc: 'NOT_FOUND',
-    message: 'The API key does not exist.',
-  },
+  // Identity and access, the console, identity management, onboarding (catalogue-access.ts)
+  ...ACCESS_ERRORS,
 
   // Gateway dependencies
   HSM_UNAVAILABLE: {
