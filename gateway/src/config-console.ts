@@ -1,18 +1,5 @@
-import { parseDuration } from '@keygate/shared/config';
 import { z } from 'zod';
-
-/** A duration ("15m", "8h" or milliseconds) between `min` and `max` ms, as milliseconds. */
-const duration = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      const ms = parseDuration(v);
-      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
-      return ms;
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `a duration like 15m or 8h (${(err as Error).message})` });
-      return z.NEVER;
-    }
-  });
+import { duration } from './config-duration.js';
 
 /** `host:port`, `[v6]:port`; port 0 = any free port (tests). */
 const LISTEN = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/;
@@ -38,12 +25,12 @@ export const consoleSchema = z
       .refine((v) => parseListen(v) !== undefined, { message: 'host:port, e.g. 127.0.0.1:9443' })
       .optional(),
     /** A session unused this long is ended. */
-    idleTimeout: duration(1000, 86_400_000).default(15 * 60_000),
+    idleTimeout: duration(1000, 86_400_000, '15m or 8h').default(15 * 60_000),
     /** A session ends this long after its login, used or not. */
-    sessionTtl: duration(1000, 7 * 86_400_000).default(8 * 3_600_000),
+    sessionTtl: duration(1000, 7 * 86_400_000, '15m or 8h').default(8 * 3_600_000),
     /** Failed logins per source address before it is refused for `loginLockout`. */
     maxFailedLogins: z.number().int().min(1).max(1000).default(5),
-    loginLockout: duration(1000, 86_400_000).default(5 * 60_000),
+    loginLockout: duration(1000, 86_400_000, '15m or 8h').default(5 * 60_000),
   })
   .optional();
 

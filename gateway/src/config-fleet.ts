@@ -1,18 +1,5 @@
-import { parseDuration } from '@keygate/shared/config';
 import { z } from 'zod';
-
-/** A duration ("30s", "5m", "30d" or milliseconds) between `min` and `max` ms, as milliseconds. */
-const duration = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      const ms = parseDuration(v);
-      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
-      return ms;
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `a duration like 30s or 24h (${(err as Error).message})` });
-      return z.NEVER;
-    }
-  });
+import { duration } from './config-duration.js';
 
 const DAY_MS = 86_400_000;
 

@@ -1,10 +1,8 @@
-import { resolve, sep } from 'node:path';
 import { INSTANCE_ID_RULE, isInstanceId } from '@keygate/shared/api';
 import {
   configError,
   type Frozen,
   loadConfigFile,
-  parseDuration,
   readSettingFile,
   resolveSecret,
   type Secret,
@@ -12,183 +10,17 @@ import {
 import { LOG_LEVELS } from '@keygate/shared/log';
 import { z } from 'zod';
 import { tokensSchema } from './adapters/jwt/token-settings.js';
-import { HSM_PROFILE_NAMES, HSM_PROFILES, type HsmProfile } from './adapters/pkcs11/profiles.js';
 import { describeDatabase, postgresSettingsSchema } from './adapters/postgres/pg-settings.js';
+import { auditSchema } from './config-audit.js';
 import { consoleSchema } from './config-console.js';
+import { duration } from './config-duration.js';
 import { fleetSchema } from './config-fleet.js';
+import { hsmSchema } from './config-hsm.js';
 import { rotationSettingsSchema } from './config-rotation.js';
 import { identitiesSchema } from './core/auth/identities.js';
 import { ROLES } from './core/auth/principal.js';
 
 /** The gateway's YAML config (docs/gateway.md). Strict: an unknown key is an error. */
-const secretRef = z.strictObject({
-  value: z.string().min(1).optional(),
-  file: z.string().min(1).optional(),
-  env: z.string().min(1).optional(),
-});
-
-/** A duration ("30s", "24h" or milliseconds) between `min` and `max` ms, as milliseconds. */
-const duration = (min: number, max: number) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      const ms = parseDuration(v);
-      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
-      return ms;
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `a duration like 30s or 24h (${(err as Error).message})` });
-      return z.NEVER;
-    }
-  });
-
-const pkcs11Hsm = z.strictObject({
-  backend: z.literal('pkcs11'),
-  module: z.string().min(1),
-  /**
-   * C_Initialize library parameters (pReserved), for modules configured that way: NSS softoken's
-   * `configdir='sql:/path' certPrefix='' keyPrefix='' secmod='' flags=...`. Most modules take none.
-   */
-  libraryParameters: z.string().min(1).max(4096).optional(),
-  tokenLabel: z.string().min(1).max(32),
-  pin: secretRef,
-  /** Vendor defaults (adapters/pkcs11/profiles.ts, docs/hsm.md): IV mode, key template, sessions. */
-  profile: z.enum(HSM_PROFILE_NAMES).default('generic'),
-  /** Default: the profile's (4 for generic and softhsm2, 8 for network HSMs). */
-  sessions: z.number().int().min(1).max(64).optional(),
-  /**
-   * 0 (default): crypto calls on the libuv pool (`*Async`), for network HSMs. N: every
-   * request-path call on N worker threads holding one session each, for tokens whose calls are
-   * CPU work (SoftHSM2, PCIe cards). At most `sessions`.
-   */
-  workerThreads: z.number().int().min(0).max(16).default(0),
-  /**
-   * Where GCM IVs come from (default: the profile's): `host` (the host's CSPRNG), `token-random`
-   * (C_GenerateRandom on the token, passed in by the host) or `token-appended` (the module
-   * generates it and appends it to the ciphertext: Luna in FIPS mode, AWS CloudHSM).
-   */
-  gcmIv: z.enum(['host', 'token-random', 'token-appended']).optional(),
-  /** With token-appended: the IV length the module appends (16 on Luna FIPS, 12 on CloudHSM). */
-  gcmIvBytes: z.union([z.literal(12), z.literal(16)]).optional(),
-  /** Deprecated: `host` is gcmIv host, `hsm` is gcmIv token-random (not IV generation in the module). */
-  ivSource: z.enum(['host', 'hsm']).optional(),
-  /**
-   * A PKCS#11 call still running after this long is given up: the request answers 503
-   * HSM_UNAVAILABLE and the session is abandoned and replaced (a hung network HSM). 0: never.
-   */
-  operationTimeout: z.union([z.literal(0), duration(100, 600_000)]).default(10_000),
-  /**
-   * Calls given up as hung (operationTimeout) that have not returned, after which no more are
-   * sent: each holds a thread while the module keeps it. Default: `sessions`.
-   */
-  maxHungCalls: z.number().int().min(1).max(256).optional(),
-  /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
-  simulatedLatencyMs: z.number().min(0).max(1000).optional(),
-});
-
-const softwareHsm = z.strictObject({
-  backend: z.literal('software'),
-  keyFile: z.string().min(1),
-  masterKeyFile: z.string().min(1),
-  /** Development and benchmarks only: add this fixed delay to every HSM call (a network HSM). */
-  simulatedLatencyMs: z.number().min(0).max(1000).optional(),
-});
-
-/**
- * The PKCS#11 settings with the profile's defaults filled in: `sessions`, the GCM IV setting
- * (`gcmIv: {mode, bytes}`) and whether key generation restricts mechanisms.
- */
-function withProfile(h: z.output<typeof pkcs11Hsm>, ctx: z.RefinementCtx) {
-  const profile: HsmProfile = HSM_PROFILES[h.profile];
-  const { ivSource, gcmIv, gcmIvBytes, sessions, ...rest } = h;
-  if (ivSource !== undefined && gcmIv !== undefined) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['ivSource'],
-      message: 'not together with gcmIv (ivSource is its old name)',
-    });
-  }
-  const mode =
-    gcmIv ?? (ivSource === 'hsm' ? 'token-random' : ivSource === 'host' ? 'host' : profile.gcmIv.mode);
-  if (gcmIvBytes !== undefined && gcmIvBytes !== 12 && mode !== 'token-appended') {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['gcmIvBytes'],
-      message: '12 unless gcmIv is token-appended (only a module that appends its IV sets another length)',
-    });
-  }
-  const bytes = mode === 'token-appended' ? (gcmIvBytes ?? profile.gcmIv.bytes) : 12;
-  return {
-    ...rest,
-    sessions: sessions ?? profile.sessions,
-    gcmIv: { mode, bytes } as { readonly mode: typeof mode; readonly bytes: number },
-    restrictMechanisms: profile.restrictMechanisms,
-    requireLocal: profile.requireLocal,
-    /** The config still says `ivSource` (a warning at start names its replacement). */
-    deprecatedIvSource: ivSource,
-  };
-}
-
-/** The durable, hash-chained audit log in files (docs/audit.md). */
-const fileAuditSchema = z
-  .strictObject({
-    /** `file` (the default when absent): the log in `dir`; `postgres`: the chain in the database. */
-    target: z.literal('file'),
-    dir: z.string().min(1),
-    signingKeyFile: z.string().min(1),
-    /** The audit anchor (docs/audit.md "The anchor"); outside `dir`. Default `<dir>.anchor.json`. */
-    anchorFile: z.string().min(1).optional(),
-    /** The anchor is rewritten in the background at most this often (and after every checkpoint). */
-    anchorInterval: duration(100, 60_000).default(1000),
-    /** Also copy every record line to stdout, for log shippers. */
-    stdout: z.boolean().default(false),
-    checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
-    checkpointInterval: duration(1000, 3_600_000).default(60_000),
-    maxFileBytes: z
-      .number()
-      .int()
-      .min(64 * 1024)
-      .max(16 * 1024 ** 3)
-      .default(64 * 1024 * 1024),
-    maxFileAge: duration(60_000, 30 * 86_400_000).default(86_400_000),
-  })
-  .superRefine((a, ctx) => {
-    const dir = resolve(a.dir);
-    if (a.anchorFile !== undefined && (resolve(a.anchorFile) + sep).startsWith(dir + sep)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['anchorFile'],
-        message: `a file outside audit.dir (${a.dir}): the anchor must survive the folder being erased`,
-      });
-    }
-  })
-  .transform((a) => ({ ...a, anchorFile: a.anchorFile ?? defaultAnchorFile(a.dir) }));
-
-/**
- * The audit chain in PostgreSQL (docs/audit.md "PostgreSQL"): one chain for every replica, in the
- * database of `store.postgres` (required).
- */
-const postgresAuditSchema = z.strictObject({
-  target: z.literal('postgres'),
-  signingKeyFile: z.string().min(1),
-  checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000),
-  checkpointInterval: duration(1000, 3_600_000).default(60_000),
-  /** Named in this replica's start records; default the host name (in Kubernetes, the pod name). */
-  replica: z.string().min(1).max(253).optional(),
-});
-
-/** `audit:` — `target: file` (the default) or `target: postgres`. */
-const auditSchema = z.preprocess(
-  (v) =>
-    typeof v === 'object' && v !== null && !Array.isArray(v) && !('target' in v)
-      ? { ...v, target: 'file' }
-      : v,
-  z.discriminatedUnion('target', [fileAuditSchema, postgresAuditSchema]),
-);
-
-/** `<dir>.anchor.json`: beside the audit folder, not in it. */
-function defaultAnchorFile(dir: string): string {
-  return `${dir.replace(/\/+$/, '')}.anchor.json`;
-}
-
 /** `{ratePerSecond, burst}` of a token bucket. */
 const rate = (ratePerSecond: number, burst: number) =>
   z
@@ -295,9 +127,7 @@ const baseSchema = z.strictObject({
       .prefault({}),
     drainMs: z.number().int().min(0).max(600_000).default(10_000),
   }),
-  hsm: z
-    .discriminatedUnion('backend', [pkcs11Hsm, softwareHsm])
-    .transform((h, ctx) => (h.backend === 'pkcs11' ? withProfile(h, ctx) : h)),
+  hsm: hsmSchema,
   store: z.union([
     z.strictObject({
       file: z.string().min(1),
