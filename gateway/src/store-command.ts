@@ -9,7 +9,7 @@ import {
   type ConfigIdentity,
   type IdentityImport,
   importConfigIdentity,
-} from './adapters/postgres/pg-identities.js';
+} from './adapters/postgres/pg-identity-import.js';
 import { PostgresKeyStore } from './adapters/postgres/pg-key-store.js';
 import { describeDatabase, poolConfig } from './adapters/postgres/pg-settings.js';
 import { JsonFileKeyStore } from './adapters/store/json-file-store.js';

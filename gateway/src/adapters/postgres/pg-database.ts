@@ -2,12 +2,11 @@ import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import pg from 'pg';
 import type { StoreChange } from '../../core/store-changes.js';
-import { MIGRATIONS, type Migration } from './migrations.js';
+import { describeError, isConnectionError, isRetryable } from './pg-errors.js';
+import { migrateSchema } from './pg-migrate.js';
 
 /** The channel every change is announced on (a trigger on keygate_changes sends it). */
 export const CHANGE_CHANNEL = 'keygate_changes';
-/** pg_advisory_lock key under which migrations run: one replica migrates, the others wait. */
-const MIGRATION_LOCK = 0x6b657967; // "keyg"
 /** While the database is unusable, status() tries it at most this often. */
 const RECHECK_MS = 1000;
 
@@ -22,25 +21,6 @@ export interface PgDatabaseOptions {
   readonly reconcileMs?: number;
   /** Apply pending migrations at open (default); otherwise refuse to run on an older schema. */
   readonly migrate?: boolean;
-}
-
-/** SQLSTATE classes that mean "the connection or the server is gone", not "the statement is wrong". */
-function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  if (typeof e.code === 'string') {
-    if (/^(08|57P|53)/.test(e.code)) return true; // connection exception, operator intervention, resources
-    if (/^E[A-Z]+$/.test(e.code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, ENOTFOUND…
-  }
-  const m = e.message ?? '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|Connection ended/i.test(
-    m,
-  );
-}
-
-/** 40001 serialization failure and 40P01 deadlock: the transaction may simply be run again. */
-function isRetryable(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === '40001' || code === '40P01';
 }
 
 /**
@@ -95,7 +75,7 @@ export class PgDatabase {
   async #tryOpen(): Promise<void> {
     try {
       if (!this.#migrated) {
-        await this.#migrate();
+        await migrateSchema(this.pool, this.#log, this.#opts.migrate ?? true);
         this.#migrated = true;
       }
       const head = await this.pool.query<{ seq: string | null }>(
@@ -218,70 +198,6 @@ export class PgDatabase {
     await this.pool.end().catch(() => undefined);
   }
 
-  // --- migrations -------------------------------------------------------------------------
-
-  async #migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      // Session lock: held across the migrations' own transactions; other replicas wait here.
-      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-      try {
-        await client.query(
-          `CREATE TABLE IF NOT EXISTS keygate_schema (
-             version integer PRIMARY KEY,
-             name text NOT NULL,
-             applied_at timestamptz NOT NULL DEFAULT now())`,
-        );
-        const done = new Set(
-          (await client.query<{ version: number }>('SELECT version FROM keygate_schema')).rows.map(
-            (r) => r.version,
-          ),
-        );
-        const newest = Math.max(0, ...done);
-        const known = Math.max(...MIGRATIONS.map((m) => m.version));
-        if (newest > known) {
-          throw new KeygateError('STORE_UNAVAILABLE', {
-            detail: {
-              reason: `database schema version ${newest} is newer than this gateway knows (${known}): upgrade the gateway`,
-            },
-          });
-        }
-        const pending = MIGRATIONS.filter((m) => !done.has(m.version));
-        if (pending.length > 0 && this.#opts.migrate === false) {
-          throw new KeygateError('STORE_UNAVAILABLE', {
-            detail: {
-              reason: `database schema needs migrations ${pending.map((m) => m.version).join(', ')}: run keygate-gateway db migrate`,
-            },
-          });
-        }
-        for (const m of pending) await this.#apply(client, m);
-      } finally {
-        await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch((e: Error) => {
-          broken = e;
-        });
-      }
-    } catch (err) {
-      if (isConnectionError(err)) broken = err as Error;
-      throw err;
-    } finally {
-      client.release(broken);
-    }
-  }
-
-  async #apply(client: PgClient, m: Migration): Promise<void> {
-    await client.query('BEGIN');
-    try {
-      await client.query(m.sql);
-      await client.query('INSERT INTO keygate_schema (version, name) VALUES ($1, $2)', [m.version, m.name]);
-      await client.query('COMMIT');
-      this.#log.info({ version: m.version, name: m.name }, 'database migration applied');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-  }
-
   /** Applied schema versions (for `db migrate` and tests). */
   async schemaVersions(): Promise<readonly number[]> {
     const r = await this.query<{ version: number }>('SELECT version FROM keygate_schema ORDER BY version');
@@ -396,13 +312,6 @@ export class PgDatabase {
     }
     return err;
   }
-}
-
-/** Readiness text for a database error: the SQLSTATE or errno and pg's message (never a password). */
-function describeError(err: unknown): string {
-  if (err instanceof KeygateError) return String(err.detail?.reason ?? err.message);
-  const e = err as { code?: string; message?: string };
-  return [e.code, e.message].filter((x) => x !== undefined && x !== '').join(' ') || 'unknown error';
 }
 
 /** A change row (kind + subject JSON) as the port's StoreChange; unknown kinds mean "re-read all". */

@@ -2,13 +2,8 @@ import { constantTimeEqual, type Random, systemRandom } from '@keygate/shared/cr
 import { KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import { generateApiKey, hashApiKey } from '../../core/auth/api-key.js';
-import {
-  API_KEY_LABEL,
-  IDENTITY_NAME,
-  identityFieldsSchema,
-  rolesSchema,
-} from '../../core/auth/identities.js';
-import { configApiKeyId, freezeRoles, type ServiceIdentity } from '../../core/auth/identity-directory.js';
+import { API_KEY_LABEL } from '../../core/auth/identities.js';
+import type { ServiceIdentity } from '../../core/auth/identity-directory.js';
 import type {
   ApiKeyMatch,
   ApiKeyView,
@@ -18,36 +13,23 @@ import type {
   IdentitySource,
   IdentityView,
 } from '../../core/auth/identity-source.js';
-import type { Role } from '../../core/auth/principal.js';
 import type { StoreChange } from '../../core/store-changes.js';
-import { type PgClient, type PgDatabase, recordChange } from './pg-database.js';
+import { type PgDatabase, recordChange } from './pg-database.js';
+import {
+  type ApiKeyRow,
+  checkFields,
+  checkName,
+  type IdentityRow,
+  type Live,
+  toIdentity,
+  toKeyView,
+  touch,
+  toView,
+} from './pg-identity-rows.js';
+import { announceSigningKeys } from './pg-signing-keys.js';
 
 /** While the first load of identities fails (database down), it is tried again this often. */
 const RETRY_MS = 1000;
-/** A signing key another replica announced within this long counts as in use. */
-const SIGNING_KEY_WINDOW_HOURS = 24;
-
-interface IdentityRow {
-  name: string;
-  cert_identities: string[];
-  roles: Record<string, Role[]>;
-  created_at: Date;
-  updated_at: Date;
-}
-
-interface ApiKeyRow {
-  id: string;
-  identity: string;
-  label: string | null;
-  created_at: Date;
-  revoked_at: Date | null;
-}
-
-interface Live {
-  readonly identity: ServiceIdentity;
-  /** Ids of the identity's API keys that are not revoked. */
-  readonly keyIds: ReadonlySet<string>;
-}
 
 export interface PgIdentitiesOptions {
   readonly logger: Logger;
@@ -355,149 +337,6 @@ export class PgIdentities implements IdentitySource, IdentityAdmin {
    * Returns those kids. Never throws (a database problem is logged).
    */
   async announceSigningKeys(kids: readonly string[]): Promise<readonly string[]> {
-    try {
-      await this.#db.query(
-        `INSERT INTO keygate_signing_keys (kid) SELECT unnest($1::text[])
-         ON CONFLICT (kid) DO UPDATE SET last_seen = now()`,
-        [kids],
-      );
-      const r = await this.#db.query<{ kid: string }>(
-        `SELECT kid FROM keygate_signing_keys
-          WHERE last_seen > now() - make_interval(hours => $2) AND NOT (kid = ANY($1::text[]))
-          ORDER BY kid`,
-        [kids, SIGNING_KEY_WINDOW_HOURS],
-      );
-      const missing = r.rows.map((x) => x.kid);
-      if (missing.length > 0) {
-        this.#log.warn(
-          { missingKids: missing, ownKids: kids },
-          'another replica uses token signing keys this replica does not have: its tokens are refused here; give every replica the same tokens.signingKeyFiles',
-        );
-      }
-      return missing;
-    } catch (err) {
-      this.#log.warn({ reason: String((err as Error).message ?? err) }, 'token signing keys not recorded');
-      return [];
-    }
+    return announceSigningKeys(this.#db, this.#log, kids);
   }
-}
-
-/** Announces a change of `identity` and marks it updated, inside the caller's transaction. */
-async function touch(client: PgClient, identity: string): Promise<void> {
-  await client.query('UPDATE keygate_identities SET updated_at = now() WHERE name = $1', [identity]);
-  await recordChange(client, { kind: 'identity', name: identity });
-}
-
-function checkName(name: string, code: 'IDENTITY_NOT_FOUND' | 'INVALID_FIELD_ERR'): void {
-  if (!IDENTITY_NAME.test(name)) {
-    throw new KeygateError(code, { detail: code === 'INVALID_FIELD_ERR' ? { fields: 'name' } : {} });
-  }
-}
-
-function checkFields(fields: IdentityFields): IdentityFields {
-  const r = identityFieldsSchema.safeParse(fields);
-  if (!r.success) {
-    throw new KeygateError('INVALID_FIELD_ERR', {
-      detail: { fields: r.error.issues.map((i) => i.path.join('.') || '(body)').join(',') },
-    });
-  }
-  return { certIdentities: [...new Set(r.data.certIdentities)], roles: freezeRoles(r.data.roles) };
-}
-
-/** A row as an identity; roles that fail validation (a row edited by hand) grant nothing. */
-function toIdentity(row: Pick<IdentityRow, 'name' | 'cert_identities' | 'roles'>): ServiceIdentity {
-  const roles = rolesSchema.safeParse(row.roles);
-  return Object.freeze({
-    name: row.name,
-    certIdentities: Object.freeze([...row.cert_identities]),
-    roles: freezeRoles(roles.success ? roles.data : {}),
-  });
-}
-
-function toKeyView(k: ApiKeyRow): ApiKeyView {
-  return {
-    id: k.id,
-    identity: k.identity,
-    ...(k.label === null ? {} : { label: k.label }),
-    createdAt: k.created_at.toISOString(),
-    ...(k.revoked_at === null ? {} : { revokedAt: k.revoked_at.toISOString() }),
-  };
-}
-
-function toView(row: IdentityRow, keys: readonly ApiKeyRow[]): IdentityView {
-  const id = toIdentity(row);
-  return {
-    name: id.name,
-    certIdentities: id.certIdentities,
-    roles: id.roles,
-    createdAt: row.created_at.toISOString(),
-    updatedAt: row.updated_at.toISOString(),
-    apiKeys: keys.map(toKeyView),
-  };
-}
-
-/** An `identities:` entry of a file-store config, as `store migrate-from-file` copies it. */
-export interface ConfigIdentity {
-  readonly name: string;
-  readonly apiKeyHashes: readonly string[];
-  readonly certIdentities: readonly string[];
-  readonly roles: Readonly<Record<string, readonly Role[]>>;
-}
-
-/** What importing one configured identity did. */
-export type IdentityImport = 'copied' | 'present' | 'conflict';
-
-/**
- * Copies a configured identity with its API-key hashes into the database (`store
- * migrate-from-file`). The keys keep the ids the config gave them (`cfg-…`, configApiKeyId), so
- * tokens issued by the file-store gateways stay valid. An identity already there with the same
- * certificate identities and roles is `present` (its missing keys are added); one that differs,
- * or a key hash that belongs to another identity, is a `conflict` and is left as it is.
- */
-export async function importConfigIdentity(db: PgDatabase, c: ConfigIdentity): Promise<IdentityImport> {
-  checkName(c.name, 'INVALID_FIELD_ERR');
-  const f = checkFields({ certIdentities: c.certIdentities, roles: c.roles });
-  const taken = new Error('an API key hash belongs to another identity');
-  return db
-    .tx(async (client) => {
-      const found = await client.query<IdentityRow>(
-        'SELECT name, cert_identities, roles, created_at, updated_at FROM keygate_identities WHERE name = $1 FOR UPDATE',
-        [c.name],
-      );
-      const row = found.rows[0];
-      let outcome: IdentityImport = 'copied';
-      if (row !== undefined) {
-        const same =
-          JSON.stringify([...row.cert_identities].sort()) === JSON.stringify([...f.certIdentities].sort()) &&
-          JSON.stringify(sortedRoles(row.roles)) === JSON.stringify(sortedRoles(f.roles));
-        if (!same) return 'conflict';
-        outcome = 'present';
-      } else {
-        await client.query(
-          'INSERT INTO keygate_identities (name, cert_identities, roles) VALUES ($1, $2, $3)',
-          [c.name, f.certIdentities, JSON.stringify(f.roles)],
-        );
-      }
-      for (const hash of c.apiKeyHashes) {
-        const r = await client.query<{ identity: string }>(
-          `INSERT INTO keygate_api_keys (id, hash, identity, label) VALUES ($1, $2, $3, 'from the config file')
-         ON CONFLICT (hash) DO UPDATE SET hash = EXCLUDED.hash RETURNING identity`,
-          [configApiKeyId(hash), hash, c.name],
-        );
-        if (r.rows[0]?.identity !== c.name) throw taken;
-      }
-      await recordChange(client, { kind: 'identity', name: c.name });
-      return outcome;
-    })
-    .catch((err: unknown) => {
-      // Rolled back: nothing of this identity was written.
-      if (err === taken) return 'conflict' as const;
-      throw err;
-    });
-}
-
-function sortedRoles(roles: Readonly<Record<string, readonly Role[]>>): [string, Role[]][] {
-  return Object.entries(roles)
-    .map(([k, v]): [string, Role[]] => [k, [...v].sort()])
-    .sort(([a], [b]) => a.localeCompare(b));
 }
