@@ -6,8 +6,6 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { systemRandom } from '@keygate/shared/crypto';
-import { createAuditKeyFile } from './adapters/audit/key-file-signer.js';
-import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import type { RunningGateway } from './main.js';
 import {
   type ClientCert,
@@ -21,7 +19,7 @@ import {
 import { startTestPostgres, type TestPostgres } from './testing/postgres.js';
 import { captureLines } from './testing/softhsm.js';
 import { startGatewayFromFile } from './testing/start-gateway.js';
-import { AUDIENCE, CLI, fetchToken, ISSUER, requestToken } from './testing/token-mode.js';
+import { CLI, fetchToken, requestToken, tokenAndAuditYaml } from './testing/token-mode.js';
 
 const run = promisify(execFile);
 
@@ -39,10 +37,7 @@ describe('clusters with identities in PostgreSQL: add, a real gateway issues the
     pg = await startTestPostgres({ fast: true });
     fx = await createGatewayFixture();
     const dir = fx.softhsm.dir;
-    const signingKeyFile = join(dir, 'cl-token-key.pem');
-    const auditKeyFile = join(dir, 'cl-audit-key.pem');
-    await createSigningKeyFile(signingKeyFile);
-    await createAuditKeyFile(auditKeyFile);
+    const tokens = await tokenAndAuditYaml(fx, 'cl');
     caDir = join(dir, 'ca');
     mkdirSync(caDir);
     writeFileSync(join(caDir, 'ca.pem'), fx.ca.certPem);
@@ -51,14 +46,7 @@ describe('clusters with identities in PostgreSQL: add, a real gateway issues the
     config = fx.writeConfig('clusters-pg', {
       access: false,
       store: postgresStoreYaml(pg, ['reconcileInterval: 500ms']),
-      extra: `tokens:
-  issuer: ${ISSUER}
-  audience: ${AUDIENCE}
-  signingKeyFiles: [${signingKeyFile}]
-audit:
-  target: postgres
-  signingKeyFile: ${auditKeyFile}
-`,
+      extra: tokens,
     });
   });
 

@@ -5,8 +5,6 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { systemRandom } from '@keygate/shared/crypto';
-import { createAuditKeyFile } from './adapters/audit/key-file-signer.js';
-import { createSigningKeyFile } from './adapters/jwt/signing-keys.js';
 import type { RunningGateway } from './main.js';
 import {
   type CallResult,
@@ -16,19 +14,19 @@ import {
   errorCode,
   type GatewayFixture,
   INSTANCE,
+  postgresStoreYaml,
 } from './testing/gateway-fixture.js';
 import { MemoryKeyStore } from './testing/memory-key-store.js';
 import { startTestPostgres, type TestPostgres } from './testing/postgres.js';
 import { captureLines } from './testing/softhsm.js';
 import { startGatewayFromFile } from './testing/start-gateway.js';
 import {
-  AUDIENCE,
   CLI,
   fetchToken,
-  ISSUER,
   readAuditRecords,
   readAuditText,
   requestToken,
+  tokenAndAuditYaml,
 } from './testing/token-mode.js';
 
 const run = promisify(execFile);
@@ -68,30 +66,11 @@ describe('identities in PostgreSQL: CLI, admin API and revocation through a real
   before(async () => {
     pg = await startTestPostgres({ fast: true });
     fx = await createGatewayFixture();
-    const dir = fx.softhsm.dir;
-    const signingKeyFile = join(dir, 'pg-token-key.pem');
-    const auditKeyFile = join(dir, 'pg-audit-key.pem');
-    await createSigningKeyFile(signingKeyFile);
-    await createAuditKeyFile(auditKeyFile);
-    auditDir = join(dir, 'pg-audit');
-    const tokens = `tokens:
-  issuer: ${ISSUER}
-  audience: ${AUDIENCE}
-  leeway: 1s
-  signingKeyFiles: [${signingKeyFile}]
-audit:
-  dir: ${auditDir}
-  signingKeyFile: ${auditKeyFile}
-`;
+    auditDir = join(fx.softhsm.dir, 'pg-audit');
+    const tokens = await tokenAndAuditYaml(fx, 'pg', { auditDir, leeway: '1s' });
     config = fx.writeConfig('pg-identities', {
       access: false,
-      store: `  postgres:
-    host: ${pg.host}
-    port: ${pg.port}
-    database: ${pg.database}
-    user: ${pg.user}
-    passwordFile: ${pg.passwordFile}
-    reconcileInterval: 500ms`,
+      store: postgresStoreYaml(pg, ['reconcileInterval: 500ms']),
       extra: tokens,
     });
     const yamlKeyHash = `sha256:${'0'.repeat(64)}`;

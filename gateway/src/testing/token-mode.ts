@@ -38,6 +38,33 @@ export interface TokenModeSetup {
   readonly auditPublicKeyFile: string;
 }
 
+/**
+ * Creates a token signing key and an audit signing key in the fixture's folder (`<prefix>-token-key.pem`,
+ * `<prefix>-audit-key.pem`) and returns the `tokens:` and `audit:` sections that use them: the audit log in
+ * `auditDir` (a file chain), or in PostgreSQL when `auditDir` is undefined.
+ */
+export async function tokenAndAuditYaml(
+  fx: GatewayFixture,
+  prefix: string,
+  opts: { readonly auditDir?: string; readonly leeway?: string } = {},
+): Promise<string> {
+  const signingKeyFile = join(fx.softhsm.dir, `${prefix}-token-key.pem`);
+  const auditKeyFile = join(fx.softhsm.dir, `${prefix}-audit-key.pem`);
+  await createSigningKeyFile(signingKeyFile);
+  await createAuditKeyFile(auditKeyFile);
+  return [
+    'tokens:',
+    `  issuer: ${ISSUER}`,
+    `  audience: ${AUDIENCE}`,
+    ...(opts.leeway === undefined ? [] : [`  leeway: ${opts.leeway}`]),
+    `  signingKeyFiles: [${signingKeyFile}]`,
+    'audit:',
+    opts.auditDir === undefined ? '  target: postgres' : `  dir: ${opts.auditDir}`,
+    `  signingKeyFile: ${auditKeyFile}`,
+    '',
+  ].join('\n');
+}
+
 /** Writes signing keys, API keys and a token-mode config (no `access` allow-list). */
 export async function writeTokenModeConfig(
   fx: GatewayFixture,
