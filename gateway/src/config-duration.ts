@@ -1,4 +1,4 @@
-import { parseDuration } from '@keygate/shared/config';
+import { formatDuration, parseDuration } from '@keygate/shared/config';
 import { z } from 'zod';
 
 /**
@@ -9,7 +9,8 @@ export const duration = (min: number, max: number, example = '30s or 24h') =>
   z.union([z.string(), z.number()]).transform((v, ctx) => {
     try {
       const ms = parseDuration(v);
-      if (ms < min || ms > max) throw new RangeError(`between ${min / 1000}s and ${max / 1000}s`);
+      if (ms < min || ms > max)
+        throw new RangeError(`between ${formatDuration(min)} and ${formatDuration(max)}`);
       return ms;
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: `a duration like ${example} (${(err as Error).message})` });

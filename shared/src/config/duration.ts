@@ -10,3 +10,12 @@ export function parseDuration(text: string | number): number {
   if (!m) throw new RangeError('duration must look like 250ms, 30s, 5m, 2h or 7d');
   return Math.round(Number(m[1]) * (UNITS[m[2] ?? 'ms'] as number));
 }
+
+/** Milliseconds as the largest unit that divides them ("1m", "90d", "1500ms"): config messages. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    const size = UNITS[unit] as number;
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

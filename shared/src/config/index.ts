@@ -1,6 +1,6 @@
 export { type ConfigProblem, configError, describeConfigError } from './config-error.js';
 export { deepFreeze } from './deep-freeze.js';
-export { parseDuration } from './duration.js';
+export { formatDuration, parseDuration } from './duration.js';
 export { type Frozen, issuesToProblems, loadConfigFile, type ParseOptions, parseConfig } from './load.js';
 export { resolveSecret, type SecretRef } from './resolve-secret.js';
 export { Secret } from './secret.js';
