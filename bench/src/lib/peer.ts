@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { keyTemplate } from '@keygate/gateway/testing/softhsm';
 import pkcs11js from 'pkcs11js';
 import { createSoftHsmToken } from '#devstack/softhsm.js';
 import { type Proc, spawnProc } from './procs.js';
@@ -92,18 +93,8 @@ export function preparePeerHsm(): PeerHsm {
     if (slot === undefined) throw new Error(`token ${PEER_TOKEN} not found`);
     const s = lib.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     lib.C_Login(s, pkcs11js.CKU_USER, pin);
-    lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
-      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-      { type: pkcs11js.CKA_LABEL, value: PEER_KEY_LABEL },
-      { type: pkcs11js.CKA_TOKEN, value: true },
-      { type: pkcs11js.CKA_PRIVATE, value: true },
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_ENCRYPT, value: true },
-      { type: pkcs11js.CKA_DECRYPT, value: true },
-    ]);
+    // The same attributes as keygate's own root keys (AES-256, sensitive, not extractable).
+    lib.C_GenerateKey(s, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, keyTemplate(PEER_KEY_LABEL, false));
     lib.C_Logout(s);
     lib.C_CloseSession(s);
     lib.C_Finalize();

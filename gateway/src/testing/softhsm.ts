@@ -153,3 +153,6 @@ export function captureLines(): { stream: DestinationStream; lines: Record<strin
     },
   };
 }
+
+/** The attributes of keygate's root-key objects, for tools that make comparable keys (the bench's Go peer). */
+export { keyTemplate } from '../adapters/pkcs11/key-object.js';
