@@ -58,9 +58,9 @@ async function main(argv: string[]): Promise<number> {
       (l) => console.error(l),
       {
         // remove forgets the cluster's nodes (a running file-store gateway also does on the change)
-        openFleet: async (config, file) => {
+        openFleet: async (config, file, readOnly) => {
           const log = createLogger({ level: 'warn', name: 'keygate-gateway', destination: process.stderr });
-          const f = await openCliFleet(config, file, log, false);
+          const f = await openCliFleet(config, file, log, readOnly);
           return {
             forgetCluster: (n) => f.store.forgetCluster(n),
             nodes: () => f.store.nodes(),

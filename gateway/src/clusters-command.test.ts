@@ -136,13 +136,17 @@ tokens:
       replica: 'r1',
     });
     let closed = 0;
-    const openFleet = async () => ({
-      forgetCluster: (c: string) => store.forgetCluster(c),
-      nodes: () => store.nodes(),
-      close: async () => {
-        closed++;
-      },
-    });
+    const modes: boolean[] = [];
+    const openFleet = async (_c: unknown, _f: string, readOnly: boolean) => {
+      modes.push(readOnly);
+      return {
+        forgetCluster: (c: string) => store.forgetCluster(c),
+        nodes: () => store.nodes(),
+        close: async () => {
+          closed++;
+        },
+      };
+    };
     assert.equal(
       await runClustersCommand(['clusters', 'show', 'c1', '--config', tokenConfig], out, out, { openFleet }),
       0,
@@ -158,6 +162,7 @@ tokens:
     );
     assert.deepEqual(await store.nodes(), []);
     assert.equal(closed, 2);
+    assert.deepEqual(modes, [true, false], 'show opens the fleet store read only, remove writable');
     await assert.rejects(cmd('remove', 'c1', '--config', tokenConfig, '--yes'), {
       code: 'CLUSTER_NOT_FOUND',
     });

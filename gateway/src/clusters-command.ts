@@ -35,13 +35,15 @@ class UsageError extends Error {}
 export interface ClustersCommandDeps {
   readonly fleet?: ClusterFleetHook | undefined;
   /**
-   * Opens the config's fleet store for `show` and `remove` (closed after the command), e.g.
-   * `(config) => buildFleetStore(config)`; `fleet` wins when both are given.
+   * Opens the config's fleet store for `show` (read only: it must not write what a running gateway
+   * owns) and `remove` (closed after the command), e.g. `(config) => buildFleetStore(config)`;
+   * `fleet` wins when both are given.
    */
   readonly openFleet?:
     | ((
         config: GatewayConfig,
         configFile: string,
+        readOnly: boolean,
       ) => Promise<(ClusterFleetHook & { close(): Promise<void> }) | undefined>)
     | undefined;
   readonly logger?: Logger | undefined;
@@ -99,7 +101,7 @@ export async function runClustersCommand(
   const rt = await openClusterRuntime(config, configFile, logger);
   const opened =
     deps.fleet === undefined && sub !== 'add' && sub !== 'list'
-      ? await deps.openFleet?.(config, configFile)
+      ? await deps.openFleet?.(config, configFile, sub === 'show')
       : undefined;
   const fleet = deps.fleet ?? opened;
   try {
