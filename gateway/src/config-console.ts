@@ -31,6 +31,23 @@ export const consoleSchema = z
     /** Failed logins per source address before it is refused for `loginLockout`. */
     maxFailedLogins: z.number().int().min(1).max(1000).default(5),
     loginLockout: duration(1000, 86_400_000, '15m or 8h').default(5 * 60_000),
+    /**
+     * Host names and IP addresses the console answers to (any other Host: 421). Absent: the DNS
+     * names and IP addresses of `server.tls`'s certificate, plus the listen address.
+     */
+    allowedHosts: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|[0-9a-fA-F:.]+)$/,
+            {
+              message: 'a host name or IP address, without port or brackets',
+            },
+          ),
+      )
+      .min(1)
+      .optional(),
   })
   .optional();
 

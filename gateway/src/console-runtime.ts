@@ -6,6 +6,7 @@ import { FileAuditReader, PgAuditReader } from './adapters/audit/audit-search.js
 import { auditVerifyKey } from './adapters/audit/key-file-signer.js';
 import { describeStore, type GatewayConfig } from './config.js';
 import { parseListen } from './config-console.js';
+import { consoleAllowedHosts } from './console/allowed-hosts.js';
 import { createConsoleApp } from './console/console-app.js';
 import { type RunningConsole, startConsoleServer } from './console/console-server.js';
 import type { ConsoleDeps, KeyVersionAdmin } from './console/ports.js';
@@ -117,6 +118,7 @@ export async function startConsole(
       maxFailedLogins: settings.maxFailedLogins,
       loginLockoutMs: settings.loginLockout,
     },
+    allowedHosts: consoleAllowedHosts(settings.allowedHosts, d.tls.cert, listen.host),
     clock: d.clock,
     logger: d.logger.child({ component: 'console' }),
   };

@@ -112,6 +112,22 @@ describe('console app', () => {
     assert.equal((await keys.list('inst-a')).length, 0);
   });
 
+  it('answers only to its own host names: a DNS-rebound request is refused before login', async () => {
+    const { app } = setupConsole();
+    for (const path of ['https://evil.example/login', 'https://evil.example/keys']) {
+      const res = await app.request(path);
+      assert.equal(res.status, 421, path);
+      assert.equal(res.headers.get('x-keygate-error'), 'CONSOLE_HOST_REFUSED');
+    }
+    const res = await app.request('https://evil.example/login', {
+      method: 'POST',
+      body: new URLSearchParams({ apikey: ADMIN_KEY }),
+    });
+    assert.equal(res.status, 421);
+    assert.equal(res.headers.get('set-cookie'), null, 'no session for a foreign host');
+    assert.equal((await app.request('https://localhost/login')).status, 200);
+  });
+
   it('refuses a form larger than 16 KiB before reading it', async () => {
     const { app } = setupConsole();
     const res = await app.request('/login', {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { asKeygateError } from '@keygate/shared/errors';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { csrfGuard, originGuard, refusal, registerAuth, sessionGuard } from './console-auth.js';
+import { csrfGuard, hostGuard, originGuard, refusal, registerAuth, sessionGuard } from './console-auth.js';
 import { ConsoleCore } from './console-core.js';
 import type { ConsoleEnv } from './console-env.js';
 import { messagePage } from './layout.js';
@@ -47,6 +47,7 @@ export function createConsoleApp(deps: ConsoleDeps): { app: Hono<ConsoleEnv>; co
       onError: (c) => refusal(c, 'BODY_TOO_LARGE_ERR', 'Refused', 'The form is too large.'),
     }),
   );
+  app.use('*', hostGuard(deps.allowedHosts));
   app.use('*', originGuard());
 
   app.get('/console.css', (c) => {

@@ -3,6 +3,7 @@ import { KeygateError } from '@keygate/shared/errors';
 import type { Hono, MiddlewareHandler } from 'hono';
 import { html } from 'hono/html';
 import type { ServiceIdentity } from '../core/auth/identity-source.js';
+import { hostAllowed, normaliseHost } from './allowed-hosts.js';
 import { type ConsoleCore, mayUseConsole } from './console-core.js';
 import {
   type ConsoleCtx,
@@ -229,6 +230,31 @@ export function sessionGuard(core: ConsoleCore): MiddlewareHandler<ConsoleEnv> {
     c.set('session', session);
     c.set('sessionId', id);
     c.set('identity', identity);
+    return next();
+  };
+}
+
+/**
+ * Every request: its Host must be one the console answers to (console.allowedHosts), else
+ * 421 CONSOLE_HOST_REFUSED. This is what stops DNS rebinding: a foreign page whose name now
+ * points at the console is same-origin with itself, so the Origin check alone would let it by.
+ */
+export function hostGuard(allowed: ReadonlySet<string>): MiddlewareHandler<ConsoleEnv> {
+  return async (c, next) => {
+    let host: string | undefined;
+    try {
+      host = normaliseHost(new URL(c.req.url).hostname);
+    } catch {
+      host = undefined;
+    }
+    if (host === undefined || !hostAllowed(allowed, host)) {
+      return refusal(
+        c,
+        'CONSOLE_HOST_REFUSED',
+        'Wrong address',
+        'The console does not answer to this host name.',
+      );
+    }
     return next();
   };
 }

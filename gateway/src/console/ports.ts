@@ -56,6 +56,11 @@ export interface ConsoleDeps {
   readonly readiness: () => Readiness;
   readonly info: ConsoleInfo;
   readonly limits: ConsoleLimits;
+  /**
+   * The host names and addresses (lower case, IPv6 without brackets) the console answers to; any
+   * other Host is refused with 421 CONSOLE_HOST_REFUSED (a DNS-rebound page cannot reach it).
+   */
+  readonly allowedHosts: ReadonlySet<string>;
   readonly clock: Clock;
   readonly logger: Logger;
 }

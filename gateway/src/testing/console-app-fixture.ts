@@ -71,6 +71,7 @@ export function setupConsole(opts: { idleMs?: number; more?: Partial<ConsoleDeps
       maxFailedLogins: 3,
       loginLockoutMs: 60_000,
     },
+    allowedHosts: new Set(['localhost']),
     clock,
     logger: createLogger({ level: 'silent', name: 'test' }),
     ...opts.more,

@@ -81,6 +81,12 @@ export const ACCESS_ERRORS = {
     grpc: 'RESOURCE_EXHAUSTED',
     message: 'Too many failed console logins from this address; wait and try again.',
   },
+  CONSOLE_HOST_REFUSED: {
+    kind: 'auth',
+    http: 421,
+    grpc: 'PERMISSION_DENIED',
+    message: 'The console does not answer to this host name (not in console.allowedHosts).',
+  },
 
   // Identity management (identities in PostgreSQL)
   IDENTITIES_READ_ONLY: {
