@@ -13,6 +13,7 @@ import { Pkcs11Hsm } from '../adapters/pkcs11/pkcs11-hsm.js';
 import { createKeyService } from '../core/keys/key-service.js';
 import { waitFor } from './load.js';
 import { MemoryKeyStore } from './memory-key-store.js';
+import { softHsmAdapter } from './pkcs11-adapter.js';
 import {
   buildInterposer,
   buildInterposerProbe,
@@ -511,14 +512,10 @@ for (const workerThreads of [0, 2]) {
     const store = new MemoryKeyStore();
     const log = captureLines();
     const makeHsm = (tokenLabel = 'ip-adapter') =>
-      new Pkcs11Hsm({
+      softHsmAdapter(tokenLabel, PIN, log.stream, {
         modulePath: ip.modulePath,
-        tokenLabel,
-        pin: new Secret(PIN, 'test'),
         sessions: 4,
         workerThreads,
-        random: systemRandom,
-        logger: createLogger({ level: 'debug', destination: log.stream }),
         backoffInitialMs: 10,
         backoffMaxMs: 100,
         recoveryBackoffMaxMs: 200,

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Secret } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
-import { createLogger } from '@keygate/shared/log';
 import pkcs11js from 'pkcs11js';
 import { objectLabel } from '../../core/keys/hsm.js';
-import { captureLines, createSoftHsmDir, SOFTHSM_MODULE, type SoftHsmDir } from '../../testing/softhsm.js';
+import { softHsmAdapter } from '../../testing/pkcs11-adapter.js';
+import { captureLines, createSoftHsmDir, type SoftHsmDir } from '../../testing/softhsm.js';
 import { gcm } from './gcm-mechanism.js';
 import { keyTemplate } from './key-object.js';
-import { Pkcs11Hsm } from './pkcs11-hsm.js';
+import type { Pkcs11Hsm } from './pkcs11-hsm.js';
 
 const PIN = '2468';
 const refusedCode = (e: unknown) => isKeygateError(e) && e.code === 'HSM_KEY_OBJECT_REFUSED';
@@ -34,16 +33,7 @@ describe('PKCS#11 key objects: template, lookup and checks (SoftHSM2)', () => {
   });
 
   const adapter = (workerThreads = 0) => {
-    const hsm = new Pkcs11Hsm({
-      modulePath: SOFTHSM_MODULE,
-      tokenLabel: 'kg-objects',
-      pin: new Secret(PIN, 'test'),
-      sessions: 2,
-      workerThreads,
-      restrictMechanisms: true,
-      random: systemRandom,
-      logger: createLogger({ level: 'debug', destination: log.stream }),
-    });
+    const hsm = softHsmAdapter('kg-objects', PIN, log.stream, { workerThreads, restrictMechanisms: true });
     open.push(hsm);
     return hsm;
   };

@@ -2,18 +2,17 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { systemClock } from '@keygate/shared';
-import { Secret } from '@keygate/shared/config';
 import { systemRandom } from '@keygate/shared/crypto';
 import { isKeygateError } from '@keygate/shared/errors';
 import { WRAP_LIMITS } from '@keygate/shared/formats';
-import { createLogger } from '@keygate/shared/log';
 import type { DestinationStream } from 'pino';
 import { createKeyService, type KeyService } from '../../core/keys/key-service.js';
 import { startLoad, waitFor } from '../../testing/load.js';
 import { MemoryKeyStore } from '../../testing/memory-key-store.js';
-import { captureLines, createSoftHsmDir, SOFTHSM_MODULE, type SoftHsmDir } from '../../testing/softhsm.js';
+import { softHsmAdapter } from '../../testing/pkcs11-adapter.js';
+import { captureLines, createSoftHsmDir, type SoftHsmDir } from '../../testing/softhsm.js';
 import { JsonFileKeyStore } from '../store/json-file-store.js';
-import { Pkcs11Hsm } from './pkcs11-hsm.js';
+import type { Pkcs11Hsm } from './pkcs11-hsm.js';
 
 const PIN = '4321';
 
@@ -32,14 +31,9 @@ for (const workerThreads of [0, 2]) {
       softhsm.addToken('kg-badpin', PIN);
       softhsm.addToken('kg-repin', PIN);
       softhsm.addToken('kg-late', PIN);
-      hsm = new Pkcs11Hsm({
-        modulePath: SOFTHSM_MODULE,
-        tokenLabel: 'kg-main',
-        pin: new Secret(PIN, 'test'),
+      hsm = softHsmAdapter('kg-main', PIN, log.stream, {
         sessions: 4,
         workerThreads,
-        random: systemRandom,
-        logger: createLogger({ level: 'debug', destination: log.stream }),
         backoffInitialMs: 10,
         recoveryBackoffMaxMs: 1000,
       });
@@ -54,14 +48,8 @@ for (const workerThreads of [0, 2]) {
 
     /** A second adapter in this process, on another token, with quick recovery rounds. */
     const sideHsm = (tokenLabel: string, destination: DestinationStream) =>
-      new Pkcs11Hsm({
-        modulePath: SOFTHSM_MODULE,
-        tokenLabel,
-        pin: new Secret(PIN, 'test'),
-        sessions: 2,
+      softHsmAdapter(tokenLabel, PIN, destination, {
         workerThreads: Math.min(workerThreads, 1),
-        random: systemRandom,
-        logger: createLogger({ level: 'debug', destination }),
         backoffInitialMs: 10,
         recoveryBackoffMaxMs: 200,
       });
@@ -106,15 +94,11 @@ for (const workerThreads of [0, 2]) {
     });
 
     it('uses IVs from C_GenerateRandom when asked (gcmIv token-random; not IV generation in the module)', async () => {
-      const other = new Pkcs11Hsm({
-        modulePath: SOFTHSM_MODULE,
-        tokenLabel: 'kg-main',
-        pin: new Secret(PIN, 'test'),
+      const other = softHsmAdapter('kg-main', PIN, undefined, {
         sessions: 1,
         workerThreads: Math.min(workerThreads, 1),
         gcmIv: { mode: 'token-random', bytes: 12 },
         random: () => Buffer.alloc(0),
-        logger: createLogger({ level: 'silent' }),
       });
       const ref = { instance: 'i', crkId: 'k', versionId: 'v1' };
       await other.generateKey(ref);
@@ -174,15 +158,7 @@ for (const workerThreads of [0, 2]) {
 
     it('tries a wrong PIN once, then reports the token unusable', async () => {
       const bad = captureLines();
-      const badHsm = new Pkcs11Hsm({
-        modulePath: SOFTHSM_MODULE,
-        tokenLabel: 'kg-badpin',
-        pin: new Secret('0000', 'test'),
-        sessions: 2,
-        workerThreads,
-        random: systemRandom,
-        logger: createLogger({ level: 'debug', destination: bad.stream }),
-      });
+      const badHsm = softHsmAdapter('kg-badpin', '0000', bad.stream, { workerThreads });
       const st = badHsm.status();
       assert.equal(st.ready, false);
       assert.match(st.reasons.join(), /CKR_PIN_INCORRECT/);
