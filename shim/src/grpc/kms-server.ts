@@ -5,11 +5,11 @@ import {
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { GrpcStatus } from '@keygate/shared/errors';
+import { GrpcStatus, KeygateError } from '@keygate/shared/errors';
 import type { Logger } from '@keygate/shared/log';
 import type { KmsCore } from '../core/kms-core.js';
 import { type KmsOp, kmsHandlers, type RuntimeInfo } from './kms-handlers.js';
-import { kmsServices } from './proto.js';
+import { MalformedRequest, V1BETA1_SERVICE, V2_SERVICE } from './services.js';
 import { prepareSocketPath, removeSocketFile, setSocketMode } from './socket-file.js';
 import { toStatus } from './to-status.js';
 
@@ -38,6 +38,11 @@ const noCall = (): void => {};
 function deadlineOf(d: Date | number): number | undefined {
   const ms = typeof d === 'number' ? d : d.getTime();
   return Number.isFinite(ms) ? ms : undefined;
+}
+
+/** A request that is not a valid protobuf message of its type: INVALID_ARGUMENT, fixed text. */
+function malformed(req: MalformedRequest): KeygateError {
+  return new KeygateError('BAD_BODY_ERR', { detail: { reason: req.message, bytes: req.bytes } });
 }
 
 /** Binds both KMS services on the UNIX socket (after probing a stale one) and starts serving. */
@@ -69,6 +74,7 @@ export async function startKmsServer(o: KmsServerOptions): Promise<KmsServer> {
       const req = call.request as never;
       let out: object | Promise<object>;
       try {
+        if ((req as unknown) instanceof MalformedRequest) throw malformed(req);
         out = op.run(req, deadlineOf(call.getDeadline()));
       } catch (err) {
         fail(err, started, callback);
@@ -97,9 +103,8 @@ export async function startKmsServer(o: KmsServerOptions): Promise<KmsServer> {
     Encrypt: unary('v1beta1/Encrypt', h.v1Encrypt as KmsOp),
     Decrypt: unary('v1beta1/Decrypt', h.v1Decrypt as KmsOp),
   };
-  const services = kmsServices();
-  server.addService(services.v2.service, v2);
-  server.addService(services.v1beta1.service, v1);
+  server.addService(V2_SERVICE, v2);
+  server.addService(V1BETA1_SERVICE, v1);
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix://${o.socketPath}`, ServerCredentials.createInsecure(), (err) =>
       err ? reject(err) : resolve(),
