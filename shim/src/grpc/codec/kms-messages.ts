@@ -9,7 +9,7 @@ const s = (no: number, name: string): FieldSpec => ({ no, name, kind: 'string' }
 const b = (no: number, name: string): FieldSpec => ({ no, name, kind: 'bytes' });
 const m = (no: number, name: string): FieldSpec => ({ no, name, kind: 'map' });
 
-export type V2StatusRequest = {};
+export type V2StatusRequest = Record<string, never>;
 export interface V2StatusResponse {
   version: string;
   healthz: string;
