@@ -5,7 +5,8 @@
  * sees the same share of the box's noise. Prints per server: round trips/s, p50/p99, server CPU
  * per round trip (all threads, /proc), peak RSS under load, and restart → first Decrypt.
  * Usage: node bench/dist/tools/k1-transports.js [rounds=6] [roundMs=2000] [restarts=3]
- * Env: BENCH_K1_NODE_OPTIONS as K1.
+ * Env: BENCH_K1_NODE_OPTIONS as K1; BENCH_SHIM_NODE=/path/to/node runs the shims on that Node (the
+ * shim has no native module, so a Node 24 shim can run beside this Node 20 bench and gateway).
  */
 import { readFileSync } from 'node:fs';
 import { SHIPPED_NODE_OPTIONS } from '../k1.bench.js';
@@ -38,6 +39,8 @@ try {
   const hsm = preparePeerHsm();
   const p = await prepare();
   const gw = await startGateway(p, { name: 'k1t' });
+  // lib/procs spawns process.execPath: from here on (shims and their restarts) that is BENCH_SHIM_NODE.
+  if (process.env.BENCH_SHIM_NODE) process.execPath = process.env.BENCH_SHIM_NODE;
   const targets: Target[] = [];
   const shims = [];
   for (const kind of KINDS) {

@@ -138,6 +138,25 @@ describe('h2GrpcServer on a UNIX socket', () => {
   });
 });
 
+describe('h2GrpcServer on an abstract socket (@name)', () => {
+  it('listens on the abstract address and answers there', async () => {
+    const name = `@keygate-h2-test-${process.pid}`;
+    const s = h2GrpcServer(new Map([['/t.S/Echo', echo(0)]]));
+    await s.listen(name);
+    const c = connect('http://localhost', { createConnection: () => netConnect(`\0${name.slice(1)}`) });
+    try {
+      const req = c.request({ ':method': 'POST', ':path': '/t.S/Echo', 'content-type': 'application/grpc' });
+      const trailers = new Promise<IncomingHttpHeaders>((resolve) => req.once('trailers', resolve));
+      req.resume();
+      req.end(frame(Buffer.from('x')));
+      assert.equal((await trailers)['grpc-status'], '0');
+    } finally {
+      c.close();
+      await s.close(100);
+    }
+  });
+});
+
 describe('gRPC wire helpers', () => {
   it('reads grpc-timeout in every unit and ignores invalid values', () => {
     assert.equal(deadlineFrom('2S', 1000), 3000);
