@@ -66,6 +66,15 @@ describe('h2GrpcServer on a UNIX socket', () => {
       new Map([
         ['/t.S/Echo', echo(0)],
         ['/t.S/Slow', echo(300)],
+        [
+          '/t.S/Throws',
+          {
+            ...echo(0),
+            handler: () => {
+              throw new Error('handler bug');
+            },
+          },
+        ],
       ]),
       { maxRequestBytes: 1024 },
     );
@@ -94,6 +103,7 @@ describe('h2GrpcServer on a UNIX socket', () => {
       ['/t.S/Echo', Buffer.from([0, 0, 0, 0, 9, 1]), '13'],
       ['/t.S/Echo', Buffer.from([1, 0, 0, 0, 1, 1]), '12'],
       ['/t.S/Echo', frame(Buffer.alloc(1025)), '8'],
+      ['/t.S/Throws', frame(Buffer.from('x')), '13'],
     ];
     for (const [p, body, want] of cases) {
       const a = await post(p, body);

@@ -156,7 +156,7 @@ function run(
     return !stream.destroyed && !stream.closed;
   };
   const call: UnaryCall = { request: method.decode(message), getDeadline: () => deadline ?? Infinity };
-  method.handler(call, (err, res) => {
+  const answer: UnaryCallback = (err, res) => {
     if (!finish()) return;
     if (err) {
       trailersOnly(stream, err.code, err.details, err.trailers);
@@ -175,7 +175,14 @@ function run(
     );
     stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
     stream.end(body);
-  });
+  };
+  try {
+    method.handler(call, answer);
+  } catch {
+    // A handler bug must not take the process down: the call fails, the server goes on.
+    if (finish()) trailersOnly(stream, S.INTERNAL, 'Internal error');
+    return;
+  }
   if (done) return;
   // Answered later: the caller's deadline ends the call, and so does the caller going away.
   stream.once('close', () => finish());
