@@ -1,5 +1,9 @@
-import { type Client, credentials, type ServiceError } from '@grpc/grpc-js';
-import { kmsServices } from './proto.js';
+import { type Client, credentials, makeClientConstructor, type ServiceError } from '@grpc/grpc-js';
+import type { BytesMap } from './codec/message.js';
+import { V1BETA1_SERVICE, V2_SERVICE } from './services.js';
+
+const V2Client = makeClientConstructor(V2_SERVICE, 'v2.KeyManagementService');
+const V1Client = makeClientConstructor(V1BETA1_SERVICE, 'v1beta1.KeyManagementService');
 
 type Unary = (
   req: object,
@@ -17,13 +21,12 @@ export class KmsClient {
   readonly #timeoutMs: number;
 
   constructor(socketPath: string, timeoutMs = 3000) {
-    const s = kmsServices();
     const target = socketPath.startsWith('@')
       ? `unix-abstract:${socketPath.slice(1)}`
       : `unix://${socketPath}`;
     const opts = { 'grpc.default_authority': 'localhost' };
-    this.#v2 = new s.v2(target, credentials.createInsecure(), opts);
-    this.#v1 = new s.v1beta1(target, credentials.createInsecure(), opts);
+    this.#v2 = new V2Client(target, credentials.createInsecure(), opts);
+    this.#v1 = new V1Client(target, credentials.createInsecure(), opts);
     this.#timeoutMs = timeoutMs;
   }
 
@@ -34,7 +37,7 @@ export class KmsClient {
   encrypt(
     plaintext: Uint8Array,
     uid = 'cli',
-  ): Promise<{ ciphertext: Buffer; key_id: string; annotations: Record<string, Buffer> }> {
+  ): Promise<{ ciphertext: Buffer; key_id: string; annotations: BytesMap }> {
     return this.#call(this.#v2, 'Encrypt', { plaintext, uid });
   }
 
