@@ -45,6 +45,12 @@ export interface ShimRestart {
   readonly profile: StartStepTime[];
 }
 
+/** What to start (tools/start-ab.ts compares them): the CLI file (default SHIM_CLI) and more env. */
+export interface RestartOptions {
+  readonly cli?: string;
+  readonly env?: Record<string, string>;
+}
+
 /**
  * Spawns the shim on `config` (the gateway up), with the start probe preloaded, and times spawn →
  * first Decrypt of `sealed`; then stops it. `nodeOptions` as the static pod sets NODE_OPTIONS.
@@ -55,12 +61,13 @@ export async function restartShim(
   socket: string,
   sealed: Sealed,
   nodeOptions: string,
+  opts: RestartOptions = {},
 ): Promise<ShimRestart> {
   const probe = join(REPO_ROOT, 'bench/dist/tools/start-probe.js');
   const logFile = join(BENCH_HOME, 'logs', `shim-${name}-restart.log`);
   const spawnedAt = Date.now();
-  const proc = spawnProc(`shim-${name}-restart`, [SHIM_CLI, 'serve', '--config', config], {
-    env: { NODE_OPTIONS: nodeOptions },
+  const proc = spawnProc(`shim-${name}-restart`, [opts.cli ?? SHIM_CLI, 'serve', '--config', config], {
+    env: { ...opts.env, NODE_OPTIONS: nodeOptions },
     logFile,
     // BENCH_PROFILE=shim: a --cpu-prof of each restart too (where the start time goes).
     nodeArgs: [`--import=${probe}`, ...profileArgs('shim')],
