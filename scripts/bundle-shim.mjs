@@ -6,7 +6,6 @@
 // and memory"). Run after `tsc -b` (npm run build, prepare, scripts/test.mjs and run-tests.mjs do);
 // `--if-stale` bundles only when a compiled file is newer than the bundle. `undici` is replaced by
 // scripts/bundle/undici-slim.cjs (the part the shim uses).
-// Not minified: minifying saved no measurable start time and makes stack traces in logs unreadable.
 // The folder depth matters until the .proto files are gone: shim/dist/grpc/proto.js finds them at
 // `../../proto/` from its own URL, which from shim/dist/bundle/ is still shim/proto/.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -79,7 +78,13 @@ export async function bundleShim({ ifStale = false } = {}) {
     banner: {
       js: "import { createRequire as __keygateRequire } from 'node:module';\nconst require = __keygateRequire(import.meta.url);",
     },
-    legalComments: 'eof',
+    // Whitespace and comments out, names kept (stack traces stay readable; the source map maps
+    // them to the TypeScript). Without comments the file is ASCII only: one non-ASCII character
+    // anywhere makes V8 hold the whole source as a two-byte string, twice the memory.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    charset: 'ascii',
+    legalComments: 'linked',
     logLevel: 'warning',
     // undici's index loads fetch, WebSocket, the mocks and caches too: ~0.5 MB the shim never runs.
     plugins: [
