@@ -49,6 +49,8 @@ export interface ShimRestart {
 export interface RestartOptions {
   readonly cli?: string;
   readonly env?: Record<string, string>;
+  /** Another node binary for the shim (the gateway keeps the bench's: its pkcs11js is built for it). */
+  readonly node?: string;
 }
 
 /**
@@ -66,11 +68,13 @@ export async function restartShim(
   const probe = join(REPO_ROOT, 'bench/dist/tools/start-probe.js');
   const logFile = join(BENCH_HOME, 'logs', `shim-${name}-restart.log`);
   const spawnedAt = Date.now();
-  const proc = spawnProc(`shim-${name}-restart`, [opts.cli ?? SHIM_CLI, 'serve', '--config', config], {
+  const nodeArgs = [`--import=${probe}`, ...profileArgs('shim')];
+  const args = [opts.cli ?? SHIM_CLI, 'serve', '--config', config];
+  const proc = spawnProc(`shim-${name}-restart`, opts.node ? [...nodeArgs, ...args] : args, {
     env: { ...opts.env, NODE_OPTIONS: nodeOptions },
     logFile,
     // BENCH_PROFILE=shim: a --cpu-prof of each restart too (where the start time goes).
-    nodeArgs: [`--import=${probe}`, ...profileArgs('shim')],
+    ...(opts.node ? { command: opts.node } : { nodeArgs }),
   });
   try {
     const at = await firstDecrypt(socket, sealed);

@@ -8,13 +8,14 @@
  *   BENCH_ROUNDS=9 node bench/dist/tools/start-ab.js   # rounds (default 7)
  *   BENCH_START_CASES=bundle,bundle-warm …             # only these cases
  *   BENCH_K1_NODE_OPTIONS=… …                          # the shim's NODE_OPTIONS (default: the static pod's)
+ *   BENCH_SHIM_NODE=~/.cache/keygate-node/node-v24.22.3/bin/node …   # the shim on another Node
  *
  * Cases: `compiled` runs shim/dist/cli.js (the ~190 compiled modules and their dependencies, as
  * before the bundle); `bundle` the package bin with the compile cache off; `bundle-warm` the bin
  * with a compile cache an earlier start wrote (a restart on Node 22+; on Node 20 the same as
  * `bundle`). The cases alternate in order, round after round, so drift falls on all alike.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { KmsClient } from '@keygate/shim';
 import { SHIM_CLI } from '#devstack/paths.js';
@@ -31,8 +32,7 @@ interface Case {
   readonly env: Record<string, string>;
 }
 
-function cases(): Case[] {
-  const warmDir = mkdtempSync(join(BENCH_HOME, 'compile-cache-'));
+function cases(warmDir: string): Case[] {
   const all: Case[] = [
     {
       name: 'compiled',
@@ -48,6 +48,7 @@ function cases(): Case[] {
 
 async function main(): Promise<void> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 7);
+  const shimNode = process.env.BENCH_SHIM_NODE;
   mkdirSync(BENCH_HOME, { recursive: true });
   const p = await prepare();
   const gw = await startGateway(p, { name: 'start-ab' });
@@ -57,10 +58,11 @@ async function main(): Promise<void> {
   kms.close();
   await shim.proc.stop();
   const config = shimConfigFor(p, { name: 'start-ab', gatewayUrl: gw.url, newDek: false }, shim.socket);
-  const list = cases();
+  const warmDir = mkdtempSync(join(BENCH_HOME, 'compile-cache-'));
+  const list = cases(warmDir);
   const got = new Map(list.map((c) => [c.name, { ms: [] as number[], profiles: [] as StartStepTime[][] }]));
   console.log(
-    `start-ab on Node ${process.version}, NODE_OPTIONS="${SHIPPED_NODE_OPTIONS}", ${rounds} rounds: ${list.map((c) => c.name).join(', ')}`,
+    `start-ab, shim on ${shimNode ?? `Node ${process.version}`}, NODE_OPTIONS="${SHIPPED_NODE_OPTIONS}", ${rounds} rounds: ${list.map((c) => c.name).join(', ')}`,
   );
   const one = (c: Case) =>
     restartShim(
@@ -69,7 +71,7 @@ async function main(): Promise<void> {
       shim.socket,
       { ciphertext: sealed.ciphertext, keyId: sealed.key_id },
       SHIPPED_NODE_OPTIONS,
-      { cli: c.cli, env: c.env },
+      { cli: c.cli, env: c.env, ...(shimNode ? { node: shimNode } : {}) },
     );
   // One start of each first: writes the warm case's compile cache, warms the page cache for all.
   for (const c of list) await one(c);
@@ -82,6 +84,7 @@ async function main(): Promise<void> {
     }
   }
   await gw.proc.stop();
+  rmSync(warmDir, { recursive: true, force: true });
   for (const c of list) {
     const g = got.get(c.name);
     if (!g) continue;
