@@ -54,6 +54,18 @@ function anonMiB(pid: number): number {
   return m?.[1] ? Number(m[1]) / 1024 : Number.NaN;
 }
 
+/** The shim's V8 heap (used, total) in MiB from its /metrics (NaN when it does not answer). */
+async function heapMiB(port: number): Promise<{ used: number; total: number }> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const get = (name: string) =>
+      Number(new RegExp(`^keygate_${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1]) / 2 ** 20;
+    return { used: get('nodejs_heap_size_used_bytes'), total: get('nodejs_heap_size_total_bytes') };
+  } catch {
+    return { used: Number.NaN, total: Number.NaN };
+  }
+}
+
 /** A case's words: NAME=value ones go to the environment, the rest to NODE_OPTIONS. */
 function splitCase(words: string): { nodeOptions: string; env: Record<string, string> } {
   const env: Record<string, string> = {};
@@ -91,11 +103,13 @@ async function main(): Promise<void> {
     });
     const side = goSide(`soak-${i}`, bin.loadPath, shim.socket);
     await side.run(c, 2000); // warm-up: the first DEK, JIT, the young generation filled once
+    const heap0 = await heapMiB(shim.healthPort);
     shims.push({
       i,
       words,
       shim,
       side,
+      heap0,
       t: [] as number[],
       rss: [] as number[],
       rate: [] as number[],
@@ -120,6 +134,7 @@ async function main(): Promise<void> {
   for (const k of shims) {
     const { t, rss } = k;
     const anon = anonMiB(k.shim.proc.pid);
+    const heap1 = await heapMiB(k.shim.healthPort);
     await k.shim.proc.stop();
     const tenth = Math.max(1, Math.floor(rss.length / 10));
     const half = Math.floor(rss.length / 2);
@@ -129,7 +144,7 @@ async function main(): Promise<void> {
       `seconds,rss_mib\n${t.map((x, n) => `${x.toFixed(1)},${(rss[n] ?? 0).toFixed(1)}`).join('\n')}\n`,
     );
     console.log(
-      `  "${k.words}": ${fmt(median(k.rate))} rt/s median (${k.rate.map((x) => fmt(x)).join(', ')}; ${k.errors} errors); RSS first ${fmt(median(rss.slice(0, tenth)), 1)}, last ${fmt(median(rss.slice(-tenth)), 1)}, peak ${fmt(Math.max(...rss), 1)} MiB; second-half slope ${fmt(perMin, 2)} MiB/min; RssAnon at the end ${fmt(anon, 1)} MiB`,
+      `  "${k.words}": ${fmt(median(k.rate))} rt/s median (${k.rate.map((x) => fmt(x)).join(', ')}; ${k.errors} errors); RSS first ${fmt(median(rss.slice(0, tenth)), 1)}, last ${fmt(median(rss.slice(-tenth)), 1)}, peak ${fmt(Math.max(...rss), 1)} MiB; second-half slope ${fmt(perMin, 2)} MiB/min; RssAnon at the end ${fmt(anon, 1)} MiB; V8 heap used/total after the warm-up ${fmt(k.heap0.used, 1)}/${fmt(k.heap0.total, 1)}, at the end ${fmt(heap1.used, 1)}/${fmt(heap1.total, 1)} MiB`,
     );
   }
   await gw.proc.stop();
