@@ -35,6 +35,10 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Tests spawn the shim's package bin, which runs the bundle: rebuild it when `tsc -b` left it stale.
+const { bundleShim } = await import('./bundle-shim.mjs');
+await bundleShim({ ifStale: true });
+
 const concurrency = process.env.KEYGATE_TEST_CONCURRENCY ?? '2';
 const { code, signal, counts } = await runNodeTest(
   [`--test-concurrency=${concurrency}`, '--test-timeout=600000', '--test-reporter=spec', ...files],

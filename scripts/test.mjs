@@ -9,6 +9,7 @@ const root = new URL('..', import.meta.url).pathname;
 const bin = (name) => new URL(`../node_modules/.bin/${name}`, import.meta.url).pathname;
 const stages = [
   ['type check and build', bin('tsc'), ['-b']],
+  ['bundle the shim', process.execPath, [`${root}scripts/bundle-shim.mjs`]],
   ['lint and format', bin('biome'), ['ci', '.', '--colors=off']],
   [
     'import rules',

@@ -23,7 +23,7 @@ import { formatProfile, medianProfile, type StartStepTime } from './lib/start-pr
 export const K1_CONCURRENCY = [1, 16, 64];
 /** NODE_OPTIONS of the shipped static pod (infra/shim/static-pod.yaml; test/infra pins the same value). */
 export const SHIPPED_NODE_OPTIONS =
-  process.env.BENCH_K1_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=16';
+  process.env.BENCH_K1_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1';
 
 function k1Timing(): { pointMs: number; rounds: number; warmMs: number; restarts: number } {
   const quick = process.env.BENCH_QUICK === '1';

@@ -6,7 +6,8 @@
 # runs (--build-arg NODE_MAJOR=22); docs/deploy.md lists the supported runtimes.
 ARG NODE_MAJOR=24
 
-# 1. Compile TypeScript. No native addon is needed to compile, so no install scripts run.
+# 1. Compile TypeScript and bundle the shim into one file (scripts/bundle-shim.mjs: esbuild, whose
+#    platform binary comes as an optional dependency). No native addon: no install scripts run.
 FROM node:${NODE_MAJOR}-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
@@ -17,29 +18,19 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY shared/ shared/
 COPY shim/ shim/
 # The release config leaves out *.test.ts and src/testing/ (test doubles), so nothing is deleted here.
-RUN npx tsc -b shim/tsconfig.build.json
+COPY scripts/bundle-shim.mjs scripts/
+COPY scripts/bundle/ scripts/bundle/
+RUN npx tsc -b shim/tsconfig.build.json && node scripts/bundle-shim.mjs
 
-# 2. Production dependencies of the shim workspace only (no pkcs11js, no dev tools).
-FROM node:${NODE_MAJOR}-bookworm-slim AS deps
-WORKDIR /app
-COPY package.json package-lock.json ./
-COPY shared/package.json shared/
-COPY gateway/package.json gateway/
-COPY shim/package.json shim/
-RUN npm ci --workspace shim --include-workspace-root=false --omit=dev --ignore-scripts --no-audit --no-fund \
- && test ! -e node_modules/pkcs11js
-
-# 3. Runtime: distroless Node, non-root. The uid owns /var/run/keygate on the host
-#    (infra/shim/keygate-shim-tmpfiles.conf) and is the static pod's runAsUser.
+# 2. Runtime: distroless Node, non-root, the package bin and the bundle only (no node_modules: the
+#    bundle holds every dependency it runs). shim/package.json makes bin/ an ES module; shim/proto
+#    is read at start until the .proto parse is replaced by static code. The uid owns
+#    /var/run/keygate on the host (infra/shim/keygate-shim-tmpfiles.conf), the static pod's runAsUser.
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot AS runtime
 WORKDIR /app
-COPY --from=deps /app/node_modules node_modules
-COPY --from=deps /app/package.json ./
-COPY --from=build /src/shared/package.json shared/
-COPY --from=build /src/shared/dist shared/dist
 COPY --from=build /src/shim/package.json shim/
-COPY --from=build /src/shim/dist shim/dist
 COPY --from=build /src/shim/bin shim/bin
+COPY --from=build /src/shim/dist/bundle shim/dist/bundle
 COPY --from=build /src/shim/proto shim/proto
 ENV NODE_ENV=production
 USER 10001:10001

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { FakeKeyProtectServer } from './testing/fake-key-protect-server.js';
 import { hasOpenssl, makeTestPki, type TestPki } from './testing/test-pki.js';
 
-const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+/** The package bin, as the image runs it (the bundle; scripts/run-tests.mjs builds it when stale). */
+const CLI = fileURLToPath(new URL('../bin/keygate-shim.js', import.meta.url));
 const API_KEY = 'cli-test-key';
 
 /** Runs the CLI without blocking this process (the Key Protect fake lives in it). */

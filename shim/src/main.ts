@@ -161,12 +161,16 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
   };
 
   const socketPath = normaliseSocketPath(settings.socketPath);
+  // The first refresh (a token, then one wrap that tells the key_id) runs while the socket is
+  // prepared and bound, not before: kube-apiserver needs no key_id to send a Decrypt of existing
+  // data, and a Decrypt that comes meanwhile shares the refresh's token fetch (single flight).
+  // A Status in that window says "no key_id yet: starting", which kube-apiserver takes as one
+  // failed probe and polls again (../shared/design/kms-apiserver-behaviour.md, 4.1); before, it
+  // found no socket for the whole start. startShim still resolves once the refresh is done.
+  const firstRefresh = refreshAndReport().catch((err: unknown) => {
+    logger.warn({ err: String(err) }, 'first key_id refresh failed');
+  });
   try {
-    // One inline refresh so that a healthy gateway gives a key_id before the first Status.
-    await refreshAndReport();
-    scheduleRefresh();
-    sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
-    sweepTimer.unref();
     // The socket is served last, once everything that can fail has started: a shim that cannot
     // start (a taken health port, say) never shows kube-apiserver a socket that then disappears.
     // A live shim on the socket is still found first (SOCKET_IN_USE is final, not retried).
@@ -192,8 +196,13 @@ export async function startShim(settings: ShimSettings, deps: ShimDeps = {}): Pr
     });
     // The line ICP operators look for: the gRPC server listens (kube-apiserver can connect).
     logger.info({ socket: socketPath, services: ['v2', 'v1beta1'] }, 'KMS provider server started');
+    await firstRefresh;
+    scheduleRefresh();
+    sweepTimer = setInterval(() => kmsCore.sweep(), 60_000);
+    sweepTimer.unref();
   } catch (err) {
     await stop(0);
+    await firstRefresh; // fails fast once the gateway client is closed; never rejects
     throw err;
   }
   const status = kmsCore.status();

@@ -45,6 +45,14 @@ export interface ShimRestart {
   readonly profile: StartStepTime[];
 }
 
+/** What to start (tools/start-ab.ts compares them): the CLI file (default SHIM_CLI) and more env. */
+export interface RestartOptions {
+  readonly cli?: string;
+  readonly env?: Record<string, string>;
+  /** Another node binary for the shim (the gateway keeps the bench's: its pkcs11js is built for it). */
+  readonly node?: string;
+}
+
 /**
  * Spawns the shim on `config` (the gateway up), with the start probe preloaded, and times spawn →
  * first Decrypt of `sealed`; then stops it. `nodeOptions` as the static pod sets NODE_OPTIONS.
@@ -55,15 +63,18 @@ export async function restartShim(
   socket: string,
   sealed: Sealed,
   nodeOptions: string,
+  opts: RestartOptions = {},
 ): Promise<ShimRestart> {
   const probe = join(REPO_ROOT, 'bench/dist/tools/start-probe.js');
   const logFile = join(BENCH_HOME, 'logs', `shim-${name}-restart.log`);
   const spawnedAt = Date.now();
-  const proc = spawnProc(`shim-${name}-restart`, [SHIM_CLI, 'serve', '--config', config], {
-    env: { NODE_OPTIONS: nodeOptions },
+  const nodeArgs = [`--import=${probe}`, ...profileArgs('shim')];
+  const args = [opts.cli ?? SHIM_CLI, 'serve', '--config', config];
+  const proc = spawnProc(`shim-${name}-restart`, opts.node ? [...nodeArgs, ...args] : args, {
+    env: { ...opts.env, NODE_OPTIONS: nodeOptions },
     logFile,
     // BENCH_PROFILE=shim: a --cpu-prof of each restart too (where the start time goes).
-    nodeArgs: [`--import=${probe}`, ...profileArgs('shim')],
+    ...(opts.node ? { command: opts.node } : { nodeArgs }),
   });
   try {
     const at = await firstDecrypt(socket, sealed);

@@ -140,6 +140,10 @@ export interface ShimVariant {
   readonly cacheSize?: number;
   /** NODE_OPTIONS for the shim process (M1: V8 heap limits). */
   readonly nodeOptions?: string;
+  /** Another node binary for the shim (tools/rss-soak.ts: Node 24 beside the bench's Node 20). */
+  readonly node?: string;
+  /** More environment for the shim (tools/rss-soak.ts: MALLOC_ARENA_MAX, UV_THREADPOOL_SIZE). */
+  readonly env?: Record<string, string>;
 }
 
 export interface RunningShim {
@@ -169,10 +173,11 @@ export async function startShim(p: PreparedStack, v: ShimVariant): Promise<Runni
   mkdirSync(dir, { recursive: true });
   const socket = join(dir, `${v.name}.sock`);
   const config = shimConfigFor(p, v, socket);
-  const proc = spawnProc(`shim-${v.name}`, [SHIM_CLI, 'serve', '--config', config], {
-    ...(v.nodeOptions ? { env: { NODE_OPTIONS: v.nodeOptions } } : {}),
+  const args = [SHIM_CLI, 'serve', '--config', config];
+  const proc = spawnProc(`shim-${v.name}`, v.node ? [...profileArgs('shim'), ...args] : args, {
+    env: { ...v.env, ...(v.nodeOptions ? { NODE_OPTIONS: v.nodeOptions } : {}) },
     logFile: join(BENCH_HOME, 'logs', `shim-${v.name}.log`),
-    nodeArgs: profileArgs('shim'),
+    ...(v.node ? { command: v.node } : { nodeArgs: profileArgs('shim') }),
   });
   const line = await proc.waitForLine(/"msg":"keygate shim started"/);
   const keyId = await waitHealthy(socket);

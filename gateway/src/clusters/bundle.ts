@@ -156,7 +156,12 @@ function staticPod(image: string): string {
           image,
           imagePullPolicy: 'IfNotPresent',
           args: ['serve', '--config', `${SHIM_DIR}/${BUNDLE_FILES.shimConfig}`],
-          env: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=96 --max-semi-space-size=16' }],
+          env: [
+            {
+              name: 'NODE_OPTIONS',
+              value: '--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1',
+            },
+          ],
           securityContext: {
             ...security,
             allowPrivilegeEscalation: false,

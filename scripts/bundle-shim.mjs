@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+// Bundles the compiled shim (shim/dist/cli.js and everything it imports: @keygate/shared, grpc-js,
+// pino, prom-client, undici, yaml, zod) into one ES module, shim/dist/bundle/keygate-shim.mjs, with
+// a linked source map. The package bin (shim/bin/keygate-shim.js) runs it and the image ships only
+// it: one file to read and compile at start instead of ~190 (docs/benchmarks.md, "Issue 21: start
+// and memory"). Run after `tsc -b` (npm run build, prepare, scripts/test.mjs and run-tests.mjs do);
+// `--if-stale` bundles only when a compiled file is newer than the bundle. `undici` is replaced by
+// scripts/bundle/undici-slim.cjs (the part the shim uses).
+// The folder depth matters until the .proto files are gone: shim/dist/grpc/proto.js finds them at
+// `../../proto/` from its own URL, which from shim/dist/bundle/ is still shim/proto/.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+export const SHIM_BUNDLE = `${root}shim/dist/bundle/keygate-shim.mjs`;
+const ENTRY = `${root}shim/dist/cli.js`;
+
+/** The compiled JavaScript the bundle can be made of (no tests, no test doubles). */
+function* inputs() {
+  for (const dir of [`${root}shim/dist`, `${root}shared/dist`]) {
+    for (const e of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+      if (!e.isFile() || !e.name.endsWith('.js') || e.name.endsWith('.test.js')) continue;
+      const full = join(e.parentPath ?? e.path, e.name);
+      if (!/\/dist\/(bundle|testing)\//.test(full)) yield full;
+    }
+  }
+}
+
+/** Newest mtime (ms) of the compiled inputs. */
+function newestInput() {
+  let newest = 0;
+  for (const f of inputs()) newest = Math.max(newest, statSync(f).mtimeMs);
+  return newest;
+}
+
+/** What scripts/bundle/undici-slim.cjs exports: the shim may import only these from 'undici'. */
+const UNDICI_SLIM = `${root}scripts/bundle/undici-slim.cjs`;
+const UNDICI_NAMES = new Set([
+  'Agent',
+  'Dispatcher',
+  'errors',
+  'getGlobalDispatcher',
+  'request',
+  'setGlobalDispatcher',
+]);
+
+/** Fails when compiled code imports from 'undici' anything the slim entry does not export. */
+function checkUndiciImports() {
+  for (const f of inputs()) {
+    for (const m of readFileSync(f, 'utf8').matchAll(/import\s+([^;]*?)\s+from\s+['"]undici['"]/g)) {
+      const names = /^\{([^}]*)\}$/
+        .exec(m[1].trim())?.[1]
+        .split(',')
+        .map((n) => n.trim().split(/\s+as\s+/)[0]);
+      const bad = names === undefined ? [m[1]] : names.filter((n) => n !== '' && !UNDICI_NAMES.has(n));
+      if (bad.length > 0)
+        throw new Error(
+          `${f} imports ${bad.join(', ')} from undici: add it to ${UNDICI_SLIM} and UNDICI_NAMES`,
+        );
+    }
+  }
+}
+
+export async function bundleShim({ ifStale = false } = {}) {
+  if (!existsSync(ENTRY)) throw new Error(`${ENTRY} is missing: run tsc -b first`);
+  if (ifStale && existsSync(SHIM_BUNDLE) && statSync(SHIM_BUNDLE).mtimeMs >= newestInput()) return false;
+  checkUndiciImports();
+  const { build } = await import('esbuild');
+  await build({
+    entryPoints: [ENTRY],
+    outfile: SHIM_BUNDLE,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20.12',
+    sourcemap: 'linked',
+    // CommonJS dependencies (grpc-js, pino, prom-client) call require() for Node's own modules.
+    banner: {
+      js: "import { createRequire as __keygateRequire } from 'node:module';\nconst require = __keygateRequire(import.meta.url);",
+    },
+    // Whitespace and comments out, names kept (stack traces stay readable; the source map maps
+    // them to the TypeScript). Without comments the file is ASCII only: one non-ASCII character
+    // anywhere makes V8 hold the whole source as a two-byte string, twice the memory.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    charset: 'ascii',
+    legalComments: 'linked',
+    logLevel: 'warning',
+    // undici's index loads fetch, WebSocket, the mocks and caches too: ~0.5 MB the shim never runs.
+    plugins: [
+      {
+        name: 'undici-slim',
+        setup(b) {
+          b.onResolve({ filter: /^undici$/ }, () => ({ path: UNDICI_SLIM }));
+        },
+      },
+    ],
+  });
+  return true;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  try {
+    await bundleShim({ ifStale: process.argv.includes('--if-stale') });
+  } catch (err) {
+    console.error(`bundle-shim: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
