@@ -140,6 +140,10 @@ export interface ShimVariant {
   readonly cacheSize?: number;
   /** NODE_OPTIONS for the shim process (M1: V8 heap limits). */
   readonly nodeOptions?: string;
+  /** KEYGATE.GATEWAY_HTTP2 (the shim's default when absent). */
+  readonly http2?: boolean;
+  /** More KEYGATE keys, written as they are. */
+  readonly extraKeygate?: Readonly<Record<string, string | number>>;
 }
 
 export interface RunningShim {
@@ -160,6 +164,7 @@ export function shimConfigFor(p: PreparedStack, v: ShimVariant, socket: string):
     ...(v.refreshSeconds === undefined ? {} : { refreshSeconds: v.refreshSeconds }),
     ...(v.dekMaxUses === undefined ? {} : { dekMaxUses: v.dekMaxUses }),
     ...(v.cacheSize === undefined ? {} : { cacheSize: v.cacheSize }),
+    extraKeygate: { ...(v.http2 === undefined ? {} : { GATEWAY_HTTP2: String(v.http2) }), ...v.extraKeygate },
   });
   return file;
 }
