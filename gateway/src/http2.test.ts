@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import type { RunningGateway } from './main.js';
 import {
   type ClientCert,
@@ -31,7 +32,9 @@ describe('gateway serving HTTP/2 and HTTP/1.1 on one port', () => {
 
   before(async () => {
     fx = await createGatewayFixture();
-    const config = fx.writeConfig('http2', { serverExtra: ['http2: true'] });
+    const config = fx.writeConfig('http2', {
+      serverExtra: ['http2: true', 'headersTimeoutMs: 600', 'requestTimeoutMs: 1200'],
+    });
     gw = await startGatewayFromFile(config, { logDestination: captureLines().stream });
   });
   after(async () => {
@@ -111,6 +114,12 @@ describe('gateway serving HTTP/2 and HTTP/1.1 on one port', () => {
     // The admin's session keeps the admin's identity: its certificate is not mixed up with another.
     const denied = await h2(admin, 'POST', `/api/v2/keys/${keyId}/actions/wrap`, { plaintext });
     assert.equal(denied.status, 403, denied.text);
+    // Refused before their bodies are read, more than a session's 256 streams: none stays open.
+    for (let i = 0; i < 300; i++) {
+      const r = await h2(admin, 'POST', `/api/v2/keys/${keyId}/actions/wrap`, { plaintext });
+      assert.ok(r.status === 403 || r.status === 429, String(r.status)); // refused, then rate-limited
+    }
+    assert.equal((await h2(admin, 'GET', '/api/v2/keys')).status, 200);
   });
 
   it('refuses HTTP/2 clients without a certificate or with one from another CA', async () => {
@@ -141,6 +150,33 @@ describe('gateway serving HTTP/2 and HTTP/1.1 on one port', () => {
       () => 'refused',
     );
     assert.equal(none, 'refused');
+  });
+
+  it('closes an HTTP/1.1 connection whose headers never finish (no slowloris on the HTTP/2 server)', async () => {
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port: gw.port,
+      ca: fx.ca.certPem,
+      ...fx.clients.allowed,
+      servername: 'localhost',
+    });
+    s.on('error', () => undefined);
+    await new Promise((resolve) => s.once('secureConnect', resolve));
+    s.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ');
+    const drip = setInterval(() => s.writable && s.write('a'), 100);
+    try {
+      const how = await new Promise<string>((resolve) => {
+        const t = setTimeout(() => resolve('still open'), 15_000);
+        s.once('close', () => {
+          clearTimeout(t);
+          resolve('closed');
+        });
+      });
+      assert.equal(how, 'closed');
+    } finally {
+      clearInterval(drip);
+      s.destroy();
+    }
   });
 
   it('closes with HTTP/2 sessions open', async () => {

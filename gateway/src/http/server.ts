@@ -90,6 +90,9 @@ export async function startHttpsServer(app: Hono<GatewayEnv>, opts: HttpsOptions
           },
       () => resolve(s as Server | Http2SecureServer),
     ) as Server | Http2SecureServer;
+    // node:http2 takes none of the HTTP/1.1 options: set before 'listening', where its HTTP/1.1
+    // connection checks start with this interval.
+    if (opts.http2 === true) Object.assign(s, http1Options);
     s.once('error', reject);
   });
   // Before the TLS server's own listener: a refused connection is closed before its handshake.
@@ -115,7 +118,7 @@ export async function startHttpsServer(app: Hono<GatewayEnv>, opts: HttpsOptions
   const closeIdle = () => HttpServer.prototype.closeIdleConnections.call(server);
   const closeAll = () => {
     HttpServer.prototype.closeAllConnections.call(server);
-    for (const s of sessions ?? []) s.destroy();
+    for (const s of sessions?.open ?? []) s.destroy();
   };
   return {
     server,
@@ -131,21 +134,32 @@ export async function startHttpsServer(app: Hono<GatewayEnv>, opts: HttpsOptions
         });
         closeIdle();
         // GOAWAY: streams in flight finish, then each session closes.
-        for (const s of sessions ?? []) s.close();
+        if (sessions !== undefined) {
+          sessions.closing = true;
+          for (const s of sessions.open) s.close();
+        }
       }),
   };
 }
 
+/** The open HTTP/2 sessions, for close(); `closing` once close() has begun. */
+interface Sessions {
+  readonly open: Set<Http2Session>;
+  closing: boolean;
+}
+
 /**
- * The open HTTP/2 sessions (for close), each idle one closed after keepAliveTimeoutMs, as HTTP/1.1
- * keep-alive connections are.
+ * Tracks the HTTP/2 sessions: each idle one is closed after keepAliveTimeoutMs, as HTTP/1.1
+ * keep-alive connections are, and one that starts while the server closes (its handshake was
+ * under way) is closed at once instead of holding close() for the whole drain time.
  */
-function trackSessions(server: Http2SecureServer, opts: ConnectionTimeouts): Set<Http2Session> {
-  const sessions = new Set<Http2Session>();
+function trackSessions(server: Http2SecureServer, opts: ConnectionTimeouts): Sessions {
+  const sessions: Sessions = { open: new Set<Http2Session>(), closing: false };
   server.on('session', (session: Http2Session) => {
-    sessions.add(session);
-    session.once('close', () => sessions.delete(session));
+    sessions.open.add(session);
+    session.once('close', () => sessions.open.delete(session));
     session.setTimeout(opts.keepAliveTimeoutMs, () => session.close());
+    if (sessions.closing) session.close();
   });
   return sessions;
 }
