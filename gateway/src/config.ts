@@ -117,6 +117,8 @@ const baseSchema = z.strictObject({
     handshakeTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
     /** Open connections at most, from every source together. */
     maxConnections: z.number().int().min(1).max(1_000_000).default(20_000),
+    /** Also serve HTTP/2 (ALPN h2) on the port; HTTP/1.1 clients are served as before. */
+    http2: z.boolean().default(false),
     /** Per source (IPv4 address or IPv6 /64), checked before the TLS handshake. */
     perSource: z
       .strictObject({

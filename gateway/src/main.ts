@@ -192,6 +192,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps = {}
       maxConnections: config.server.maxConnections,
       guard: connections,
       drainMs: config.server.drainMs,
+      http2: config.server.http2,
     });
   } catch (err) {
     clearInterval(summaryTimer);

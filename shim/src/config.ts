@@ -128,6 +128,10 @@ export const shimConfigSchema = z.strictObject({
       API_KEY_ENV: text.optional(),
       BREAKER_FAILURES: int(1, 100).default(3),
       BREAKER_OPEN_SECONDS: int(1, 3600).default(5),
+      /** Offer HTTP/2 to the gateway (ALPN; a gateway that serves only HTTP/1.1 gets that). */
+      GATEWAY_HTTP2: bool.default(false),
+      /** HTTP/1.1 keep-alive connections per gateway URL at most. */
+      GATEWAY_CONNECTIONS: int(1, 1024).default(16),
       SHUTDOWN_GRACE_SECONDS: int(0, 600).default(10),
     })
     .prefault({}),
@@ -159,6 +163,10 @@ export interface ShimSettings {
   /** DEADLINE_MS: the whole time one wrap or unwrap may take. */
   readonly deadlineMs: number;
   readonly breaker: { readonly failureThreshold: number; readonly openMs: number };
+  /** KEYGATE.GATEWAY_HTTP2: offer HTTP/2 to the gateway. */
+  readonly gatewayHttp2: boolean;
+  /** KEYGATE.GATEWAY_CONNECTIONS: HTTP/1.1 keep-alive connections per gateway URL. */
+  readonly gatewayConnections: number;
   /** MAX_GATEWAY_CALLS: gateway calls in flight at once. */
   readonly maxGatewayCalls: number;
   /** NUM_LEN_BYTES: size of a new DEK. */
@@ -254,6 +262,8 @@ export function loadShimSettings(
     maxRetries: s.MAX_RETRIES,
     deadlineMs: k.DEADLINE_MS,
     breaker: Object.freeze({ failureThreshold: k.BREAKER_FAILURES, openMs: k.BREAKER_OPEN_SECONDS * 1000 }),
+    gatewayHttp2: k.GATEWAY_HTTP2,
+    gatewayConnections: k.GATEWAY_CONNECTIONS,
     maxGatewayCalls: k.MAX_GATEWAY_CALLS,
     dekBytes: s.NUM_LEN_BYTES,
     newDekPerEncrypt: s.NEW_DEK,

@@ -58,6 +58,8 @@ export function gatewayClientOptions(settings: ShimSettings): UndiciGatewayOptio
     maxRetries: settings.maxRetries,
     deadlineMs: settings.deadlineMs,
     breaker: settings.breaker,
+    http2: settings.gatewayHttp2,
+    connections: settings.gatewayConnections,
   };
 }
 

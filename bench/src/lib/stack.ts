@@ -144,6 +144,10 @@ export interface ShimVariant {
   readonly node?: string;
   /** More environment for the shim (tools/rss-soak.ts: MALLOC_ARENA_MAX, UV_THREADPOOL_SIZE). */
   readonly env?: Record<string, string>;
+  /** KEYGATE.GATEWAY_HTTP2 (the shim's default when absent). */
+  readonly http2?: boolean;
+  /** More KEYGATE keys, written as they are. */
+  readonly extraKeygate?: Readonly<Record<string, string | number>>;
 }
 
 export interface RunningShim {
@@ -164,6 +168,7 @@ export function shimConfigFor(p: PreparedStack, v: ShimVariant, socket: string):
     ...(v.refreshSeconds === undefined ? {} : { refreshSeconds: v.refreshSeconds }),
     ...(v.dekMaxUses === undefined ? {} : { dekMaxUses: v.dekMaxUses }),
     ...(v.cacheSize === undefined ? {} : { cacheSize: v.cacheSize }),
+    extraKeygate: { ...(v.http2 === undefined ? {} : { GATEWAY_HTTP2: String(v.http2) }), ...v.extraKeygate },
   });
   return file;
 }

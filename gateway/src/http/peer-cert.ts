@@ -15,13 +15,17 @@ const byConnection = new WeakMap<object, PeerCertificate>();
  * subject CN; thumbprint = base64url(SHA-256(DER)) (RFC 8705 x5t#S256). AUTH_CERT_REQUIRED if none.
  */
 export function peerCertificate(c: Ctx): PeerCertificate {
-  const socket = c.env.incoming.socket as Partial<TLSSocket>;
-  const cached = byConnection.get(socket);
+  const incoming = c.env.incoming as { socket: unknown; stream?: { session?: object | undefined } };
+  // HTTP/2: `incoming.socket` is a new proxy per stream, the session is the connection.
+  const connection = incoming.stream?.session ?? (incoming.socket as object);
+  const cached = byConnection.get(connection);
   if (cached !== undefined) return cached;
+  const socket = incoming.socket as Partial<TLSSocket>;
   const found = readPeerCertificate(socket);
-  // Only a connection whose renegotiation is off may keep its answer.
+  // Only a connection whose renegotiation is off may keep its answer (HTTP/2 reads the flag
+  // through its proxy from the session's TLS socket).
   if ((socket as { keygateNoRenegotiation?: boolean }).keygateNoRenegotiation === true)
-    byConnection.set(socket, found);
+    byConnection.set(connection, found);
   return found;
 }
 

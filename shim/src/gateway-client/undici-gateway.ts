@@ -39,6 +39,13 @@ export interface UndiciGatewayOptions {
   /** BREAKER_FAILURES and BREAKER_OPEN_SECONDS (in ms), per URL. */
   readonly breaker: { readonly failureThreshold: number; readonly openMs: number };
   readonly backoff?: { readonly baseMs: number; readonly capMs: number };
+  /**
+   * Offer HTTP/2 (ALPN): calls share one connection per URL as streams. A gateway that serves
+   * only HTTP/1.1 answers over that, on up to 16 keep-alive connections.
+   */
+  readonly http2?: boolean | undefined;
+  /** GATEWAY_CONNECTIONS: HTTP/1.1 keep-alive connections per URL at most (default 16). */
+  readonly connections?: number | undefined;
   readonly now?: () => number;
   /** Observers for metrics. */
   readonly onOutcome?: (url: string, op: string, outcome: string) => void;
@@ -76,11 +83,18 @@ export class UndiciGatewayClient implements GatewayClient {
   readonly #now: () => number;
   /** The shim report waiting to go out (HEADERS.shimReport), until an answer proves it arrived. */
   #report: string | undefined;
+  /** `Bearer <token>` for the token it was made from: one string per token, not one per call. */
+  #bearer: { readonly token: string; readonly header: string } | undefined;
 
   constructor(options: UndiciGatewayOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
-    this.#agent = new Agent({ connect: tlsOptions(options.tls), keepAliveTimeout: 60_000, connections: 16 });
+    this.#agent = new Agent({
+      connect: tlsOptions(options.tls),
+      keepAliveTimeout: 60_000,
+      connections: options.connections ?? 16,
+      ...(options.http2 === true ? { allowH2: true, maxConcurrentStreams: 256 } : {}),
+    });
     this.#tokenAgent = new Agent({ connect: tlsOptions(options.tokenTls), keepAliveTimeout: 60_000 });
     this.#endpoints = options.urls.map((url) => {
       const breaker = new CircuitBreaker({ ...options.breaker, now: this.#now });
@@ -152,7 +166,8 @@ export class UndiciGatewayClient implements GatewayClient {
     const signal = AbortSignal.timeout(totalMs);
     const payload = JSON.stringify(body);
     const path = PATHS.keyAction(this.#o.crkId, action);
-    let last: KeygateError = new KeygateError('GATEWAY_UNAVAILABLE', { detail: { reason: 'no attempt' } });
+    // Built only when needed: an Error captures a stack trace, which costs on every call.
+    let last: KeygateError | undefined;
     let tokenRetried = false;
     for (let attempt = 0, i = 0; attempt <= this.#o.maxRetries; attempt++) {
       const out = await this.#attemptWithToken(i, path, payload, { signal, deadline, timeoutsCount }, schema);
@@ -188,7 +203,7 @@ export class UndiciGatewayClient implements GatewayClient {
       if (signal.aborted || this.#now() + wait >= deadline) break;
       await new Promise((r) => setTimeout(r, wait));
     }
-    throw last;
+    throw last ?? new KeygateError('GATEWAY_UNAVAILABLE', { detail: { reason: 'no attempt' } });
   }
 
   /** The endpoint for try number `i`: URLs in order from i, skipping those whose breaker is open. */
@@ -230,6 +245,14 @@ export class UndiciGatewayClient implements GatewayClient {
     return { ...out, url: ep.url };
   }
 
+  #bearerFor(token: string): string {
+    const b = this.#bearer;
+    if (b !== undefined && b.token === token) return b.header;
+    const header = `Bearer ${token}`;
+    this.#bearer = { token, header };
+    return header;
+  }
+
   async #attempt<S extends z.ZodType>(
     ep: Endpoint,
     token: string,
@@ -247,7 +270,7 @@ export class UndiciGatewayClient implements GatewayClient {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: 'application/json',
-      [HEADERS.authorization]: `Bearer ${token}`,
+      [HEADERS.authorization]: this.#bearerFor(token),
       [HEADERS.instance]: this.#o.instanceId,
       [HEADERS.correlationId]: randomUUID(),
       [HEADERS.timeoutMs]: String(timeoutMs),

@@ -101,6 +101,52 @@ describe('token authenticator (fake verifier)', () => {
       () => new TokenAuthenticator({ verifier, clock: { now: () => new Date() }, leewaySeconds: 31 }),
     );
   });
+
+  it('a repeated Authorization header skips matching and hashing, not the checks', async () => {
+    let calls = 0;
+    let expiresAt = 2_000_000_000;
+    const verifier: TokenVerifier = {
+      verify: async (token) => {
+        calls++;
+        assert.equal(token, 'a.b.c');
+        return claims('svc', expiresAt);
+      },
+    };
+    let now = 1_000_000;
+    const auth = new TokenAuthenticator({ verifier, clock: { now: () => new Date(now) }, leewaySeconds: 0 });
+    const cert = { identity: 'x', thumbprint: 't'.repeat(43) };
+    const code = (e: unknown) => (isKeygateError(e) ? e.code : 'not a KeygateError');
+    await auth.authenticate({ cert, authorization: 'Bearer a.b.c' });
+    await auth.authenticate({ cert, authorization: 'Bearer a.b.c' });
+    assert.equal(calls, 1);
+    // Another certificate with the same header: the binding is still checked.
+    await assert.rejects(
+      auth.authenticate({
+        cert: { identity: 'y', thumbprint: 'u'.repeat(43) },
+        authorization: 'Bearer a.b.c',
+      }),
+      (e: unknown) => code(e) === 'AUTH_TOKEN_CERT_MISMATCH',
+    );
+    await assert.rejects(auth.authenticate({ cert }), (e: unknown) => code(e) === 'AUTH_TOKEN_MISSING');
+    await assert.rejects(
+      auth.authenticate({ cert, authorization: 'Bearer nope' }),
+      (e: unknown) => code(e) === 'AUTH_TOKEN_INVALID',
+    );
+    // An expired token leaves the cache; the same header again is verified again, not trusted.
+    expiresAt = 1500;
+    now = 1_000_000;
+    await auth.authenticate({ cert, authorization: 'Bearer a.b.c' });
+    now = 2_000_000_001_000;
+    await assert.rejects(
+      auth.authenticate({ cert, authorization: 'Bearer a.b.c' }),
+      (e: unknown) => code(e) === 'AUTH_TOKEN_EXPIRED',
+    );
+    await assert.rejects(
+      auth.authenticate({ cert, authorization: 'Bearer a.b.c' }),
+      (e: unknown) => code(e) === 'AUTH_TOKEN_EXPIRED',
+    );
+    assert.equal(calls, 2);
+  });
 });
 
 describe('role policy', () => {
