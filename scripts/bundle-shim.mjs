@@ -6,8 +6,6 @@
 // and memory"). Run after `tsc -b` (npm run build, prepare, scripts/test.mjs and run-tests.mjs do);
 // `--if-stale` bundles only when a compiled file is newer than the bundle. `undici` is replaced by
 // scripts/bundle/undici-slim.cjs (the part the shim uses).
-// The folder depth matters until the .proto files are gone: shim/dist/grpc/proto.js finds them at
-// `../../proto/` from its own URL, which from shim/dist/bundle/ is still shim/proto/.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 

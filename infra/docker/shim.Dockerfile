@@ -23,15 +23,14 @@ COPY scripts/bundle/ scripts/bundle/
 RUN npx tsc -b shim/tsconfig.build.json && node scripts/bundle-shim.mjs
 
 # 2. Runtime: distroless Node, non-root, the package bin and the bundle only (no node_modules: the
-#    bundle holds every dependency it runs). shim/package.json makes bin/ an ES module; shim/proto
-#    is read at start until the .proto parse is replaced by static code. The uid owns
+#    bundle holds every dependency it runs, and the KMS messages are static code, so no .proto file
+#    is read). shim/package.json makes bin/ an ES module. The uid owns
 #    /var/run/keygate on the host (infra/shim/keygate-shim-tmpfiles.conf), the static pod's runAsUser.
 FROM gcr.io/distroless/nodejs${NODE_MAJOR}-debian12:nonroot AS runtime
 WORKDIR /app
 COPY --from=build /src/shim/package.json shim/
 COPY --from=build /src/shim/bin shim/bin
 COPY --from=build /src/shim/dist/bundle shim/dist/bundle
-COPY --from=build /src/shim/proto shim/proto
 ENV NODE_ENV=production
 USER 10001:10001
 ENTRYPOINT ["/nodejs/bin/node", "/app/shim/bin/keygate-shim.js"]

@@ -4,7 +4,6 @@ import { createLogger } from '@keygate/shared/log';
 import { loadShimSettings, type ShimSettings } from './config.js';
 import { KmsCore } from './core/kms-core.js';
 import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
-import { KmsClient } from './grpc/kms-client.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
 import { gatewayClientOptions, runShim } from './main.js';
 
@@ -102,6 +101,8 @@ async function main(argv: string[]): Promise<number> {
         console.error('--socket PATH is required');
         return 2;
       }
+      // Loaded here, not at start: the client side is grpc-js (65 modules) that `serve` never runs.
+      const { KmsClient } = await import('./grpc/kms-client.js');
       const client = new KmsClient(normaliseSocketPath(socket));
       const v1 = args.includes('--v1');
       try {
