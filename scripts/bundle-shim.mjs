@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // Bundles the compiled shim (shim/dist/cli.js and everything it imports: @keygate/shared, grpc-js,
 // pino, prom-client, undici, yaml, zod) into one ES module, shim/dist/bundle/keygate-shim.mjs, with
-// a linked source map. The package bin (shim/bin/keygate-shim.js) runs it and the image ships only
-// it: one file to read and compile at start instead of ~190 (docs/benchmarks.md, "Issue 21: start
+// a linked source map, plus chunks beside it for what `serve` never loads (the gRPC client and
+// grpc-js). The package bin (shim/bin/keygate-shim.js) runs it and the image ships only that folder:
+// one file to read and compile at start instead of ~190 (docs/benchmarks.md, "Issue 21: start
 // and memory"). Run after `tsc -b` (npm run build, prepare, scripts/test.mjs and run-tests.mjs do);
 // `--if-stale` bundles only when a compiled file is newer than the bundle. `undici` is replaced by
 // scripts/bundle/undici-slim.cjs (the part the shim uses).
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-export const SHIM_BUNDLE = `${root}shim/dist/bundle/keygate-shim.mjs`;
+const BUNDLE_DIR = `${root}shim/dist/bundle`;
+export const SHIM_BUNDLE = `${BUNDLE_DIR}/keygate-shim.mjs`;
 const ENTRY = `${root}shim/dist/cli.js`;
 
 /** The compiled JavaScript the bundle can be made of (no tests, no test doubles). */
@@ -64,9 +66,16 @@ export async function bundleShim({ ifStale = false } = {}) {
   if (ifStale && existsSync(SHIM_BUNDLE) && statSync(SHIM_BUNDLE).mtimeMs >= newestInput()) return false;
   checkUndiciImports();
   const { build } = await import('esbuild');
+  // Chunk names change with their content: last build's must not stay beside this one's.
+  rmSync(BUNDLE_DIR, { recursive: true, force: true });
   await build({
-    entryPoints: [ENTRY],
-    outfile: SHIM_BUNDLE,
+    entryPoints: { 'keygate-shim': ENTRY },
+    outdir: BUNDLE_DIR,
+    outExtension: { '.js': '.mjs' },
+    // What only some commands load (the gRPC client, grpc-js's server behind KEYGATE_GRPC_SERVER)
+    // goes into chunks of its own beside the entry: `serve` never reads or compiles them.
+    splitting: true,
+    chunkNames: 'chunk-[hash]',
     bundle: true,
     platform: 'node',
     format: 'esm',
