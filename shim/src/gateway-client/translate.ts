@@ -51,8 +51,11 @@ export function fromHttpStatus(
     return { error: new KeygateError('GATEWAY_REFUSED', { detail }), retryable: false, tokenRejected: true };
   if (status === 403) return { error: new KeygateError('GATEWAY_REFUSED', { detail }), retryable: false };
   if (status === 404 || status === 409 || status === 410) {
-    // Not a key state: another URL (or the same one a moment later) may answer properly.
-    return { error: new KeygateError('GATEWAY_PROTOCOL_ERR', { detail }), retryable: true };
+    // Not a key state. A bare status (a proxy, a wrong URL) or a route this gateway does not know
+    // (NOT_FOUND_ERR: a replica of another version) may be answered properly by another URL or a
+    // moment later; any other code of the gateway's is its decision, and a retry gets it again.
+    const retryable = theirs === undefined || theirs === 'NOT_FOUND_ERR';
+    return { error: new KeygateError('GATEWAY_PROTOCOL_ERR', { detail }), retryable };
   }
   if (status === 422)
     return { error: new KeygateError('UNPROCESSABLE_CIPHERTEXT_ERR', { detail }), retryable: false };

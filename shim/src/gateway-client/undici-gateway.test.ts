@@ -126,6 +126,30 @@ describe('UndiciGatewayClient against the Key Protect test fake (real mTLS)', { 
     s.failWith = undefined;
   });
 
+  it('does not retry a 404 or 409 the gateway named a code for; retries a bare one and an unknown route', async () => {
+    const s = await server();
+    const c = client({}, s);
+    // The gateway decided (a rotation guard, a current version): the same call gets the same answer.
+    for (const code of ['ROTATION_NOT_CONVERGED', 'KEY_VERSION_CURRENT_ERR'] as const) {
+      const before = s.counts.wrap;
+      s.failWith = code;
+      await rejectsWith(c.wrap(Buffer.alloc(32), AAD), 'GATEWAY_PROTOCOL_ERR');
+      assert.equal(s.counts.wrap - before, 1, `${code} is not retried`);
+    }
+    // No code of the gateway's (a proxy), or a route this gateway does not know: another try may help.
+    // (A client each: three failed tries in a row count towards the circuit breaker.)
+    s.failWith = 'NOT_FOUND_ERR';
+    let before = s.counts.wrap;
+    await rejectsWith(client({}, s).wrap(Buffer.alloc(32), AAD), 'GATEWAY_PROTOCOL_ERR');
+    assert.equal(s.counts.wrap - before, 3, 'NOT_FOUND_ERR (unknown route) is retried');
+    s.failWith = undefined;
+    s.failStatus = 409;
+    before = s.counts.wrap;
+    await rejectsWith(client({}, s).wrap(Buffer.alloc(32), AAD), 'GATEWAY_PROTOCOL_ERR');
+    assert.equal(s.counts.wrap - before, 3, 'a bare 409 is retried');
+    s.failStatus = undefined;
+  });
+
   it('sends the time it will still wait, within its deadline and the budget it was given', async () => {
     const s = await server();
     const c = client({ deadlineMs: 1500 }, s);
