@@ -7,8 +7,11 @@
  * data sealed before the restart, with the shim's start profile. Issue 21's targets: throughput
  * >= 1.0x the peer at 16 and 64, restart <= 150 ms, RSS <= 64 MiB, per-request >= 2x today.
  * Env: BENCH_K1_POINT_MS (per case and point; default 5000, the issue used 20000),
- * BENCH_K1_RESTARTS (default 3), BENCH_K1_PER_REQUEST=0 to skip that mode.
+ * BENCH_K1_RESTARTS (default 3), BENCH_K1_PER_REQUEST=0 to skip that mode, BENCH_SHIM_NODE=/path/to/node
+ * to run the shim on another Node than the bench's (the images' Node 24 beside the bench's 20, whose
+ * pkcs11js build the gateway needs).
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { KmsClient } from '@keygate/shim';
 import { clientKind, goSide, nodeSide, type Side } from './lib/k1-clients.js';
@@ -22,6 +25,10 @@ import { formatProfile, medianProfile, type StartStepTime } from './lib/start-pr
 
 export const K1_CONCURRENCY = [1, 16, 64];
 /** NODE_OPTIONS of the shipped static pod (infra/shim/static-pod.yaml; test/infra pins the same value). */
+/** The node binary the shim runs on (undefined: the bench's own). */
+const SHIM_NODE = process.env.BENCH_SHIM_NODE || undefined;
+const onShimNode = SHIM_NODE === undefined ? {} : { node: SHIM_NODE };
+
 export const SHIPPED_NODE_OPTIONS =
   process.env.BENCH_K1_NODE_OPTIONS ?? '--max-old-space-size=96 --max-semi-space-size=1 --v8-pool-size=1';
 
@@ -114,6 +121,7 @@ export async function runK1(): Promise<BenchResult> {
     gatewayUrl: gw.url,
     newDek: false,
     nodeOptions: SHIPPED_NODE_OPTIONS,
+    ...onShimNode,
   });
   const peer = await startPeer(bin.path, hsm, 'k1');
   const kms = new KmsClient(shim.socket);
@@ -150,6 +158,7 @@ export async function runK1(): Promise<BenchResult> {
       newDek: true,
       cacheSize: 0,
       nodeOptions: SHIPPED_NODE_OPTIONS,
+      ...onShimNode,
     });
     const prk = new KmsClient(pr.socket);
     const prSide = side('shim NEW_DEK', prk, pr.socket);
@@ -180,6 +189,7 @@ export async function runK1(): Promise<BenchResult> {
       shim.socket,
       { ciphertext: shimSealed.ciphertext, keyId: shimSealed.key_id },
       SHIPPED_NODE_OPTIONS,
+      onShimNode,
     );
     shimMs.push(s.ms);
     profiles.push(s.profile);
@@ -207,6 +217,10 @@ export async function runK1(): Promise<BenchResult> {
   const extra: Record<string, number | string | boolean> = {
     peerBuilt: bin.built,
     client,
+    shimNode:
+      SHIM_NODE === undefined
+        ? process.version
+        : execFileSync(SHIM_NODE, ['--version'], { encoding: 'utf8' }).trim(),
     shimPeakRssMiB: r1(shimPeak),
     gatewayPeakRssMiB: r1(gwPeak),
     peerPeakRssMiB: r1(peerPeak),

@@ -24,10 +24,12 @@ if (files.length === 0) {
   process.exit(2);
 }
 const loaded = files.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Latest);
-const sets: K1Set[] = loaded.map((l) => ({
-  label: `Node ${l.node}`,
-  runs: l.runs.flat().filter((r) => r.id === 'K1'),
-}));
+const sets: K1Set[] = loaded.map((l) => {
+  const runs = l.runs.flat().filter((r) => r.id === 'K1');
+  // The shim's Node (BENCH_SHIM_NODE) when K1 recorded it, else the bench's own.
+  const node = runs[0]?.extra?.shimNode ?? l.node;
+  return { label: `shim on Node ${String(node).replace(/^v/, '')}`, runs };
+});
 for (const s of sets) console.log(`${k1Markdown(s)}\n`);
 if (svgOut) {
   const first = loaded[0];
