@@ -124,6 +124,10 @@ describe('h2GrpcServer on a UNIX socket', () => {
     assert.equal(statusOf(a), '4');
     const b = await post('/t.S/Slow', frame(Buffer.from('y')), { 'grpc-timeout': '5S' });
     assert.equal(statusOf(b), '0');
+    // The longest deadline grpc-timeout can say (~11,400 years) is longer than a Node timer can
+    // wait (2^31-1 ms, which Node turns into 1 ms): such a call must not end at once.
+    const c = await post('/t.S/Slow', frame(Buffer.from('z')), { 'grpc-timeout': '99999999H' });
+    assert.equal(statusOf(c), '0');
   });
 
   it('answers HTTP/2 PINGs', async () => {

@@ -52,6 +52,8 @@ export interface H2GrpcServer {
 }
 
 const noop = (): void => {};
+/** The longest delay a Node timer takes as it is. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function h2GrpcServer(methods: ReadonlyMap<string, H2Method>, o: H2ServerOptions = {}): H2GrpcServer {
   const maxBytes = o.maxRequestBytes ?? 4 * 1024 * 1024;
@@ -186,7 +188,9 @@ function run(
   if (done) return;
   // Answered later: the caller's deadline ends the call, and so does the caller going away.
   stream.once('close', () => finish());
-  if (deadline !== undefined) {
+  // A deadline beyond what a Node timer can wait (2^31-1 ms, ~24.8 days; Node turns a longer delay
+  // into 1 ms) is no deadline in practice: no timer, rather than one that fires at once.
+  if (deadline !== undefined && deadline - Date.now() <= MAX_TIMER_MS) {
     timer = setTimeout(
       () => {
         if (finish()) trailersOnly(stream, S.DEADLINE_EXCEEDED, 'Deadline exceeded');
