@@ -37,6 +37,25 @@ describe('KmsCore', () => {
     assert.deepEqual(core.status(), { healthz: 'ok', keyId: `keygate/inst/crk/${gateway.currentVersion}` });
   });
 
+  it('keeps no DEK that a wrap or unwrap in flight brings back after close', async () => {
+    const { core, gateway } = setup();
+    await core.refresh();
+    const { ciphertext, keyId } = await core.encrypt(Buffer.from('s'), V2);
+    const cold = new KmsCore(testCoreOptions(gateway));
+    gateway.delayMs = 30;
+    // A refresh (wrap) and a Decrypt's unwrap are on their way when the shim closes.
+    const refresh = cold.refresh();
+    const decrypt = Promise.resolve(cold.decrypt(ciphertext, keyId, V2));
+    cold.close();
+    await refresh;
+    await rejectsWith(() => decrypt, 'NOT_READY');
+    assert.deepEqual(
+      [cold.stats().cacheSize, cold.stats().currentDekUses, cold.status().healthz],
+      [0, 0, 'shutting down'],
+      'nothing cached, no current DEK after close',
+    );
+  });
+
   it('round-trips, reports the Status key_id on Encrypt, and stays under the v2 limit', async () => {
     for (const alg of [ShimAlg.A256CBC_HS512, ShimAlg.A256GCM]) {
       const { core } = setup({ alg });
