@@ -134,3 +134,15 @@ export function rssSampler(procs: readonly Proc[], everyMs = 200): { stop(): Rec
     },
   };
 }
+
+/** Runs a bench tool's `main`; whatever it spawned is stopped after, and a failure sets exit code 1. */
+export async function runTool(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (err) {
+    console.error(err);
+    process.exitCode = 1;
+  } finally {
+    await stopAll();
+  }
+}

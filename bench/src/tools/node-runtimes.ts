@@ -17,7 +17,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitHealthy } from '#devstack/launch.js';
 import { median } from '../lib/measure.js';
-import { stopAll } from '../lib/procs.js';
+import { runTool } from '../lib/procs.js';
 import { BENCH_HOME, prepare, REPO_ROOT, shimConfigFor, startGateway } from '../lib/stack.js';
 
 const SHIM_BIN = join(REPO_ROOT, 'shim/bin/keygate-shim.js');
@@ -137,9 +137,4 @@ async function main(): Promise<void> {
   }
 }
 
-main()
-  .catch((err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  })
-  .finally(() => stopAll());
+void runTool(main);

@@ -23,7 +23,7 @@ import { SHIPPED_NODE_OPTIONS } from '../k1.bench.js';
 import { goSide } from '../lib/k1-clients.js';
 import { fmt, median } from '../lib/measure.js';
 import { peerBinary } from '../lib/peer.js';
-import { stopAll } from '../lib/procs.js';
+import { runTool } from '../lib/procs.js';
 import { BENCH_HOME, prepare, startGateway, startShim } from '../lib/stack.js';
 
 /** Least-squares slope of y over x. */
@@ -150,11 +150,4 @@ async function main(): Promise<void> {
   await gw.proc.stop();
 }
 
-main().then(
-  () => stopAll(),
-  async (err: unknown) => {
-    console.error(err);
-    await stopAll();
-    process.exitCode = 1;
-  },
-);
+void runTool(main);

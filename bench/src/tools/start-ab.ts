@@ -21,7 +21,7 @@ import { KmsClient } from '@keygate/shim';
 import { SHIM_CLI } from '#devstack/paths.js';
 import { SHIPPED_NODE_OPTIONS } from '../k1.bench.js';
 import { fmt, median } from '../lib/measure.js';
-import { stopAll } from '../lib/procs.js';
+import { runTool } from '../lib/procs.js';
 import { restartShim } from '../lib/restart.js';
 import { BENCH_HOME, prepare, REPO_ROOT, shimConfigFor, startGateway, startShim } from '../lib/stack.js';
 import { formatProfile, medianProfile, type StartStepTime } from '../lib/start-profile.js';
@@ -95,11 +95,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => stopAll(),
-  async (err: unknown) => {
-    console.error(err);
-    await stopAll();
-    process.exitCode = 1;
-  },
-);
+void runTool(main);
