@@ -1,11 +1,19 @@
 #!/usr/bin/env node
 import { describeConfigError, isKeygateError, systemClock, systemRandom } from '@keygate/shared';
 import { createLogger } from '@keygate/shared/log';
+import { z } from 'zod';
 import { loadShimSettings, type ShimSettings } from './config.js';
 import { KmsCore } from './core/kms-core.js';
 import { UndiciGatewayClient } from './gateway-client/undici-gateway.js';
 import { normaliseSocketPath } from './grpc/socket-file.js';
 import { gatewayClientOptions, runShim } from './main.js';
+
+// zod 4 compiles a parser per object schema with new Function() on its first parse. The shim
+// process parses its config once and a few small gateway answers: compiling costs more than it
+// saves, and it sits on the start path (restart -> first Decrypt, docs/benchmarks.md "Issue 21").
+// Set here, in the process's entry, not in a module that tests and the bench import with the
+// gateway's code in the same process.
+z.config({ jitless: true });
 
 const USAGE = `usage: keygate-shim <command> [options]
   serve   --config FILE            run the KMS plugin on UNIX_SOCKET_PATH

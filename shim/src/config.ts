@@ -16,11 +16,6 @@ import {
 } from '@keygate/shared';
 import { z } from 'zod';
 
-// zod 4 compiles a parser per object schema with new Function() on its first parse. The shim
-// parses its config once and a few small gateway answers: compiling costs more than it saves, and
-// it sits on the start path (restart -> first Decrypt, docs/benchmarks.md "Issue 21").
-z.config({ jitless: true });
-
 import type { TlsFiles } from './gateway-client/undici-gateway.js';
 
 /** A whole number written in decimal, optionally signed and padded (`32`, `"+32"`, `' 032 '`). */
